@@ -1,0 +1,289 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/sightline/sightline/client"
+)
+
+// captured is what the test server saw of one request.
+type captured struct {
+	Method, Path, ContentType, UserAgent, TraceParent string
+	Body                                              string
+}
+
+// newServer starts a server that records the request and answers with
+// status and body.
+func newServer(t *testing.T, status int, ctype, body string) (*client.Client, *captured) {
+	t.Helper()
+	var got captured
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = captured{
+			Method: r.Method, Path: r.URL.EscapedPath(), ContentType: r.Header.Get("Content-Type"),
+			UserAgent: r.Header.Get("User-Agent"), TraceParent: r.Header.Get("Traceparent"), Body: string(b),
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL + "/")
+	if err != nil {
+		t.Fatalf("New(%q) error = %v", srv.URL, err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c, &got
+}
+
+func TestNewRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"", "localhost:8080", "ftp://x", "http://", "::"} {
+		if _, err := client.New(u); err == nil {
+			t.Errorf("New(%q) error = nil, want an error", u)
+		}
+	}
+}
+
+func TestRecommend(t *testing.T) {
+	c, got := newServer(t, 200, "application/json", `{"request_id":"r1","variant":"b","model_version":"m7",
+		"fallback":{"reason":"model_timeout","detail":"model took too long"},
+		"items":[{"item_id":"i1","score":0.5,"reason":"popular"}]}`)
+	rec, err := c.Recommend(context.Background(), client.RecommendRequest{
+		UserID: "u1", Count: 3, Context: client.Context{Channel: "home"}, ExcludeItemIDs: []string{"i9"},
+	})
+	if err != nil {
+		t.Fatalf("Recommend() error = %v", err)
+	}
+	want := &client.Recommendation{
+		RequestID: "r1", Variant: "b", ModelVersion: "m7",
+		Fallback: &client.Fallback{Reason: "model_timeout", Detail: "model took too long"},
+		Items:    []client.ScoredItem{{ItemID: "i1", Score: 0.5, Reason: "popular"}},
+	}
+	if diff := cmp.Diff(want, rec); diff != "" {
+		t.Errorf("Recommend() mismatch (-want +got):\n%s", diff)
+	}
+	wantReq := captured{
+		Method: "POST", Path: "/v1/recommendations", ContentType: "application/json", UserAgent: "sightline-go-client",
+		Body: `{"user_id":"u1","count":3,"context":{"channel":"home"},"exclude_item_ids":["i9"]}`,
+	}
+	if diff := cmp.Diff(wantReq, *got); diff != "" {
+		t.Errorf("Recommend() request mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestRecommendOmitsEmptyFields(t *testing.T) {
+	c, got := newServer(t, 200, "application/json", `{"request_id":"r1","fallback":null,"items":[]}`)
+	rec, err := c.Recommend(context.Background(), client.RecommendRequest{UserID: "u1"})
+	if err != nil {
+		t.Fatalf("Recommend() error = %v", err)
+	}
+	if rec.Fallback != nil {
+		t.Errorf("Recommend().Fallback = %v, want nil", rec.Fallback)
+	}
+	if want := `{"user_id":"u1"}`; got.Body != want {
+		t.Errorf("Recommend() body = %s, want %s", got.Body, want)
+	}
+}
+
+func TestSendEvents(t *testing.T) {
+	c, got := newServer(t, 202, "application/json",
+		`{"accepted":1,"duplicates":1,"rejected":[{"index":1,"error":"item_id: missing required field"}]}`)
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	res, err := c.SendEvents(context.Background(), []client.Event{
+		{EventID: "e1", Type: client.TypeClick, UserID: "u1", ItemID: "i1", RequestID: "r1", Timestamp: ts, DwellMS: 1500},
+		{EventID: "e2", Type: client.TypeImpression, UserID: "u1"},
+	})
+	if err != nil {
+		t.Fatalf("SendEvents() error = %v", err)
+	}
+	want := &client.EventsResult{Accepted: 1, Duplicates: 1,
+		Rejected: []client.Rejection{{Index: 1, Error: "item_id: missing required field"}}}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("SendEvents() mismatch (-want +got):\n%s", diff)
+	}
+	wantBody := `[{"event_id":"e1","type":"click","user_id":"u1","item_id":"i1","request_id":"r1","timestamp":"2026-01-02T03:04:05Z","dwell_ms":1500},` +
+		`{"event_id":"e2","type":"impression","user_id":"u1","item_id":""}]`
+	if got.Body != wantBody {
+		t.Errorf("SendEvents() body = %s, want %s", got.Body, wantBody)
+	}
+}
+
+func TestPutEscapesIDs(t *testing.T) {
+	c, got := newServer(t, 204, "", "")
+	if err := c.PutUser(context.Background(), client.User{UserID: "a/b c", Segment: "s"}); err != nil {
+		t.Fatalf("PutUser() error = %v", err)
+	}
+	if want := "/v1/users/a%2Fb%20c"; got.Path != want || got.Method != "PUT" {
+		t.Errorf("PutUser() sent %s %s, want PUT %s", got.Method, got.Path, want)
+	}
+	if err := c.PutItem(context.Background(), client.Item{ItemID: "i?1", Category: "c", Available: true}); err != nil {
+		t.Fatalf("PutItem() error = %v", err)
+	}
+	if want := "/v1/items/i%3F1"; got.Path != want {
+		t.Errorf("PutItem() path = %s, want %s", got.Path, want)
+	}
+	if want := `{"item_id":"i?1","category":"c","available":true}`; got.Body != want {
+		t.Errorf("PutItem() body = %s, want %s", got.Body, want)
+	}
+	if err := c.PutUser(context.Background(), client.User{}); err == nil {
+		t.Errorf("PutUser(empty id) error = nil, want an error")
+	}
+}
+
+func TestImportStreamsNDJSON(t *testing.T) {
+	c, got := newServer(t, 200, "application/json", `{"imported":2,"rejected":1,"errors":[{"line":3,"error":"bad"}]}`)
+	ndjson := "{\"user_id\":\"u1\"}\n{\"user_id\":\"u2\"}\nnot json\n"
+	res, err := c.ImportUsers(context.Background(), strings.NewReader(ndjson))
+	if err != nil {
+		t.Fatalf("ImportUsers() error = %v", err)
+	}
+	want := &client.ImportResult{Imported: 2, Rejected: 1, Errors: []client.LineError{{Line: 3, Error: "bad"}}}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("ImportUsers() mismatch (-want +got):\n%s", diff)
+	}
+	if got.Path != "/v1/users:import" || got.Body != ndjson || got.ContentType != "application/x-ndjson" {
+		t.Errorf("ImportUsers() sent %s %q (%s), want /v1/users:import with the NDJSON", got.Path, got.Body, got.ContentType)
+	}
+	if _, err := c.ImportItems(context.Background(), strings.NewReader("")); err != nil || got.Path != "/v1/items:import" {
+		t.Errorf("ImportItems() path = %s, err = %v; want /v1/items:import, nil", got.Path, err)
+	}
+}
+
+func TestStatsAndDecision(t *testing.T) {
+	c, _ := newServer(t, 200, "application/json", `{"requests_per_second":12.5,"latency_ms":{"p50":1,"p95":2,"p99":3},
+		"error_rate":0.01,"fallback_rate":0.1,"fallback_rate_by_reason":{"model_timeout":0.1},
+		"ctr_by_variant":{"a":{"impressions":100,"clicks":5,"ctr":0.05}},"events_per_second":3,"model_version":"m1","window_seconds":60}`)
+	st, err := c.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("Stats() error = %v", err)
+	}
+	want := &client.Stats{RequestsPerSecond: 12.5, Latency: client.Latency{P50: 1, P95: 2, P99: 3}, ErrorRate: 0.01,
+		FallbackRate: 0.1, FallbackRateByReason: map[string]float64{"model_timeout": 0.1},
+		CTRByVariant:    map[string]client.VariantCTR{"a": {Impressions: 100, Clicks: 5, CTR: 0.05}},
+		EventsPerSecond: 3, ModelVersion: "m1", WindowSeconds: 60}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("Stats() mismatch (-want +got):\n%s", diff)
+	}
+
+	c, got := newServer(t, 200, "application/json", `{"request_id":"r/1"}`)
+	raw, err := c.Decision(context.Background(), "r/1")
+	if err != nil {
+		t.Fatalf("Decision() error = %v", err)
+	}
+	if string(raw) != `{"request_id":"r/1"}` || got.Path != "/v1/decisions/r%2F1" {
+		t.Errorf("Decision() = %s via %s, want the body via /v1/decisions/r%%2F1", raw, got.Path)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      int
+		ctype, body string
+		want        *client.Error
+		temporary   bool
+	}{
+		{"problem", 400, "application/problem+json",
+			`{"type":"https://sightline.dev/problems/invalid-request","title":"Invalid request","status":400,"detail":"count must be between 1 and 100, got 500"}`,
+			&client.Error{Status: 400, Type: "https://sightline.dev/problems/invalid-request", Title: "Invalid request",
+				Detail: "count must be between 1 and 100, got 500"}, false},
+		{"plain text", 502, "text/plain", "bad gateway\n",
+			&client.Error{Status: 502, Title: "Bad Gateway", Detail: "bad gateway"}, true},
+		{"empty", 503, "", "", &client.Error{Status: 503, Title: "Service Unavailable"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := newServer(t, tt.status, tt.ctype, tt.body)
+			err := c.Health(context.Background())
+			e, ok := errors.AsType[*client.Error](err)
+			if !ok {
+				t.Fatalf("Health() error = %v, want *client.Error", err)
+			}
+			if diff := cmp.Diff(tt.want, e); diff != "" {
+				t.Errorf("Health() error mismatch (-want +got):\n%s", diff)
+			}
+			if e.Temporary() != tt.temporary {
+				t.Errorf("Error.Temporary() = %v, want %v", e.Temporary(), tt.temporary)
+			}
+			if tt.want.Detail != "" && !strings.Contains(e.Error(), tt.want.Detail) {
+				t.Errorf("Error.Error() = %q, want it to contain %q", e.Error(), tt.want.Detail)
+			}
+		})
+	}
+}
+
+func TestTransportErrorHidesUserID(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // nothing listens any more
+	c, err := client.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.PutUser(context.Background(), client.User{UserID: "alice@example.com"})
+	if err == nil || strings.Contains(err.Error(), "alice") {
+		t.Errorf("PutUser() error = %v, want a connection error without the user id", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Health(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Health(canceled) error = %v, want context.Canceled", err)
+	}
+}
+
+func TestTracing(t *testing.T) {
+	var traceparent string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		traceparent = r.Header.Get("Traceparent")
+		io.WriteString(w, `{"status":"ok"}`)
+	}))
+	defer srv.Close()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+
+	c, err := client.New(srv.URL, client.WithTracerProvider(tp), client.WithUserAgent("test/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	if err := c.Health(context.Background()); err != nil {
+		t.Fatalf("Health() error = %v", err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("Health() ended %d spans, want 1", len(spans))
+	}
+	sc := spans[0].SpanContext()
+	want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"
+	if traceparent != want {
+		t.Errorf("traceparent = %q, want %q", traceparent, want)
+	}
+
+	// Without the option there is no propagation.
+	plain, _ := client.New(srv.URL, client.WithHTTPClient(&http.Client{}))
+	if err := plain.Health(context.Background()); err != nil || traceparent != "" {
+		t.Errorf("Health() without tracing: traceparent = %q, err = %v; want none", traceparent, err)
+	}
+}
+
+func TestDecodeErrorOnBadJSON(t *testing.T) {
+	c, _ := newServer(t, 200, "application/json", `{"request_id":`)
+	_, err := c.Recommend(context.Background(), client.RecommendRequest{UserID: "u"})
+	if err == nil {
+		t.Fatal("Recommend() error = nil, want a decode error")
+	}
+	if _, ok := errors.AsType[*client.Error](err); ok {
+		t.Errorf("Recommend() error = %v, want a decode error, not *client.Error", err)
+	}
+}

@@ -1,0 +1,12 @@
+// Package client is the public Go client for the Sightline REST API.
+//
+// It owns its wire types (they mirror the JSON of the API, not Sightline's
+// internal types) so that programs using it never depend on the server's
+// internals. A [Client] is created with [New] and configured with functional
+// options ([WithHTTPClient], [WithUserAgent], [WithTracerProvider]). Every
+// non-2xx response is returned as an [*Error] decoded from the server's
+// application/problem+json body.
+//
+// A Client is safe for concurrent use by multiple goroutines; share one per
+// server rather than creating one per request, so connections are reused.
+package client
