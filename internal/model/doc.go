@@ -1,0 +1,25 @@
+// Package model owns Sightline's online model: FTRL-Proximal logistic
+// regression (McMahan et al. 2013, "Ad Click Prediction: a View from the
+// Trenches") over hashed features and feature crosses, its online
+// evaluation, its snapshots and the deterministic assignment of users to
+// variants (A/B arms).
+//
+// Features are binary and hashed into 2^Bits coordinates with a fixed
+// 64-bit FNV-1a hash and a fixed mixer, so coordinates (and snapshots) are
+// portable across processes. For a request and a candidate item the active
+// features are: the bias; each request-side feature (each non-null user
+// attribute, the channel, the hour bucket, each recent category) on its own
+// and crossed with the item's category; the item id; and the item category.
+//
+// Scoring is lock-free and allocation-free: per-coordinate FTRL state (z, n)
+// is held in atomic 64-bit words and weights are derived lazily from it, so
+// [Model.Score] runs concurrently with [Model.Learn], which serializes
+// writers with a mutex that readers never take. Callers reuse a [Prepared]
+// to hash the request-side features once per request.
+//
+// The package is pure: it does no I/O except through the io.Reader and
+// io.Writer given to snapshots and the files named to [Model.SaveFile] and
+// [LoadFile], starts no goroutines, and reads time only through
+// [Config.Now]. Metrics, tracing and the event stream are the callers'
+// business (the engine scores, an ingest consumer learns).
+package model

@@ -1,0 +1,385 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sightline/sightline/internal/event"
+)
+
+// Errors returned by this package. Callers match them with errors.Is.
+var (
+	// ErrInvalidConfig reports a Config field out of range.
+	ErrInvalidConfig = errors.New("invalid model config")
+	// ErrCorruptSnapshot reports a snapshot that is truncated, has a bad
+	// magic number or format version, fails its checksum or holds values
+	// that cannot be part of a model.
+	ErrCorruptSnapshot = errors.New("corrupt model snapshot")
+	// ErrIncompatibleSnapshot reports a well-formed snapshot that does not
+	// fit the Config it is loaded with (a different number of hash bits).
+	ErrIncompatibleSnapshot = errors.New("incompatible model snapshot")
+	// ErrInvalidSplit reports a variant split that cannot be used.
+	ErrInvalidSplit = errors.New("invalid variant split")
+)
+
+// Defaults and limits of Config.
+const (
+	DefaultBits         = 20
+	DefaultAlpha        = 0.1
+	DefaultBeta         = 1.0
+	DefaultL1           = 1.0
+	DefaultL2           = 1.0
+	DefaultName         = "ftrl"
+	DefaultVersionEvery = 50_000
+	DefaultEvalWindow   = 5 * time.Minute
+
+	// MinBits and MaxBits bound Config.Bits. At MaxBits the model holds
+	// 2^26 coordinates of 16 bytes (1 GiB).
+	MinBits = 4
+	MaxBits = 26
+)
+
+// Config configures a Model. The zero value of every field means its
+// default.
+type Config struct {
+	// Bits is the log2 of the number of hashed coordinates, MinBits..MaxBits.
+	// Zero means DefaultBits (20: one million coordinates, 16 MiB).
+	Bits int
+	// Alpha is the FTRL per-coordinate learning-rate scale. Zero means
+	// DefaultAlpha; it must be positive.
+	Alpha float64
+	// Beta is the FTRL learning-rate smoothing term. Zero means DefaultBeta;
+	// it must be positive.
+	Beta float64
+	// L1 is the L1 regularization strength; it makes weights exactly zero
+	// until a feature has gathered enough evidence. Zero means DefaultL1; a
+	// negative value means no L1 regularization.
+	L1 float64
+	// L2 is the L2 regularization strength. Zero means DefaultL2; a negative
+	// value means no L2 regularization.
+	L2 float64
+	// Name is the model family name that starts Version, e.g. "ftrl". Zero
+	// means DefaultName. At most 64 bytes of [A-Za-z0-9_-].
+	Name string
+	// VersionEvery is the number of updates after which Version changes.
+	// Zero means DefaultVersionEvery.
+	VersionEvery uint64
+	// EvalWindow is the sliding time window of Eval. Zero means
+	// DefaultEvalWindow; it must be at least one second.
+	EvalWindow time.Duration
+	// Now returns the current time, for the evaluation window. Nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// withDefaults returns cfg with zero fields replaced by defaults, and
+// validates it.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Bits == 0 {
+		cfg.Bits = DefaultBits
+	}
+	if cfg.Alpha == 0 {
+		cfg.Alpha = DefaultAlpha
+	}
+	if cfg.Beta == 0 {
+		cfg.Beta = DefaultBeta
+	}
+	if cfg.L1 == 0 {
+		cfg.L1 = DefaultL1
+	}
+	if cfg.L2 == 0 {
+		cfg.L2 = DefaultL2
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.VersionEvery == 0 {
+		cfg.VersionEvery = DefaultVersionEvery
+	}
+	if cfg.EvalWindow == 0 {
+		cfg.EvalWindow = DefaultEvalWindow
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.Bits < MinBits || cfg.Bits > MaxBits:
+		return cfg, fmt.Errorf("%w: bits %d: want %d..%d", ErrInvalidConfig, cfg.Bits, MinBits, MaxBits)
+	case !(cfg.Alpha > 0) || math.IsInf(cfg.Alpha, 0):
+		return cfg, fmt.Errorf("%w: alpha %v: want a positive finite number", ErrInvalidConfig, cfg.Alpha)
+	case !(cfg.Beta > 0) || math.IsInf(cfg.Beta, 0):
+		return cfg, fmt.Errorf("%w: beta %v: want a positive finite number", ErrInvalidConfig, cfg.Beta)
+	case math.IsNaN(cfg.L1) || math.IsInf(cfg.L1, 0):
+		return cfg, fmt.Errorf("%w: l1 %v: want a finite number", ErrInvalidConfig, cfg.L1)
+	case math.IsNaN(cfg.L2) || math.IsInf(cfg.L2, 0):
+		return cfg, fmt.Errorf("%w: l2 %v: want a finite number", ErrInvalidConfig, cfg.L2)
+	case !validName(cfg.Name):
+		return cfg, fmt.Errorf("%w: name %q: want 1..64 bytes of [A-Za-z0-9_-]", ErrInvalidConfig, cfg.Name)
+	case cfg.EvalWindow < time.Second:
+		return cfg, fmt.Errorf("%w: eval window %v: want at least 1s", ErrInvalidConfig, cfg.EvalWindow)
+	}
+	return cfg, nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Label is the outcome Learn is told about.
+type Label uint8
+
+// The labels. An impression is learned as Negative when it is seen; a click
+// on it later arrives as Flip, so that the pair totals one positive example.
+// A click whose impression was never learned arrives as Positive.
+const (
+	// Negative is an impression without a click (y = 0).
+	Negative Label = iota
+	// Positive is a click whose impression was not learned (y = 1).
+	Positive
+	// Flip is a click on an impression already learned as Negative. It
+	// applies the gradient of logloss(y=1) - logloss(y=0), which is -1 on
+	// every active feature.
+	Flip
+)
+
+// String returns "negative", "positive" or "flip".
+func (l Label) String() string {
+	switch l {
+	case Negative:
+		return "negative"
+	case Positive:
+		return "positive"
+	case Flip:
+		return "flip"
+	}
+	return "label(" + strconv.Itoa(int(l)) + ")"
+}
+
+// coord is the FTRL state of one coordinate, as float64 bits. Score reads
+// it without locks; only Learn (under Model.mu) writes it. z and n of one
+// coordinate share a cache line.
+type coord struct {
+	z, n atomic.Uint64
+}
+
+// Model is an online FTRL-Proximal logistic regression.
+//
+// Score, Prepare, Version, Updates and Eval are safe for concurrent use with
+// each other and with Learn, LearnPrepared and WriteSnapshot; Score never
+// blocks. Learn and LearnPrepared are safe for concurrent use but serialize
+// on a writer mutex.
+type Model struct {
+	cfg       Config
+	mask      uint64
+	bias      uint64 // masked coordinate of the bias
+	alpha     float64
+	beta      float64
+	l1, l2    float64
+	coords    []coord
+	updates   atomic.Uint64
+	gen       uint64 // snapshot generation; fixed after construction
+	version   atomic.Pointer[string]
+	eval      evaluator
+	mu        sync.Mutex // serializes writers: Learn, WriteSnapshot
+	learnPrep Prepared   // scratch for Learn, guarded by mu
+	active    []uint32   // scratch for Learn, guarded by mu
+	weights   []float64  // scratch for Learn, guarded by mu
+}
+
+// New returns an untrained Model (every weight zero, Version "<name>-v0.0").
+func New(cfg Config) (*Model, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{
+		cfg:    cfg,
+		mask:   1<<uint(cfg.Bits) - 1,
+		bias:   biasIndex() & (1<<uint(cfg.Bits) - 1),
+		alpha:  cfg.Alpha,
+		beta:   cfg.Beta,
+		l1:     max(cfg.L1, 0),
+		l2:     max(cfg.L2, 0),
+		coords: make([]coord, 1<<uint(cfg.Bits)),
+		eval:   newEvaluator(cfg.EvalWindow),
+	}
+	m.setVersion()
+	return m, nil
+}
+
+// Version names the model state for decision records, e.g. "ftrl-v3.12":
+// the Config name, the snapshot generation (0 for a model built by New, one
+// more than the snapshot's for a model read from a snapshot) and
+// Updates()/VersionEvery. It changes only every VersionEvery updates or on a
+// snapshot restore, so it is a low-cardinality label. It does not allocate.
+func (m *Model) Version() string {
+	return *m.version.Load()
+}
+
+func (m *Model) setVersion() {
+	v := m.cfg.Name + "-v" + strconv.FormatUint(m.gen, 10) + "." +
+		strconv.FormatUint(m.updates.Load()/m.cfg.VersionEvery, 10)
+	m.version.Store(&v)
+}
+
+// Updates returns the number of updates (Learn and LearnPrepared calls with
+// a valid label) the model state includes, counting those before the
+// snapshot it was restored from.
+func (m *Model) Updates() uint64 {
+	return m.updates.Load()
+}
+
+// weight returns the FTRL-Proximal weight of coordinate i, derived from its
+// z and n:
+//
+//	w = 0                                          if |z| <= L1
+//	w = -(z - sign(z)·L1) / ((β + √n)/α + L2)       otherwise
+func (m *Model) weight(i uint64) float64 {
+	c := &m.coords[i]
+	z := math.Float64frombits(c.z.Load())
+	if math.Abs(z) <= m.l1 {
+		return 0
+	}
+	n := math.Float64frombits(c.n.Load())
+	return -(z - math.Copysign(m.l1, z)) / ((m.beta+math.Sqrt(n))/m.alpha + m.l2)
+}
+
+// sigmoid is the logistic function with the logit clamped so that the
+// result stays strictly inside (0, 1).
+func sigmoid(x float64) float64 {
+	x = min(max(x, -35), 35)
+	return 1 / (1 + math.Exp(-x))
+}
+
+// Score writes to out[i] the predicted click probability of items[i] for the
+// request p was prepared from. out must be at least as long as items.
+//
+// Score is called on the request path. It is safe for concurrent use,
+// concurrent with Learn, takes no lock and does not allocate. It reads each
+// coordinate atomically, so an item scored while Learn runs sees some
+// features before and some after the update.
+func (m *Model) Score(p *Prepared, items []event.Item, out []float64) {
+	_ = out[:len(items)]
+	base := m.weight(m.bias)
+	for _, h := range p.req {
+		base += m.weight(index(h) & m.mask)
+	}
+	for i := range items {
+		it := &items[i]
+		s := base + m.weight(index(itemHash(it.ID))&m.mask)
+		if it.Category != "" {
+			c := categoryHash(it.Category)
+			s += m.weight(index(c) & m.mask)
+			for _, h := range p.req {
+				s += m.weight(cross(h, c) & m.mask)
+			}
+		}
+		out[i] = sigmoid(s)
+	}
+}
+
+// appendActive appends the coordinates of the features active for p and it
+// to dst, in the order Score sums them.
+func (m *Model) appendActive(dst []uint32, p *Prepared, it *event.Item) []uint32 {
+	dst = append(dst, uint32(m.bias))
+	for _, h := range p.req {
+		dst = append(dst, uint32(index(h)&m.mask))
+	}
+	dst = append(dst, uint32(index(itemHash(it.ID))&m.mask))
+	if it.Category != "" {
+		c := categoryHash(it.Category)
+		dst = append(dst, uint32(index(c)&m.mask))
+		for _, h := range p.req {
+			dst = append(dst, uint32(cross(h, c)&m.mask))
+		}
+	}
+	return dst
+}
+
+// Learn applies one online update for the request x and the item it,
+// labelled l, and returns the click probability the model predicted for
+// them before the update (progressive validation). The prediction also goes
+// into Eval. An unknown label leaves the model unchanged and returns NaN.
+//
+// Learn is called by the event consumer. It is safe for concurrent use; it
+// serializes with other writers but never blocks Score. It does not
+// allocate once its scratch buffers have grown.
+func (m *Model) Learn(x *Context, it event.Item, l Label) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.learnPrep.prepare(x)
+	return m.learnLocked(&m.learnPrep, &it, l)
+}
+
+// LearnPrepared is Learn for a request already hashed by Prepare, so that a
+// caller holding a Prepared avoids hashing again. p is only read.
+func (m *Model) LearnPrepared(p *Prepared, it event.Item, l Label) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.learnLocked(p, &it, l)
+}
+
+func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
+	if l > Flip {
+		return math.NaN()
+	}
+	m.active = m.appendActive(m.active[:0], p, it)
+	m.weights = m.weights[:0]
+	var s float64
+	for _, i := range m.active {
+		w := m.weight(uint64(i))
+		m.weights = append(m.weights, w)
+		s += w
+	}
+	pred := sigmoid(s)
+
+	// The gradient of log loss with respect to the logit: p - y, the same
+	// for every active (binary) feature. A Flip adds the gradient of
+	// logloss(y=1) - logloss(y=0) = (p-1) - p = -1.
+	var g float64
+	switch l {
+	case Negative:
+		g = pred
+	case Positive:
+		g = pred - 1
+	case Flip:
+		g = -1
+	}
+	g2 := g * g
+	for k, i := range m.active {
+		c := &m.coords[i]
+		z := math.Float64frombits(c.z.Load())
+		n := math.Float64frombits(c.n.Load())
+		sigma := (math.Sqrt(n+g2) - math.Sqrt(n)) / m.alpha
+		c.z.Store(math.Float64bits(z + g - sigma*m.weights[k]))
+		c.n.Store(math.Float64bits(n + g2))
+	}
+
+	u := m.updates.Add(1)
+	if u%m.cfg.VersionEvery == 0 {
+		m.setVersion()
+	}
+	m.eval.observe(m.cfg.Now(), pred, l)
+	return pred
+}
+
+// Eval returns the online (progressive validation) statistics of the
+// predictions Learn made within the last EvalWindow. It is safe for
+// concurrent use.
+func (m *Model) Eval() EvalStats {
+	return m.eval.stats(m.cfg.Now())
+}
