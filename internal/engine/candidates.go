@@ -1,0 +1,476 @@
+package engine
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sightline/sightline/internal/event"
+)
+
+// IndexConfig sizes the candidate index. The zero value means the defaults.
+type IndexConfig struct {
+	// Global is the number of globally popular items kept (default 100).
+	Global int
+	// PerCategory is the number of popular items kept per category (default 10).
+	PerCategory int
+	// MaxCategories bounds how many categories contribute candidates to one
+	// request (default 64), the user's recent categories first.
+	MaxCategories int
+	// PerSegment is the number of popular items kept per user segment for the
+	// fallback answer (default 100).
+	PerSegment int
+	// MaxSegments bounds the number of distinct segments tracked (default 32);
+	// others share the global list.
+	MaxSegments int
+	// CoVisit is the number of co-visited neighbours kept per item (default 20).
+	CoVisit int
+	// HalfLife is the decay half-life of popularity (default 1h).
+	HalfLife time.Duration
+}
+
+func (c *IndexConfig) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Global, 100)
+	def(&c.PerCategory, 10)
+	def(&c.MaxCategories, 64)
+	def(&c.PerSegment, 100)
+	def(&c.MaxSegments, 32)
+	def(&c.CoVisit, 20)
+	if c.HalfLife <= 0 {
+		c.HalfLife = time.Hour
+	}
+}
+
+// Index is the candidate index: popularity lists (global, per category, per
+// segment) with exponential decay, and item-to-item co-visitation. Writers
+// (Observe, PutItem) take a mutex and mark items dirty; Refresh publishes an
+// immutable view (copies, not shared state) that readers use without locks,
+// so candidate generation never scans the catalog and never waits on writers.
+type Index struct {
+	cfg   IndexConfig
+	epoch time.Time
+
+	mu        sync.Mutex
+	items     map[string]*itemStat
+	dirty     map[*itemStat]struct{}
+	dirtyCats map[string]struct{}
+	segments  map[string]map[*itemStat]float64 // segment → item → inflated score
+	segDirty  map[string]struct{}
+	global    []*itemStat
+	byCat     map[string][]*itemStat
+
+	view atomic.Pointer[indexView]
+}
+
+type itemStat struct {
+	item  event.Item
+	score float64 // inflated decayed popularity (clicks weighted)
+	shows float64 // inflated decayed impressions
+	covis map[string]float64
+}
+
+// entry is an immutable copy of an item and its popularity in a view.
+type entry struct {
+	item  event.Item
+	score float64
+}
+
+// indexView is an immutable snapshot of the popularity lists.
+type indexView struct {
+	global     []entry
+	byCategory map[string][]entry
+	categories []string // ordered by popularity
+	bySegment  map[string][]entry
+	covis      map[string][]entry
+	pop        map[string]float64 // popularity of listed items, 0..1
+	maxScore   float64
+}
+
+// NewIndex returns an empty index.
+func NewIndex(cfg IndexConfig) *Index {
+	cfg.defaults()
+	ix := &Index{
+		cfg:       cfg,
+		epoch:     time.Now(),
+		items:     make(map[string]*itemStat),
+		dirty:     make(map[*itemStat]struct{}),
+		dirtyCats: make(map[string]struct{}),
+		segments:  make(map[string]map[*itemStat]float64),
+		segDirty:  make(map[string]struct{}),
+		byCat:     make(map[string][]*itemStat),
+	}
+	ix.view.Store(&indexView{byCategory: map[string][]entry{}, bySegment: map[string][]entry{}, covis: map[string][]entry{}, pop: map[string]float64{}})
+	return ix
+}
+
+// weight is the inflation factor for an observation at t: instead of decaying
+// every score, newer observations weigh exponentially more, which keeps the
+// ordering of scores equal to that of decayed scores.
+func (ix *Index) weight(t time.Time) float64 {
+	h := t.Sub(ix.epoch).Hours() / ix.cfg.HalfLife.Hours()
+	if h > 500 { // keep far from overflow; a restart resets the epoch
+		h = 500
+	}
+	return math.Exp2(h)
+}
+
+// PutItem adds or updates a catalog item. It is called for every catalog
+// change and must stay cheap.
+func (ix *Index) PutItem(it event.Item) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	s, ok := ix.items[it.ID]
+	if !ok {
+		s = &itemStat{}
+		ix.items[it.ID] = s
+	} else {
+		ix.dirtyCats[s.item.Category] = struct{}{}
+	}
+	s.item = it
+	ix.dirtyCats[it.Category] = struct{}{}
+	ix.dirty[s] = struct{}{}
+}
+
+// Observe records an interaction event: clicks and conversions raise an
+// item's popularity (overall and for segment), impressions its exposure; a
+// click also strengthens co-visitation with the user's recent items.
+func (ix *Index) Observe(ev *event.Event, segment string, recent []string) {
+	var w float64
+	switch ev.Type {
+	case event.Click:
+		w = 1
+	case event.Conversion:
+		w = 2
+	case event.Impression:
+	default:
+		return
+	}
+	t := ev.Timestamp
+	if t.IsZero() {
+		t = time.Now()
+	}
+	inf := ix.weight(t)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	s, ok := ix.items[ev.ItemID]
+	if !ok {
+		return // not in the catalog: never a candidate
+	}
+	if w == 0 {
+		s.shows += inf
+		return
+	}
+	s.score += w * inf
+	ix.dirty[s] = struct{}{}
+	ix.dirtyCats[s.item.Category] = struct{}{}
+	if segment != "" {
+		m, ok := ix.segments[segment]
+		if !ok && len(ix.segments) < ix.cfg.MaxSegments {
+			m = make(map[*itemStat]float64)
+			ix.segments[segment] = m
+		}
+		if m != nil {
+			m[s] += w * inf
+			ix.segDirty[segment] = struct{}{}
+		}
+	}
+	for i, id := range recent {
+		if i >= 5 {
+			break
+		}
+		if id == ev.ItemID {
+			continue
+		}
+		o, ok := ix.items[id]
+		if !ok {
+			continue
+		}
+		ix.bumpCovis(s, id, inf)
+		ix.bumpCovis(o, ev.ItemID, inf)
+	}
+}
+
+func (ix *Index) bumpCovis(s *itemStat, other string, w float64) {
+	if s.covis == nil {
+		s.covis = make(map[string]float64, 4)
+	}
+	s.covis[other] += w
+	if len(s.covis) > 2*ix.cfg.CoVisit {
+		// Evict the weakest half so memory stays bounded per item.
+		type kv struct {
+			k string
+			v float64
+		}
+		all := make([]kv, 0, len(s.covis))
+		for k, v := range s.covis {
+			all = append(all, kv{k, v})
+		}
+		slices.SortFunc(all, func(a, b kv) int { return cmpDesc(a.v, b.v) })
+		for _, e := range all[ix.cfg.CoVisit:] {
+			delete(s.covis, e.k)
+		}
+	}
+	ix.dirty[s] = struct{}{}
+}
+
+func cmpDesc(a, b float64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
+// Refresh publishes a new view of the popularity lists, merging the items
+// changed since the last refresh into the previous top lists. Its cost is
+// proportional to the changed items and the list sizes, not the catalog.
+// The engine calls it periodically from Run; tests call it directly.
+func (ix *Index) Refresh() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.dirty) == 0 && len(ix.segDirty) == 0 {
+		return
+	}
+	old := ix.view.Load()
+	score := func(s *itemStat) float64 { return s.score }
+	ix.global = mergeTop(ix.global, ix.dirty, nil, ix.cfg.Global, score)
+	for c := range ix.dirtyCats {
+		l := mergeTop(ix.byCat[c], ix.dirty, func(s *itemStat) bool { return s.item.Category == c }, ix.cfg.PerCategory, score)
+		if len(l) == 0 {
+			delete(ix.byCat, c)
+		} else {
+			ix.byCat[c] = l
+		}
+	}
+	nv := &indexView{
+		byCategory: make(map[string][]entry, len(ix.byCat)),
+		bySegment:  make(map[string][]entry, len(ix.segments)),
+		covis:      old.covis,
+		pop:        make(map[string]float64, len(ix.global)+len(ix.byCat)*ix.cfg.PerCategory),
+	}
+	if len(ix.global) > 0 {
+		nv.maxScore = ix.global[0].score
+	}
+	norm := func(v float64) float64 {
+		if nv.maxScore <= 0 {
+			return 0
+		}
+		return v / nv.maxScore
+	}
+	copyList := func(l []*itemStat) []entry {
+		out := make([]entry, len(l))
+		for i, s := range l {
+			out[i] = entry{item: s.item, score: s.score}
+			nv.pop[s.item.ID] = norm(s.score)
+		}
+		return out
+	}
+	nv.global = copyList(ix.global)
+	catScore := make(map[string]float64, len(ix.byCat))
+	for c, l := range ix.byCat {
+		nv.byCategory[c] = copyList(l)
+		nv.categories = append(nv.categories, c)
+		catScore[c] = l[0].score
+	}
+	slices.SortFunc(nv.categories, func(a, b string) int {
+		if r := cmpDesc(catScore[a], catScore[b]); r != 0 {
+			return r
+		}
+		return strings.Compare(a, b)
+	})
+	for seg, l := range old.bySegment {
+		nv.bySegment[seg] = l
+	}
+	for seg := range ix.segDirty {
+		m := ix.segments[seg]
+		l := make([]*itemStat, 0, len(m))
+		for s := range m {
+			if s.item.Available {
+				l = append(l, s)
+			}
+		}
+		slices.SortFunc(l, func(a, b *itemStat) int { return cmpDesc(m[a], m[b]) })
+		if len(l) > ix.cfg.PerSegment {
+			l = l[:ix.cfg.PerSegment]
+		}
+		el := make([]entry, len(l))
+		for i, s := range l {
+			el[i] = entry{item: s.item, score: m[s]}
+		}
+		nv.bySegment[seg] = el
+	}
+	// Co-visitation lists of the changed items.
+	copied := false
+	for s := range ix.dirty {
+		if len(s.covis) == 0 {
+			continue
+		}
+		if !copied {
+			nv.covis = make(map[string][]entry, len(old.covis)+len(ix.dirty))
+			for k, v := range old.covis {
+				nv.covis[k] = v
+			}
+			copied = true
+		}
+		ids := make([]string, 0, len(s.covis))
+		for id := range s.covis {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b string) int { return cmpDesc(s.covis[a], s.covis[b]) })
+		if len(ids) > ix.cfg.CoVisit {
+			ids = ids[:ix.cfg.CoVisit]
+		}
+		el := make([]entry, 0, len(ids))
+		for _, id := range ids {
+			if o, ok := ix.items[id]; ok {
+				el = append(el, entry{item: o.item, score: o.score})
+			}
+		}
+		nv.covis[s.item.ID] = el
+	}
+	clear(ix.dirty)
+	clear(ix.dirtyCats)
+	clear(ix.segDirty)
+	ix.view.Store(nv)
+}
+
+// mergeTop returns the top k of old ∪ dirty (filtered by keep, available
+// only), ordered by score descending, ties by item id.
+func mergeTop(old []*itemStat, dirty map[*itemStat]struct{}, keep func(*itemStat) bool, k int, score func(*itemStat) float64) []*itemStat {
+	seen := make(map[*itemStat]struct{}, len(old)+len(dirty))
+	out := make([]*itemStat, 0, len(old)+len(dirty))
+	add := func(s *itemStat) {
+		if _, ok := seen[s]; ok {
+			return
+		}
+		seen[s] = struct{}{}
+		if !s.item.Available || (keep != nil && !keep(s)) {
+			return
+		}
+		out = append(out, s)
+	}
+	for _, s := range old {
+		add(s)
+	}
+	for s := range dirty {
+		add(s)
+	}
+	slices.SortFunc(out, func(a, b *itemStat) int {
+		if r := cmpDesc(score(a), score(b)); r != 0 {
+			return r
+		}
+		if a.item.ID < b.item.ID {
+			return -1
+		}
+		if a.item.ID > b.item.ID {
+			return 1
+		}
+		return 0
+	})
+	if len(out) > k {
+		out = out[:k]
+	}
+	return out
+}
+
+// candidateSet collects candidates for one request without duplicates.
+type candidateSet struct {
+	items  []event.Item
+	source []string
+	seen   map[string]struct{}
+}
+
+func (cs *candidateSet) reset() {
+	cs.items = cs.items[:0]
+	cs.source = cs.source[:0]
+	clear(cs.seen)
+}
+
+func (cs *candidateSet) add(it event.Item, src string) {
+	if _, ok := cs.seen[it.ID]; ok {
+		return
+	}
+	cs.seen[it.ID] = struct{}{}
+	cs.items = append(cs.items, it)
+	cs.source = append(cs.source, src)
+}
+
+// Candidates fills cs with candidates for a user: co-visited neighbours of
+// the recent items, the popular items of the recent categories, the popular
+// items of every category (up to MaxCategories), and the global popular
+// items. It reads the published view only.
+func (ix *Index) Candidates(cs *candidateSet, recentItems, recentCats []string) {
+	v := ix.view.Load()
+	for _, id := range recentItems {
+		for _, e := range v.covis[id] {
+			if e.item.Available {
+				cs.add(e.item, "covisit")
+			}
+		}
+	}
+	for _, c := range recentCats {
+		for _, e := range v.byCategory[c] {
+			cs.add(e.item, "recent_category")
+		}
+	}
+	for i, c := range v.categories {
+		if i >= ix.cfg.MaxCategories {
+			break
+		}
+		for _, e := range v.byCategory[c] {
+			cs.add(e.item, "category")
+		}
+	}
+	for _, e := range v.global {
+		cs.add(e.item, "popular")
+	}
+}
+
+// Popular calls fn with popular available items for segment, most popular
+// first (the segment's list, then the global list, then each category's),
+// with scores normalised to 0..1, until fn returns false.
+func (ix *Index) Popular(segment string, fn func(it event.Item, score float64) bool) {
+	v := ix.view.Load()
+	emit := func(l []entry, max float64) bool {
+		for _, e := range l {
+			sc := 0.0
+			if max > 0 {
+				sc = e.score / max
+			}
+			if !fn(e.item, sc) {
+				return false
+			}
+		}
+		return true
+	}
+	if l := v.bySegment[segment]; len(l) > 0 {
+		if !emit(l, l[0].score) {
+			return
+		}
+	}
+	if !emit(v.global, v.maxScore) {
+		return
+	}
+	for _, c := range v.categories {
+		if !emit(v.byCategory[c], v.maxScore) {
+			return
+		}
+	}
+}
+
+// Popularity returns an item's popularity normalised to 0..1 against the most
+// popular item, or 0 for an item outside the popularity lists. The popularity
+// control variant ranks by it.
+func (ix *Index) Popularity(id string) float64 {
+	return ix.view.Load().pop[id]
+}

@@ -1,0 +1,321 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// FeatureSource is what the engine needs of the feature store. It is called
+// on the request path with a deadline and must honour ctx; implementations
+// must be safe for concurrent use.
+type FeatureSource interface {
+	// User returns the profile of id and whether the user is known.
+	User(ctx context.Context, id string) (event.User, bool, error)
+	// Activity returns the user's recent activity.
+	Activity(ctx context.Context, userID string) (features.Activity, error)
+}
+
+// Scorer scores candidate items for one request, writing P(click) (or a
+// ranking score in 0..1) for items[i] into out[i]. It is called on the
+// request path with the inference deadline in ctx and must be safe for
+// concurrent use.
+type Scorer interface {
+	Score(ctx context.Context, x *model.Context, items []event.Item, out []float64) error
+	// Version names the model that scores, for records and metrics.
+	Version() string
+}
+
+// Calibrated is implemented by scorers whose scores are probabilities; only
+// their decisions are checked against Config.MinConfidence.
+type Calibrated interface {
+	Calibrated() bool
+}
+
+// Errors returned by Recommend.
+var (
+	// ErrInvalidRequest reports a request the caller should have rejected.
+	ErrInvalidRequest = errors.New("invalid recommendation request")
+)
+
+// Config configures an Engine. The zero value of every field means its
+// default.
+type Config struct {
+	// Split assigns users to variants (default model.DefaultSplit).
+	Split model.Split
+	// Scorers maps a variant name to its scorer. A variant named
+	// "popularity" without a scorer ranks by the index's popularity.
+	Scorers map[string]Scorer
+	// FeatureBudget is the deadline of the feature fetch (default 5ms).
+	FeatureBudget time.Duration
+	// ModelBudget is the deadline of model inference (default 5ms).
+	ModelBudget time.Duration
+	// MinConfidence is the lowest top score of a calibrated model below which
+	// the engine falls back with low_confidence (default 0.005; negative
+	// disables the check).
+	MinConfidence float64
+	// RequiredFeatures are the user attributes without which a known user's
+	// request falls back with missing_features (default user_age_bucket and
+	// user_segment). Set to an empty non-nil slice to require none.
+	RequiredFeatures []string
+	// MaxPerCategory bounds the items of one category in a response (default 3).
+	MaxPerCategory int
+	// Explore is the share of slots filled by exploration (default 0.05;
+	// negative disables exploration).
+	Explore float64
+	// DecisionRing is the number of recent decisions kept (default 50,000).
+	DecisionRing int
+	// RefreshInterval is how often the candidate index publishes (default 200ms).
+	RefreshInterval time.Duration
+	// DecisionLogRatio is the share of non-fallback decisions logged at INFO
+	// (default 0.01; negative logs none). Fallbacks are always logged (WARN).
+	DecisionLogRatio float64
+	// SlowThreshold marks a slow request; slow requests get exemplars (default 50ms).
+	SlowThreshold time.Duration
+	// Channels is the bounded set of channel label values; others are folded
+	// into "other" (default web, ios, android, email).
+	Channels []string
+	// Index sizes the candidate index.
+	Index IndexConfig
+	// Pseudonymize maps a raw user id to the pseudonym used in records, logs
+	// and spans. Nil uses an unkeyed hash, which is not safe against
+	// dictionary attacks: production wiring passes the keyed telemetry one.
+	Pseudonymize func(userID string) string
+	// OnDecision, if set, is called synchronously with every decision (stats,
+	// quality monitors). It must be cheap and must not retain or modify d.
+	OnDecision func(d *Decision)
+	// Logger receives decision and error logs; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the engine's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// TracerProvider provides the engine's tracer; nil is a no-op.
+	TracerProvider trace.TracerProvider
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if len(c.Split) == 0 {
+		c.Split = model.DefaultSplit
+	}
+	if c.FeatureBudget <= 0 {
+		c.FeatureBudget = 5 * time.Millisecond
+	}
+	if c.ModelBudget <= 0 {
+		c.ModelBudget = 5 * time.Millisecond
+	}
+	if c.MinConfidence == 0 {
+		c.MinConfidence = 0.005
+	}
+	if c.RequiredFeatures == nil {
+		c.RequiredFeatures = []string{event.AttrAgeBucket, event.AttrSegment}
+	}
+	if c.MaxPerCategory <= 0 {
+		c.MaxPerCategory = 3
+	}
+	if c.Explore == 0 {
+		c.Explore = 0.05
+	}
+	if c.Explore < 0 {
+		c.Explore = 0
+	}
+	if c.DecisionRing <= 0 {
+		c.DecisionRing = 50_000
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = 200 * time.Millisecond
+	}
+	if c.DecisionLogRatio == 0 {
+		c.DecisionLogRatio = 0.01
+	}
+	if c.SlowThreshold <= 0 {
+		c.SlowThreshold = 50 * time.Millisecond
+	}
+	if len(c.Channels) == 0 {
+		c.Channels = []string{"web", "ios", "android", "email"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Pseudonymize == nil {
+		seed := maphash.MakeSeed()
+		c.Pseudonymize = func(id string) string {
+			return "u_" + strconv.FormatUint(maphash.String(seed, id), 16)
+		}
+	}
+}
+
+// Engine makes recommendation decisions. All methods are safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	fs       FeatureSource
+	index    *Index
+	scorers  map[string]Scorer
+	required []string
+	channels map[string]string
+	ring     *ring
+	tracer   trace.Tracer
+	met      *metrics
+	pool     sync.Pool // *scratch
+	seq      atomic.Uint64
+	idSeed   maphash.Seed
+}
+
+// scratch is per-request working memory, pooled.
+type scratch struct {
+	cs     candidateSet
+	scores []float64
+	order  []int
+}
+
+// New returns an engine reading features from fs.
+func New(fs FeatureSource, cfg Config) (*Engine, error) {
+	if fs == nil {
+		return nil, errors.New("engine: nil feature source")
+	}
+	cfg.defaults()
+	if cfg.Explore >= 1 {
+		return nil, fmt.Errorf("engine: explore share %v must be below 1", cfg.Explore)
+	}
+	e := &Engine{
+		cfg:      cfg,
+		fs:       fs,
+		index:    NewIndex(cfg.Index),
+		scorers:  make(map[string]Scorer, len(cfg.Split)),
+		required: cfg.RequiredFeatures,
+		channels: make(map[string]string, len(cfg.Channels)),
+		ring:     newRing(cfg.DecisionRing),
+		tracer:   cfg.TracerProvider.Tracer("github.com/sightline/sightline/internal/engine"),
+		idSeed:   maphash.MakeSeed(),
+	}
+	for _, c := range cfg.Channels {
+		e.channels[c] = c
+	}
+	for _, arm := range cfg.Split {
+		s, ok := cfg.Scorers[arm.Name]
+		if !ok {
+			if arm.Name != "popularity" {
+				return nil, fmt.Errorf("engine: variant %q has no scorer", arm.Name)
+			}
+			s = popularityScorer{e.index}
+		}
+		e.scorers[arm.Name] = s
+	}
+	var variants []string
+	for name := range e.scorers {
+		variants = append(variants, name)
+	}
+	slices.Sort(variants)
+	met, err := newMetrics(cfg.Registerer, variants, cfg.Channels)
+	if err != nil {
+		return nil, err
+	}
+	e.met = met
+	e.pool.New = func() any {
+		return &scratch{cs: candidateSet{seen: make(map[string]struct{}, 512)}}
+	}
+	return e, nil
+}
+
+// Index returns the engine's candidate index, for wiring catalog changes.
+func (e *Engine) Index() *Index { return e.index }
+
+// Run refreshes the candidate index every RefreshInterval until ctx is done.
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		e.index.Refresh()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Observe feeds an interaction event to the candidate index. The event
+// consumer calls it for every event in log order, before the feature store
+// records the event in the user's activity.
+func (e *Engine) Observe(ctx context.Context, ev *event.Event) {
+	var segment string
+	var recent []string
+	if ev.Type != event.Impression {
+		if u, ok, err := e.fs.User(ctx, ev.UserID); err == nil && ok {
+			segment = u.Segment
+		}
+		if a, err := e.fs.Activity(ctx, ev.UserID); err == nil {
+			recent = a.RecentItems
+		}
+	}
+	e.index.Observe(ev, segment, recent)
+}
+
+// Decision returns a recent decision by request id.
+func (e *Engine) Decision(requestID string) (*Decision, bool) {
+	d, _, ok := e.ring.get(requestID)
+	return d, ok
+}
+
+// Join is what the model saw when it made a decision, for training.
+type Join struct {
+	Context model.Context
+	Item    event.Item
+	Variant string
+}
+
+// Joined returns the model context of the decision requestID and the item
+// itemID as it was shown, if the decision is still in the ring and showed
+// the item.
+func (e *Engine) Joined(requestID, itemID string) (Join, bool) {
+	d, x, ok := e.ring.get(requestID)
+	if !ok {
+		return Join{}, false
+	}
+	for _, it := range d.Items {
+		if it.ItemID == itemID {
+			return Join{Context: *x, Item: event.Item{ID: it.ItemID, Category: it.Category, Available: true}, Variant: d.Variant}, true
+		}
+	}
+	return Join{}, false
+}
+
+// Variant returns the variant of a user.
+func (e *Engine) Variant(userID string) string { return e.cfg.Split.Assign(userID) }
+
+// Channel folds a channel into the bounded label set.
+func (e *Engine) Channel(c string) string {
+	if v, ok := e.channels[c]; ok {
+		return v
+	}
+	if c == "" {
+		return "none"
+	}
+	return "other"
+}
+
+func (e *Engine) newRequestID() string {
+	n := e.seq.Add(1)
+	return strconv.FormatUint(maphash.Comparable(e.idSeed, n), 16)
+}

@@ -1,0 +1,277 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// fakeStore is a FeatureSource whose behaviour a test chooses.
+type fakeStore struct {
+	users map[string]event.User
+	act   map[string]features.Activity
+	err   error
+	block bool // wait for ctx to end
+}
+
+func (f *fakeStore) User(ctx context.Context, id string) (event.User, bool, error) {
+	if f.block {
+		<-ctx.Done()
+		return event.User{}, false, ctx.Err()
+	}
+	if f.err != nil {
+		return event.User{}, false, f.err
+	}
+	u, ok := f.users[id]
+	return u, ok, nil
+}
+
+func (f *fakeStore) Activity(ctx context.Context, id string) (features.Activity, error) {
+	return f.act[id], nil
+}
+
+// fakeScorer scores by a function and can fail, panic or stall.
+type fakeScorer struct {
+	score func(it event.Item) float64
+	err   error
+	panic bool
+	stall bool
+}
+
+func (s *fakeScorer) Score(ctx context.Context, _ *model.Context, items []event.Item, out []float64) error {
+	if s.panic {
+		panic("boom")
+	}
+	if s.stall {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if s.err != nil {
+		return s.err
+	}
+	for i := range items {
+		out[i] = s.score(items[i])
+	}
+	return nil
+}
+func (s *fakeScorer) Version() string  { return "fake-v1" }
+func (s *fakeScorer) Calibrated() bool { return true }
+
+// catalog returns items in cats categories, n per category, all available.
+func catalog(cats, n int) []event.Item {
+	var out []event.Item
+	for c := range cats {
+		for i := range n {
+			out = append(out, event.Item{ID: fmt.Sprintf("i%02d-%03d", c, i), Category: fmt.Sprintf("c%02d", c), Available: true})
+		}
+	}
+	return out
+}
+
+func newTestEngine(t *testing.T, fs *fakeStore, sc *fakeScorer, mutate func(*Config)) *Engine {
+	t.Helper()
+	cfg := Config{
+		Split:   model.Split{{Name: "ftrl", Weight: 1}},
+		Scorers: map[string]Scorer{"ftrl": sc},
+		Explore: -1,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e, err := New(fs, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	for _, it := range catalog(8, 20) {
+		e.Index().PutItem(it)
+	}
+	e.Index().Refresh()
+	return e
+}
+
+func knownUsers() map[string]event.User {
+	return map[string]event.User{
+		"alice":  {ID: "alice", AgeBucket: "25-34", Segment: "regular", Region: "eu", Device: "ios"},
+		"newbie": {ID: "newbie", Segment: "new", Region: "na", Device: "web"}, // age bucket null
+	}
+}
+
+func TestRecommendFallbackReasons(t *testing.T) {
+	byID := func(it event.Item) float64 { return 0.1 }
+	tests := []struct {
+		name   string
+		store  fakeStore
+		scorer fakeScorer
+		user   string
+		want   Reason
+	}{
+		{"healthy", fakeStore{}, fakeScorer{score: byID}, "alice", ReasonNone},
+		{"store slow", fakeStore{block: true}, fakeScorer{score: byID}, "alice", ReasonFeatureStoreTimeout},
+		{"store failing", fakeStore{err: errors.New("connection refused")}, fakeScorer{score: byID}, "alice", ReasonFeatureStoreError},
+		{"model failing", fakeStore{}, fakeScorer{err: errors.New("weights not loaded")}, "alice", ReasonModelError},
+		{"model panicking", fakeStore{}, fakeScorer{panic: true}, "alice", ReasonModelError},
+		{"model slow", fakeStore{}, fakeScorer{stall: true}, "alice", ReasonModelTimeout},
+		{"low confidence", fakeStore{}, fakeScorer{score: func(event.Item) float64 { return 0.0001 }}, "alice", ReasonLowConfidence},
+		{"missing features", fakeStore{}, fakeScorer{score: byID}, "newbie", ReasonMissingFeatures},
+		{"unknown user is cold start", fakeStore{}, fakeScorer{score: byID}, "stranger", ReasonNone},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fs := tc.store
+				fs.users = knownUsers()
+				sc := tc.scorer
+				e := newTestEngine(t, &fs, &sc, nil)
+				d, err := e.Recommend(t.Context(), Request{UserID: tc.user, Count: 10, Channel: "web"})
+				if err != nil {
+					t.Fatalf("Recommend: %v", err)
+				}
+				if d.Fallback != tc.want {
+					t.Errorf("Recommend(%s) fallback = %q (%s), want %q", tc.user, d.Fallback, d.FallbackDetail, tc.want)
+				}
+				if len(d.Items) != 10 {
+					t.Errorf("Recommend(%s) returned %d items, want 10 (fallbacks still answer)", tc.user, len(d.Items))
+				}
+				if tc.want != ReasonNone {
+					if d.FallbackDetail == "" {
+						t.Errorf("fallback %q has no detail", d.Fallback)
+					}
+					for _, it := range d.Items {
+						if it.Reason != "popular" || it.Propensity != 1 {
+							t.Errorf("fallback item %+v, want reason popular with propensity 1", it)
+						}
+					}
+				}
+				if got, ok := e.Decision(d.RequestID); !ok || got != d {
+					t.Errorf("Decision(%q) not in the ring", d.RequestID)
+				}
+				if len(d.Stages) == 0 {
+					t.Errorf("decision has no stage timings")
+				}
+			})
+		})
+	}
+}
+
+func TestRecommendRules(t *testing.T) {
+	fs := &fakeStore{users: knownUsers(), act: map[string]features.Activity{
+		"alice": {Clicked: []string{"i00-000"}},
+	}}
+	// Higher scores for lower categories, so without the cap c00 would fill the page.
+	sc := &fakeScorer{score: func(it event.Item) float64 {
+		var c, i int
+		fmt.Sscanf(it.ID, "i%02d-%03d", &c, &i)
+		return 0.9 - float64(c)*0.05 - float64(i)*0.001
+	}}
+	e := newTestEngine(t, fs, sc, nil)
+	e.Index().PutItem(event.Item{ID: "i01-000", Category: "c01", Available: false})
+	e.Index().Refresh()
+	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 12, Exclude: []string{"i00-001"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perCat := map[string]int{}
+	for _, it := range d.Items {
+		perCat[it.Category]++
+		switch it.ItemID {
+		case "i00-000":
+			t.Errorf("already clicked item %s returned", it.ItemID)
+		case "i00-001":
+			t.Errorf("excluded item %s returned", it.ItemID)
+		case "i01-000":
+			t.Errorf("unavailable item %s returned", it.ItemID)
+		}
+	}
+	for c, n := range perCat {
+		if n > 3 {
+			t.Errorf("category %s has %d items, want at most 3", c, n)
+		}
+	}
+	if d.Items[0].ItemID != "i00-002" {
+		t.Errorf("top item = %s, want i00-002 (best allowed score)", d.Items[0].ItemID)
+	}
+	if len(d.Items) != 12 {
+		t.Errorf("got %d items, want 12", len(d.Items))
+	}
+	if d.Candidates < 100 {
+		t.Errorf("candidates = %d, want every category represented", d.Candidates)
+	}
+}
+
+func TestExplorationPropensity(t *testing.T) {
+	fs := &fakeStore{users: knownUsers()}
+	sc := &fakeScorer{score: func(it event.Item) float64 { return 0.2 }}
+	e := newTestEngine(t, fs, sc, func(c *Config) { c.Explore = 0.3 })
+	explored := 0
+	for i := range 200 {
+		d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 5, RequestID: fmt.Sprint("r", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range d.Items {
+			if it.Propensity <= 0 || it.Propensity > 1 {
+				t.Fatalf("item %+v has propensity outside (0,1]", it)
+			}
+			if it.Reason == "explore" {
+				explored++
+				if it.Propensity >= 0.3 {
+					t.Errorf("explored item propensity %v, want below the explore share", it.Propensity)
+				}
+			}
+		}
+	}
+	// 1000 slots at 30% with 1-in-n chance of picking the greedy item: expect ~300.
+	if explored < 200 || explored > 400 {
+		t.Errorf("explored %d of 1000 slots, want about 300", explored)
+	}
+}
+
+func TestRecommendRejectsInvalid(t *testing.T) {
+	e := newTestEngine(t, &fakeStore{}, &fakeScorer{score: func(event.Item) float64 { return 0.5 }}, nil)
+	for _, req := range []Request{{Count: 10}, {UserID: "a", Count: 0}, {UserID: "a", Count: 101}} {
+		if _, err := e.Recommend(t.Context(), req); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("Recommend(%+v) err = %v, want ErrInvalidRequest", req, err)
+		}
+	}
+}
+
+func TestJoinedAndPopularity(t *testing.T) {
+	fs := &fakeStore{users: knownUsers()}
+	e := newTestEngine(t, fs, &fakeScorer{score: func(event.Item) float64 { return 0.3 }}, nil)
+	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 3, Channel: "ios"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, ok := e.Joined(d.RequestID, d.Items[1].ItemID)
+	if !ok || j.Context.User.AgeBucket != "25-34" || j.Context.Channel != "ios" || j.Item.Category != d.Items[1].Category {
+		t.Errorf("Joined = %+v, %v; want alice's context and the shown item", j, ok)
+	}
+	if _, ok := e.Joined(d.RequestID, "not-shown"); ok {
+		t.Errorf("Joined for an item that was not shown = true")
+	}
+	// Clicks make an item the most popular, for its segment first.
+	now := time.Now()
+	for i := range 5 {
+		e.Observe(t.Context(), &event.Event{ID: fmt.Sprint(i), Type: event.Click, UserID: "alice", ItemID: "i07-019", Timestamp: now})
+	}
+	e.Index().Refresh()
+	var first string
+	e.Index().Popular("regular", func(it event.Item, score float64) bool { first = it.ID; return false })
+	if first != "i07-019" {
+		t.Errorf("most popular for segment = %s, want i07-019", first)
+	}
+	if p := e.Index().Popularity("i07-019"); p != 1 {
+		t.Errorf("Popularity(i07-019) = %v, want 1", p)
+	}
+	if !strings.HasPrefix(d.UserHash, "u_") || strings.Contains(d.UserHash, "alice") {
+		t.Errorf("UserHash = %q, want a pseudonym", d.UserHash)
+	}
+}

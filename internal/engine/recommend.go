@@ -1,0 +1,343 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// Span attribute keys (a contract with dashboards and the console).
+var (
+	attrRequestID  = attribute.Key("sightline.request.id")
+	attrUserHash   = attribute.Key("sightline.user.hash")
+	attrVariant    = attribute.Key("sightline.variant")
+	attrModel      = attribute.Key("sightline.model.version")
+	attrConfidence = attribute.Key("sightline.model.confidence")
+	attrCandidates = attribute.Key("sightline.candidates.count")
+	attrFallback   = attribute.Key("sightline.fallback.reason")
+	attrChannel    = attribute.Key("sightline.channel")
+)
+
+// fallbackError carries a fallback reason out of a stage.
+type fallbackError struct {
+	reason Reason
+	detail string
+}
+
+func (f *fallbackError) Error() string { return string(f.reason) + ": " + f.detail }
+
+// Recommend decides what to show for req. It returns an error only when req
+// is invalid or ctx is done before a decision could be made; every failure of
+// the feature store or the model becomes a fallback decision instead.
+func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) {
+	if req.UserID == "" || req.Count < 1 || req.Count > 100 {
+		return nil, fmt.Errorf("%w: user id required and count must be 1..100", ErrInvalidRequest)
+	}
+	start := e.cfg.Now()
+	if req.RequestID == "" {
+		req.RequestID = e.newRequestID()
+	}
+	ctx, span := e.tracer.Start(ctx, "GenerateRecommendations", trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+
+	variant := e.cfg.Split.Assign(req.UserID)
+	scorer := e.scorers[variant]
+	d := &Decision{
+		RequestID:    req.RequestID,
+		Time:         start,
+		UserHash:     e.cfg.Pseudonymize(req.UserID),
+		Channel:      req.Channel,
+		Variant:      variant,
+		ModelVersion: scorer.Version(),
+		Stages:       make([]StageTiming, 0, 4),
+	}
+	if sc := span.SpanContext(); sc.IsValid() {
+		d.TraceID = sc.TraceID().String()
+		d.SpanID = sc.SpanID().String()
+	}
+	sp := e.pool.Get().(*scratch)
+	defer e.pool.Put(sp)
+
+	x := &model.Context{Channel: req.Channel, Hour: start.Hour()}
+	user, act, fb := e.fetchFeatures(ctx, req.UserID, d)
+	if fb == nil {
+		x.User = user
+		x.RecentCategories = act.RecentCategories
+		fb = e.checkRequired(d, &user)
+	}
+	if fb == nil {
+		e.generateCandidates(ctx, sp, act, d)
+		fb = e.infer(ctx, scorer, x, sp, d)
+	}
+	if fb == nil {
+		e.applyRules(ctx, sp, req, act, d)
+	} else {
+		d.Fallback, d.FallbackDetail = fb.reason, fb.detail
+		e.fallback(ctx, req, act, d)
+	}
+	d.Duration = e.cfg.Now().Sub(start)
+
+	span.SetAttributes(
+		attrRequestID.String(d.RequestID),
+		attrUserHash.String(d.UserHash),
+		attrVariant.String(d.Variant),
+		attrModel.String(d.ModelVersion),
+		attrConfidence.Float64(d.Confidence),
+		attrCandidates.Int(d.Candidates),
+		attrChannel.String(e.Channel(d.Channel)),
+	)
+	if d.Fallback != ReasonNone {
+		span.SetAttributes(attrFallback.String(string(d.Fallback)))
+		span.AddEvent("fallback", trace.WithAttributes(attrFallback.String(string(d.Fallback)), attribute.String("detail", d.FallbackDetail)))
+	}
+	e.ring.put(d, x)
+	e.record(ctx, d)
+	return d, nil
+}
+
+// stage times one stage and records it on the decision and in metrics.
+func (e *Engine) stage(d *Decision, name string, start time.Time, err error) {
+	dur := e.cfg.Now().Sub(start)
+	st := StageTiming{Stage: name, Duration: dur}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	d.Stages = append(d.Stages, st)
+	e.met.stage(name, dur)
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// fetchFeatures is the FeatureFetch stage: profile and recent activity under
+// the feature budget.
+func (e *Engine) fetchFeatures(ctx context.Context, userID string, d *Decision) (event.User, features.Activity, *fallbackError) {
+	start := e.cfg.Now()
+	ctx, span := e.tracer.Start(ctx, "FeatureFetch")
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
+	defer cancel()
+	user, known, err := e.fs.User(ctx, userID)
+	var act features.Activity
+	if err == nil {
+		act, err = e.fs.Activity(ctx, userID)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // a store that ignored the deadline still missed it
+	}
+	e.stage(d, StageFeatures, start, err)
+	endSpan(span, err)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return user, act, &fallbackError{ReasonFeatureStoreTimeout, fmt.Sprintf("feature fetch exceeded its %v budget", e.cfg.FeatureBudget)}
+		}
+		return user, act, &fallbackError{ReasonFeatureStoreError, "feature store: " + err.Error()}
+	}
+	d.KnownUser = known
+	d.Segment = user.Segment
+	d.Features = make(map[string]*string, len(event.UserAttributes))
+	for _, name := range event.UserAttributes {
+		if v := user.Attr(name); v != "" {
+			d.Features[name] = &v
+		} else {
+			d.Features[name] = nil
+		}
+	}
+	return user, act, nil
+}
+
+// checkRequired routes a known user with a null critical attribute to the
+// fallback: the model is unsure without it.
+func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
+	if !d.KnownUser {
+		return nil // cold start: scored on context alone
+	}
+	var missing []string
+	for _, name := range e.required {
+		if u.Attr(name) == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &fallbackError{ReasonMissingFeatures, fmt.Sprintf("required features are null: %v", missing)}
+}
+
+// generateCandidates is the CandidateGeneration stage.
+func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, d *Decision) {
+	start := e.cfg.Now()
+	_, span := e.tracer.Start(ctx, "CandidateGeneration")
+	sp.cs.reset()
+	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
+	d.Candidates = len(sp.cs.items)
+	span.SetAttributes(attrCandidates.Int(d.Candidates))
+	e.stage(d, StageCandidates, start, nil)
+	span.End()
+}
+
+// infer is the ModelInference stage: score every candidate under the model
+// budget; a panic, error, timeout or low confidence becomes a fallback.
+func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, d *Decision) (fb *fallbackError) {
+	start := e.cfg.Now()
+	ctx, span := e.tracer.Start(ctx, "ModelInference")
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
+	defer cancel()
+	n := len(sp.cs.items)
+	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
+	err := safeScore(ctx, s, x, sp.cs.items, sp.scores)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	e.stage(d, StageInference, start, err)
+	if err == nil && n > 0 {
+		d.Confidence = slices.Max(sp.scores)
+		span.SetAttributes(attrConfidence.Float64(d.Confidence))
+		if c, ok := s.(Calibrated); ok && c.Calibrated() && e.cfg.MinConfidence > 0 && d.Confidence < e.cfg.MinConfidence {
+			fb = &fallbackError{ReasonLowConfidence, fmt.Sprintf("top score %.4f below the %.4f minimum", d.Confidence, e.cfg.MinConfidence)}
+		}
+	}
+	endSpan(span, err)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return &fallbackError{ReasonModelTimeout, fmt.Sprintf("inference exceeded its %v budget", e.cfg.ModelBudget)}
+		}
+		return &fallbackError{ReasonModelError, "model: " + err.Error()}
+	}
+	return fb
+}
+
+// safeScore calls the scorer, turning a panic into an error.
+func safeScore(ctx context.Context, s Scorer, x *model.Context, items []event.Item, out []float64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("scorer panicked: %v", r)
+		}
+	}()
+	return s.Score(ctx, x, items, out)
+}
+
+// rulesFilter reports whether a candidate may be shown at all.
+type rulesFilter struct {
+	exclude map[string]struct{}
+}
+
+func newFilter(req *Request, act *features.Activity) rulesFilter {
+	f := rulesFilter{exclude: make(map[string]struct{}, len(req.Exclude)+len(act.Clicked))}
+	for _, id := range req.Exclude {
+		f.exclude[id] = struct{}{}
+	}
+	for _, id := range act.Clicked {
+		f.exclude[id] = struct{}{}
+	}
+	return f
+}
+
+func (f rulesFilter) ok(it *event.Item) bool {
+	if !it.Available {
+		return false
+	}
+	_, bad := f.exclude[it.ID]
+	return !bad
+}
+
+// applyRules is the BusinessRules stage: drop excluded, clicked and
+// unavailable items, rank by score with at most MaxPerCategory per category,
+// and explore a share of slots, recording each item's propensity.
+func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, d *Decision) {
+	start := e.cfg.Now()
+	_, span := e.tracer.Start(ctx, "BusinessRules")
+	f := newFilter(&req, &act)
+	items := sp.cs.items
+	sp.order = sp.order[:0]
+	for i := range items {
+		if f.ok(&items[i]) {
+			sp.order = append(sp.order, i)
+		}
+	}
+	scores := sp.scores
+	slices.SortStableFunc(sp.order, func(a, b int) int { return cmpDesc(scores[a], scores[b]) })
+	rng := rand.New(rand.NewPCG(maphash.String(e.idSeed, d.RequestID), 0x5157))
+	perCat := make(map[string]int, req.Count)
+	d.Items = make([]Item, 0, req.Count)
+	pool := sp.order
+	for len(d.Items) < req.Count && len(pool) > 0 {
+		// Eligible items for this slot keep the category cap.
+		eligible := pool[:0:0]
+		for _, i := range pool {
+			if perCat[items[i].Category] < e.cfg.MaxPerCategory {
+				eligible = append(eligible, i)
+			}
+		}
+		if len(eligible) == 0 {
+			break
+		}
+		n := float64(len(eligible))
+		pick, reason := eligible[0], "model"
+		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
+		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
+			j := rng.IntN(len(eligible))
+			if j != 0 {
+				pick, reason, prop = eligible[j], "explore", e.cfg.Explore/n
+			}
+		}
+		if !d.KnownUser && reason == "model" {
+			reason = "cold_start"
+		}
+		it := &items[pick]
+		perCat[it.Category]++
+		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reason, Propensity: prop})
+		pool = slices.DeleteFunc(pool, func(i int) bool { return i == pick })
+	}
+	e.stage(d, StageRules, start, nil)
+	span.End()
+}
+
+// fallback answers from popular items for the user's segment, under the same
+// exclusion and diversity rules. It is deterministic: propensity 1.
+func (e *Engine) fallback(ctx context.Context, req Request, act features.Activity, d *Decision) {
+	start := e.cfg.Now()
+	_, span := e.tracer.Start(ctx, "BusinessRules")
+	span.SetAttributes(attrFallback.String(string(d.Fallback)))
+	f := newFilter(&req, &act)
+	perCat := make(map[string]int, req.Count)
+	seen := make(map[string]struct{}, req.Count)
+	d.Items = make([]Item, 0, req.Count)
+	e.index.Popular(d.Segment, func(it event.Item, score float64) bool {
+		if _, dup := seen[it.ID]; dup || !f.ok(&it) || perCat[it.Category] >= e.cfg.MaxPerCategory {
+			return true
+		}
+		seen[it.ID] = struct{}{}
+		perCat[it.Category]++
+		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: score, Reason: "popular", Propensity: 1})
+		return len(d.Items) < req.Count
+	})
+	e.stage(d, StageRules, start, nil)
+	span.End()
+}
+
+// record emits the decision's metrics and log line and notifies observers.
+func (e *Engine) record(ctx context.Context, d *Decision) {
+	ch := e.Channel(d.Channel)
+	e.met.observe(ctx, d, ch, e.cfg.SlowThreshold)
+	e.logDecision(ctx, d)
+	if e.cfg.OnDecision != nil {
+		e.cfg.OnDecision(d)
+	}
+}
