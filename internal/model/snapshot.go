@@ -48,14 +48,17 @@ const (
 )
 
 type snapshotHeader struct {
-	Name       string       `json:"name"`
-	Bits       int          `json:"bits"`
-	Alpha      float64      `json:"alpha"`
-	Beta       float64      `json:"beta"`
-	L1         float64      `json:"l1"`
-	L2         float64      `json:"l2"`
-	Generation uint64       `json:"generation"`
-	Meta       SnapshotMeta `json:"meta"`
+	Name  string  `json:"name"`
+	Bits  int     `json:"bits"`
+	Alpha float64 `json:"alpha"`
+	Beta  float64 `json:"beta"`
+	L1    float64 `json:"l1"`
+	L2    float64 `json:"l2"`
+	// VersionEvery travels with the state so that every node loading a
+	// snapshot names it alike.
+	VersionEvery uint64       `json:"version_every"`
+	Generation   uint64       `json:"generation"`
+	Meta         SnapshotMeta `json:"meta"`
 }
 
 // WriteSnapshot writes the model state and meta to w in a checksummed
@@ -85,7 +88,7 @@ func (m *Model) encode(buf *bytes.Buffer, meta SnapshotMeta) error {
 	hdr, err := json.Marshal(snapshotHeader{
 		Name: m.cfg.Name, Bits: m.cfg.Bits,
 		Alpha: m.alpha, Beta: m.beta, L1: m.l1, L2: m.l2,
-		Generation: m.gen, Meta: meta,
+		VersionEvery: m.cfg.VersionEvery, Generation: m.gen, Meta: meta,
 	})
 	if err != nil {
 		return fmt.Errorf("encode model snapshot header: %w", err)
@@ -132,7 +135,7 @@ func corrupt(format string, args ...any) error {
 //
 // Fields of cfg that shape the state come from the snapshot when zero: Bits
 // (a non-zero Bits must equal the snapshot's, or the error wraps
-// ErrIncompatibleSnapshot), Alpha, Beta, L1, L2 and Name. A non-zero
+// ErrIncompatibleSnapshot), Alpha, Beta, L1, L2, Name and VersionEvery. A non-zero
 // learning-rate or regularization field overrides the snapshot's, to go on
 // learning with other hyperparameters. The restored model's snapshot
 // generation is one more than the snapshot's, and its Eval window is empty.
@@ -179,7 +182,7 @@ func ReadSnapshot(r io.Reader, cfg Config) (*Model, SnapshotMeta, error) {
 	if hdr.Bits < MinBits || hdr.Bits > MaxBits {
 		return nil, SnapshotMeta{}, corrupt("header: bits %d out of range %d..%d", hdr.Bits, MinBits, MaxBits)
 	}
-	hcfg := Config{Name: hdr.Name, Bits: hdr.Bits, Alpha: hdr.Alpha, Beta: hdr.Beta, L1: hdr.L1, L2: hdr.L2}
+	hcfg := Config{Name: hdr.Name, Bits: hdr.Bits, Alpha: hdr.Alpha, Beta: hdr.Beta, L1: hdr.L1, L2: hdr.L2, VersionEvery: hdr.VersionEvery}
 	if hcfg.L1 == 0 {
 		hcfg.L1 = -1 // explicit "none", not the default
 	}
@@ -207,6 +210,9 @@ func ReadSnapshot(r io.Reader, cfg Config) (*Model, SnapshotMeta, error) {
 	}
 	if cfg.L2 == 0 {
 		cfg.L2 = hcfg.L2
+	}
+	if cfg.VersionEvery == 0 {
+		cfg.VersionEvery = hcfg.VersionEvery
 	}
 	m, err := New(cfg)
 	if err != nil {
