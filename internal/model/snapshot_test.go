@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"os"
@@ -208,21 +209,32 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Add(data[:len(data)/2])
 	f.Add([]byte(snapshotMagic))
 	f.Add([]byte{})
+	f.Add(data[:len(data)-sha256.Size])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, _, err := ReadSnapshot(bytes.NewReader(b), Config{})
-		if err != nil {
-			if got != nil {
-				t.Errorf("ReadSnapshot() = %v, %v; want nil model with an error", got, err)
+		check := func(in []byte, cfg Config) {
+			got, _, err := ReadSnapshot(bytes.NewReader(in), cfg)
+			if err != nil {
+				if got != nil {
+					t.Errorf("ReadSnapshot() = %v, %v; want nil model with an error", got, err)
+				}
+				if !errors.Is(err, ErrCorruptSnapshot) && !errors.Is(err, ErrIncompatibleSnapshot) {
+					t.Errorf("ReadSnapshot() error = %v, want ErrCorruptSnapshot or ErrIncompatibleSnapshot", err)
+				}
+				return
 			}
-			return
+			// Whatever reads without error is a usable model.
+			var p Prepared
+			got.Prepare(&Context{Hour: 1}, &p)
+			out := make([]float64, 1)
+			got.Score(&p, []event.Item{{ID: "a", Category: "b"}}, out)
+			if !(out[0] > 0 && out[0] < 1) {
+				t.Errorf("Score() on a read snapshot = %v, want in (0, 1)", out[0])
+			}
 		}
-		// Whatever reads without error is a usable model.
-		var p Prepared
-		got.Prepare(&Context{Hour: 1}, &p)
-		out := make([]float64, 1)
-		got.Score(&p, []event.Item{{ID: "a", Category: "b"}}, out)
-		if !(out[0] > 0 && out[0] < 1) {
-			t.Errorf("Score() on a read snapshot = %v, want in (0, 1)", out[0])
-		}
+		check(b, Config{})
+		// Sealed with a valid checksum, b reaches the header and entry
+		// parsers. Bits is fixed so a fuzzed header cannot make a huge model.
+		sum := sha256.Sum256(b)
+		check(append(bytes.Clone(b), sum[:]...), Config{Bits: 5})
 	})
 }
