@@ -176,7 +176,8 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case now := <-ticker.C:
-			due := int64(now.Sub(start).Seconds() * t.cfg.Rate)
+			// The epsilon keeps 0.29s×100 from flooring to 28.
+			due := int64(now.Sub(start).Seconds()*t.cfg.Rate + 1e-6)
 			for ; issued < due && ctx.Err() == nil; issued++ {
 				t.arrivals.Add(1)
 				ui := t.w.PickUser(r)
