@@ -1,0 +1,320 @@
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/event"
+)
+
+// Recommender produces recommendations and keeps recent decisions. The
+// Server calls it from request goroutines concurrently.
+type Recommender interface {
+	// Recommend decides for req. It returns an error only when ctx is done
+	// or req is invalid; failures inside the engine become fallbacks.
+	Recommend(ctx context.Context, req engine.Request) (*engine.Decision, error)
+	// Decision returns a recent decision by request id. It must not block.
+	Decision(requestID string) (*engine.Decision, bool)
+}
+
+// EventPublisher makes events durable on the event bus. It is called
+// concurrently and may block until the events are stored or ctx is done.
+type EventPublisher interface {
+	// Publish stores evs. A nil error means all of them are durable;
+	// duplicates counts events whose id had been seen before (they are
+	// accepted but applied once).
+	Publish(ctx context.Context, evs []event.Event) (duplicates int, err error)
+}
+
+// Catalog stores user profiles and catalog items. It is called
+// concurrently.
+type Catalog interface {
+	// PutUser creates or replaces the profile u.ID.
+	PutUser(ctx context.Context, u event.User) error
+	// PutItem creates or replaces the item it.ID.
+	PutItem(ctx context.Context, it event.Item) error
+}
+
+// Importer loads NDJSON files of users or items, reading r as a stream. It
+// is called concurrently.
+type Importer interface {
+	// ImportUsers reads one event.User per line.
+	ImportUsers(ctx context.Context, r io.Reader) (ImportResult, error)
+	// ImportItems reads one event.Item per line.
+	ImportItems(ctx context.Context, r io.Reader) (ImportResult, error)
+}
+
+// ImportResult is the answer to an import: how many lines were stored and
+// which were rejected.
+type ImportResult struct {
+	Imported int         `json:"imported"`
+	Rejected int         `json:"rejected"`
+	Errors   []LineError `json:"errors"`
+}
+
+// LineError is one rejected line of an import.
+type LineError struct {
+	// Line is the 1-based line number.
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// StatsSource provides the rolling summary served at GET /v1/stats. Stats
+// must not block for long; its result is encoded with encoding/json.
+type StatsSource interface {
+	Stats(ctx context.Context) any
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultMaxImportBytes = 256 << 20
+	DefaultMaxBatch       = 1000
+)
+
+// Config configures a [Server]. Only Recommender is required; a route whose
+// dependency is nil answers 501 Not Implemented.
+type Config struct {
+	// Recommender serves recommendations and decision records. Required.
+	Recommender Recommender
+	// Publisher makes events durable (POST /v1/events).
+	Publisher EventPublisher
+	// Catalog stores users and items (PUT /v1/users/{id}, /v1/items/{id}).
+	Catalog Catalog
+	// Importer loads NDJSON files (POST /v1/users:import, /v1/items:import).
+	Importer Importer
+	// Stats provides GET /v1/stats.
+	Stats StatsSource
+	// Logger receives errors and recovered panics; nil discards them.
+	Logger *slog.Logger
+	// Ready reports readiness for GET /readyz; nil means always ready.
+	Ready func(ctx context.Context) error
+	// MaxBodyBytes bounds JSON request bodies; zero means 1 MiB.
+	MaxBodyBytes int64
+	// MaxImportBytes bounds NDJSON import bodies, which are streamed; zero
+	// means 256 MiB.
+	MaxImportBytes int64
+	// MaxBatch bounds the events of one POST /v1/events; zero means 1000.
+	MaxBatch int
+	// Middleware, if set, wraps the handler of every API route. It runs
+	// after routing, so r.Pattern names the route (e.g.
+	// "POST /v1/recommendations"), and inside the request id and panic
+	// recovery layers. Mounted handlers are not wrapped.
+	Middleware func(http.Handler) http.Handler
+	// OnEvents, if set, is called with the valid events of a batch before
+	// they are published, so the application can stamp TraceParent and
+	// TraceState into each. It may modify the events in place.
+	OnEvents func(ctx context.Context, evs []event.Event)
+	// Mount adds extra routes (ServeMux pattern to handler), such as
+	// "GET /metrics" or "/console/". They must not conflict with API routes.
+	Mount map[string]http.Handler
+}
+
+// Server is the HTTP handler of the Sightline API. It is safe for
+// concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Server)(nil)
+
+//go:embed openapi.json
+var openAPISpec []byte
+
+// route is one API route.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes lists every API route; openapi.json documents exactly these.
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/recommendations", s.recommend},
+		{"GET /v1/users/{user_id}/recommendations", s.recommendGet},
+		{"POST /v1/events", s.events},
+		{"PUT /v1/users/{user_id}", s.putUser},
+		{"PUT /v1/items/{item_id}", s.putItem},
+		{"POST /v1/users:import", s.importUsers},
+		{"POST /v1/items:import", s.importItems},
+		{"GET /v1/decisions/{request_id}", s.decision},
+		{"GET /v1/stats", s.stats},
+		{"GET /healthz", s.healthz},
+		{"GET /readyz", s.readyz},
+		{"GET /openapi.json", s.openapi},
+	}
+}
+
+// New returns a Server for cfg. It fails when a required dependency is
+// missing, a limit is negative or a mounted pattern is invalid or conflicts.
+func New(cfg Config) (s *Server, err error) {
+	if cfg.Recommender == nil {
+		return nil, errors.New("api: config: Recommender is required")
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.MaxBatch < 0 {
+		return nil, errors.New("api: config: MaxBodyBytes, MaxImportBytes and MaxBatch must not be negative")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxImportBytes == 0 {
+		cfg.MaxImportBytes = DefaultMaxImportBytes
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s = &Server{cfg: cfg, log: log, mux: http.NewServeMux()}
+	defer func() {
+		// ServeMux.Handle panics on invalid or conflicting patterns.
+		if v := recover(); v != nil {
+			s, err = nil, fmt.Errorf("api: register routes: %v", v)
+		}
+	}()
+	for _, rt := range s.routes() {
+		var h http.Handler = rt.handler
+		if cfg.Middleware != nil {
+			h = cfg.Middleware(h)
+		}
+		s.mux.Handle(rt.pattern, h)
+	}
+	for pattern, h := range cfg.Mount {
+		if h == nil {
+			return nil, fmt.Errorf("api: config: nil handler mounted at %q", pattern)
+		}
+		s.mux.Handle(pattern, h)
+	}
+	return s, nil
+}
+
+// ServeHTTP assigns the request id, recovers panics and routes the request.
+// Unknown paths and methods are answered with problem+json 404 and 405.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("X-Request-ID")
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header()["X-Request-Id"] = []string{id}
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	rw := &recoverWriter{ResponseWriter: w}
+	defer s.recover(rw, r)
+
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// 404, 405 or a redirect to a clean path: let the mux decide, and
+		// turn its plain-text errors into problems.
+		h.ServeHTTP(&unroutedWriter{w: rw, r: r}, r)
+		return
+	}
+	s.mux.ServeHTTP(rw, r)
+}
+
+// recover turns a panic in a handler into a 500 problem (when nothing was
+// written yet) and logs it. http.ErrAbortHandler is passed on.
+func (s *Server) recover(rw *recoverWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	// r.Pattern is set on the routed copy of r only; the route is found
+	// again for the log line.
+	_, pattern := s.mux.Handler(r)
+	s.log.ErrorContext(r.Context(), "panic in HTTP handler",
+		slog.String("route", pattern),
+		slog.String("request_id", RequestIDFromContext(r.Context())),
+		slog.String("panic", fmt.Sprint(v)))
+	if rw.wrote {
+		panic(http.ErrAbortHandler) // the response is torn; drop the connection
+	}
+	writeProblem(rw, r, &problem{status: http.StatusInternalServerError, slug: slugInternal,
+		detail: "the server failed while handling the request; it has been logged with the request id"})
+}
+
+// recoverWriter remembers whether the response has started.
+type recoverWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *recoverWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recoverWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recoverWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush implements http.Flusher for handlers that stream.
+func (w *recoverWriter) Flush() {
+	w.wrote = true
+	http.NewResponseController(w.ResponseWriter).Flush() //nolint:errcheck // best effort
+}
+
+// unroutedWriter replaces the mux's plain-text 404 and 405 with problems
+// and passes anything else (redirects) through.
+type unroutedWriter struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	swallow  bool
+	wroteHdr bool
+}
+
+func (u *unroutedWriter) Header() http.Header { return u.w.Header() }
+
+func (u *unroutedWriter) WriteHeader(code int) {
+	if u.wroteHdr {
+		return
+	}
+	u.wroteHdr = true
+	switch code {
+	case http.StatusNotFound:
+		u.swallow = true
+		writeProblem(u.w, u.r, notFound(fmt.Sprintf("no route for %s %s; see /openapi.json for the API", u.r.Method, quotePath(u.r.URL.EscapedPath()))))
+	case http.StatusMethodNotAllowed:
+		u.swallow = true
+		writeProblem(u.w, u.r, &problem{status: http.StatusMethodNotAllowed, slug: slugMethodNotAllowed,
+			detail: fmt.Sprintf("method %s is not allowed on %s; use %s", u.r.Method, quotePath(u.r.URL.EscapedPath()), u.w.Header().Get("Allow"))})
+	default:
+		u.w.WriteHeader(code)
+	}
+}
+
+func (u *unroutedWriter) Write(b []byte) (int, error) {
+	if !u.wroteHdr {
+		u.WriteHeader(http.StatusOK)
+	}
+	if u.swallow {
+		return len(b), nil
+	}
+	return u.w.Write(b)
+}
+
+// quotePath shortens a path for a detail; it may hold a user id, but it
+// goes only to the client that sent it.
+func quotePath(p string) string {
+	if len(p) > 128 {
+		return p[:128] + "..."
+	}
+	return p
+}

@@ -1,0 +1,393 @@
+package api
+
+import (
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/event"
+)
+
+// Limits of a recommendation request.
+const (
+	maxCount       = 100
+	defaultCount   = 10
+	maxExclude     = 500
+	maxSessionLen  = 128
+	maxPageLen     = 256
+	maxChannelLen  = event.MaxChannelLen
+	maxIDLen       = event.MaxIDLen
+	maxDetailValue = 64 // longest user-supplied value quoted back in a detail
+)
+
+// recommendRequest is the body of POST /v1/recommendations.
+type recommendRequest struct {
+	UserID  string `json:"user_id"`
+	Count   int    `json:"count"`
+	Context struct {
+		Channel   string `json:"channel"`
+		SessionID string `json:"session_id"`
+		Page      string `json:"page"`
+	} `json:"context"`
+	ExcludeItemIDs []string `json:"exclude_item_ids"`
+}
+
+// decodeRecommendation decodes and validates a recommendation request body
+// read from r (already limited by an http.MaxBytesReader).
+func decodeRecommendation(r io.Reader) (engine.Request, *problem) {
+	req := recommendRequest{Count: defaultCount}
+	if p := decodeStrict(r, &req); p != nil {
+		return engine.Request{}, p
+	}
+	out := engine.Request{
+		UserID: req.UserID, Count: req.Count, Channel: req.Context.Channel,
+		SessionID: req.Context.SessionID, Page: req.Context.Page, Exclude: req.ExcludeItemIDs,
+	}
+	return out, validateRequest(&out, "context.")
+}
+
+// validateRequest checks a recommendation request, reporting every invalid
+// field. ctxPrefix names where channel, session_id and page came from.
+func validateRequest(req *engine.Request, ctxPrefix string) *problem {
+	var errs []FieldError
+	add := func(field, detail string) {
+		if detail != "" {
+			errs = append(errs, FieldError{Field: field, Detail: detail})
+		}
+	}
+	add("user_id", checkID("user_id", req.UserID, true))
+	if req.Count < 1 || req.Count > maxCount {
+		add("count", fmt.Sprintf("count must be between 1 and %d, got %d", maxCount, req.Count))
+	}
+	add(ctxPrefix+"channel", checkChannel(ctxPrefix+"channel", req.Channel))
+	add(ctxPrefix+"session_id", checkText(ctxPrefix+"session_id", req.SessionID, maxSessionLen))
+	add(ctxPrefix+"page", checkText(ctxPrefix+"page", req.Page, maxPageLen))
+	if len(req.Exclude) > maxExclude {
+		add("exclude_item_ids", fmt.Sprintf("exclude_item_ids may hold at most %d ids, got %d", maxExclude, len(req.Exclude)))
+	} else {
+		for i, id := range req.Exclude {
+			f := "exclude_item_ids[" + strconv.Itoa(i) + "]"
+			if d := checkID(f, id, true); d != "" {
+				add(f, d)
+				break
+			}
+		}
+	}
+	return fieldProblem(errs)
+}
+
+// fieldProblem turns field errors into one 400 problem whose detail is the
+// first error, or nil when there are none.
+func fieldProblem(errs []FieldError) *problem {
+	if len(errs) == 0 {
+		return nil
+	}
+	p := badRequest(errs[0].Detail)
+	if len(errs) > 1 {
+		p.errors = errs
+	}
+	return p
+}
+
+// checkID validates an identifier: 1..128 bytes of UTF-8 without control
+// characters. It returns what to fix, or "".
+func checkID(field, v string, required bool) string {
+	if v == "" {
+		if required {
+			return field + " is required"
+		}
+		return ""
+	}
+	if len(v) > maxIDLen {
+		return fmt.Sprintf("%s must be at most %d bytes, got %d", field, maxIDLen, len(v))
+	}
+	if !printable(v) {
+		return field + " must be valid UTF-8 without control characters"
+	}
+	return ""
+}
+
+// checkText validates optional free text up to limit bytes.
+func checkText(field, v string, limit int) string {
+	if len(v) > limit {
+		return fmt.Sprintf("%s must be at most %d bytes, got %d", field, limit, len(v))
+	}
+	if !printable(v) {
+		return field + " must be valid UTF-8 without control characters"
+	}
+	return ""
+}
+
+// checkChannel validates an optional channel: at most 64 bytes of
+// [a-z0-9_-].
+func checkChannel(field, v string) string {
+	if len(v) > maxChannelLen {
+		return fmt.Sprintf("%s must be at most %d bytes, got %d", field, maxChannelLen, len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return fmt.Sprintf("%s must contain only lowercase letters, digits, '_' and '-', got %s", field, quote(v))
+		}
+	}
+	return ""
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// quote quotes a user-supplied value for a detail, shortened when long.
+func quote(s string) string {
+	if len(s) > maxDetailValue {
+		return strconv.Quote(s[:maxDetailValue]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// decodeStrict decodes exactly one JSON value from r into v: unknown fields
+// and trailing data are errors.
+func decodeStrict(r io.Reader, v any) *problem {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err, "")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return tooLarge(mbe.Limit)
+		}
+		return badRequest("unexpected data after the JSON value in request body; send exactly one JSON value")
+	}
+	return nil
+}
+
+// jsonProblem explains a decoding error. prefix (e.g. "event 3: ") locates
+// the value inside the body.
+func jsonProblem(err error, prefix string) *problem {
+	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return tooLarge(mbe.Limit)
+	}
+	if fatal := syntaxDetail(err); fatal != "" {
+		return badRequest(fatal)
+	}
+	if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && ute.Field == "" {
+		return badRequest(fmt.Sprintf("%srequest body must be a JSON %s, got %s", prefix, jsonKind(ute.Type), valueKind(ute.Value)))
+	}
+	return badRequest(prefix + valueDetail(err))
+}
+
+// syntaxDetail describes errors after which the body cannot be read on, or
+// returns "".
+func syntaxDetail(err error) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "request body is empty; send a JSON value"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: the request body ends before the JSON value is complete"
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Sprintf("malformed JSON at byte offset %d: %s", se.Offset, se.Error())
+	}
+	return ""
+}
+
+// valueDetail describes an error confined to one value (wrong type, unknown
+// field, bad enum or timestamp).
+func valueDetail(err error) string {
+	if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		want := jsonKind(ute.Type)
+		got := valueKind(ute.Value)
+		if want == "number" && strings.HasPrefix(ute.Value, "number") {
+			return fmt.Sprintf("field %s: expected an integer in range, got %s", ute.Field, ute.Value)
+		}
+		return fmt.Sprintf("field %s: expected %s, got %s", ute.Field, want, got)
+	}
+	if pe, ok := errors.AsType[*time.ParseError](err); ok {
+		return fmt.Sprintf("field timestamp: expected an RFC 3339 time such as \"2026-01-02T15:04:05Z\", got %s", quote(pe.Value))
+	}
+	if errors.Is(err, event.ErrUnknownType) {
+		return "field type: " + err.Error()
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + f + " in request body; remove it or check its spelling"
+	}
+	if strings.HasPrefix(msg, "Time.UnmarshalJSON") {
+		return "field timestamp: expected an RFC 3339 time string such as \"2026-01-02T15:04:05Z\""
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+// jsonKind names the JSON type that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) && t.Kind() != reflect.Struct {
+		return "string"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "value"
+}
+
+// valueKind turns UnmarshalTypeError.Value ("number 1.5", "bool") into a
+// JSON type name.
+func valueKind(v string) string {
+	switch {
+	case strings.HasPrefix(v, "number"):
+		return "number"
+	case v == "bool":
+		return "boolean"
+	}
+	return v
+}
+
+// eventsResponse is the body of a 202 answer to POST /v1/events.
+type eventsResponse struct {
+	Accepted   int         `json:"accepted"`
+	Duplicates int         `json:"duplicates"`
+	Rejected   []Rejection `json:"rejected"`
+}
+
+// Rejection is one invalid event of a batch: its index in the batch and what
+// to fix.
+type Rejection struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// decodeEvents reads a JSON array of events from r, at most maxBatch of
+// them. Invalid events are returned as rejections; a body that is not an
+// array of objects, or is too large, is a problem. Events without a
+// timestamp get now.
+func decodeEvents(r io.Reader, maxBatch int, now time.Time) ([]event.Event, []Rejection, *problem) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, jsonProblem(err, "")
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, nil, badRequest("request body must be a JSON array of events, got " + tokenKind(tok))
+	}
+	evs := make([]event.Event, 0, 16)
+	var rejected []Rejection
+	for i := 0; dec.More(); i++ {
+		if i >= maxBatch {
+			return nil, nil, &problem{status: http.StatusRequestEntityTooLarge, slug: slugTooLarge,
+				detail: fmt.Sprintf("batch has more than %d events; send at most %d events per request", maxBatch, maxBatch)}
+		}
+		evs = append(evs, event.Event{})
+		pe := &evs[len(evs)-1]
+		err := dec.Decode(&pe)
+		if err == nil && pe == nil {
+			return nil, nil, badRequest(fmt.Sprintf("event %d: expected a JSON object, got null", i))
+		}
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok || syntaxDetail(err) != "" {
+				return nil, nil, jsonProblem(err, "")
+			}
+			if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && ute.Field == "" {
+				return nil, nil, badRequest(fmt.Sprintf("event %d: expected a JSON object, got %s", i, valueKind(ute.Value)))
+			}
+			rejected = append(rejected, Rejection{Index: i, Error: valueDetail(err)})
+			evs = evs[:len(evs)-1]
+			continue
+		}
+		if d := validateEvent(pe); d != "" {
+			rejected = append(rejected, Rejection{Index: i, Error: d})
+			evs = evs[:len(evs)-1]
+			continue
+		}
+		if pe.Timestamp.IsZero() {
+			pe.Timestamp = now
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, nil, jsonProblem(err, "")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, nil, tooLarge(mbe.Limit)
+		}
+		return nil, nil, badRequest("unexpected data after the JSON array in request body; send exactly one array")
+	}
+	if rejected == nil {
+		rejected = []Rejection{}
+	}
+	return evs, rejected, nil
+}
+
+// validateEvent returns what is wrong with e, or "".
+func validateEvent(e *event.Event) string {
+	if err := e.Validate(); err != nil {
+		msg := err.Error()
+		switch {
+		case errors.Is(err, event.ErrMissingField):
+			return msg + "; set it"
+		case errors.Is(err, event.ErrUnknownType):
+			return msg + "; set type to impression, click or conversion"
+		}
+		return msg
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"event_id", e.ID}, {"user_id", e.UserID}, {"item_id", e.ItemID}, {"request_id", e.RequestID},
+	} {
+		if d := checkID(f.name, f.v, false); d != "" {
+			return d
+		}
+	}
+	return checkChannel("channel", e.Channel)
+}
+
+func tokenKind(tok json.Token) string {
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '{' {
+			return "object"
+		}
+		return "array"
+	case string:
+		return "string"
+	case float64, json.Number:
+		return "number"
+	case bool:
+		return "boolean"
+	case nil:
+		return "null"
+	}
+	return "a value of another type"
+}

@@ -1,0 +1,15 @@
+// Package api is Sightline's HTTP delivery layer: routes, strict decoding and
+// validation of requests, RFC 9457 application/problem+json errors, request
+// ids, panic recovery and the embedded OpenAPI 3.1 document.
+//
+// It owns the wire format of the REST API and nothing else. Recommendations,
+// event publishing, the catalog, imports, statistics and readiness are reached
+// through small interfaces declared here ([Recommender], [EventPublisher],
+// [Catalog], [Importer], [StatsSource]) that the application wires to the
+// engine, the event bus and the feature store. Telemetry is added by the
+// application through [Config].Middleware, which wraps every API route after
+// the router has set [http.Request].Pattern, so spans and metrics can be named
+// by route.
+//
+// A [Server] is an [http.Handler] and is safe for concurrent use.
+package api
