@@ -83,7 +83,8 @@ type AppendResult struct {
 // concurrent use. Handle may block; it should return when ctx is done. A
 // returned error makes Consume log it and deliver the same batch again after
 // a backoff, so Handle must tolerate seeing records again (apply
-// idempotently, for example by offset).
+// idempotently, for example by offset). recs and its records are reused
+// after Handle returns: copy what must be kept.
 type Handler interface {
 	Handle(ctx context.Context, recs []Record) error
 }

@@ -117,13 +117,14 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.w.ids = make(map[uint64]uint64)
 	l.w.pending = make(map[uint64]uint64)
 	l.w.window = cfg.DedupeWindow
-	if l.m, err = newMetrics(l, cfg.Registerer); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("open log: register metrics: %w", err)
-	}
+	l.m = newMetrics()
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if err := l.m.register(cfg.Registerer, l); err != nil {
+		l.closeFiles()
+		return nil, fmt.Errorf("open log: register metrics: %w", err)
 	}
 	go l.writeLoop()
 	return l, nil
@@ -487,12 +488,12 @@ func (l *Log) oldestLocked() uint64 {
 	return l.next
 }
 
-// Read appends to dst[:0] up to max records starting at offset from and
+// Read appends to dst[:0] up to limit records starting at offset from and
 // returns it. It returns fewer records (possibly none) when the log has no
 // more; offsets lost to corruption are skipped. It returns an
 // [*OutOfRangeError] when from is below the oldest retained offset, and
 // ErrClosed after Close. Read does not block waiting for records.
-func (l *Log) Read(from uint64, max int, dst []Record) ([]Record, error) {
+func (l *Log) Read(from uint64, limit int, dst []Record) ([]Record, error) {
 	dst = dst[:0]
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -502,19 +503,19 @@ func (l *Log) Read(from uint64, max int, dst []Record) ([]Record, error) {
 	if oldest := l.oldestLocked(); from < oldest {
 		return dst, &OutOfRangeError{Offset: from, Oldest: oldest}
 	}
-	if from >= l.next || max <= 0 {
+	if from >= l.next || limit <= 0 {
 		return dst, nil
 	}
 	segs := l.segments
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].next > from })
 	var buf []byte
-	for ; i < len(segs) && len(dst) < max; i++ {
+	for ; i < len(segs) && len(dst) < limit; i++ {
 		s := segs[i]
 		if i+1 < len(segs) && from >= segs[i+1].base {
 			continue // overlapping segments: the newer one wins
 		}
 		var err error
-		dst, buf, err = l.readSegment(s, from, max, dst, buf)
+		dst, buf, err = l.readSegment(s, from, limit, dst, buf)
 		if err != nil {
 			return dst, err
 		}
@@ -522,11 +523,11 @@ func (l *Log) Read(from uint64, max int, dst []Record) ([]Record, error) {
 	return dst, nil
 }
 
-// readSegment appends records of s with offset >= from to dst, up to max.
-func (l *Log) readSegment(s *segment, from uint64, max int, dst []Record, buf []byte) ([]Record, []byte, error) {
+// readSegment appends records of s with offset >= from to dst, up to limit.
+func (l *Log) readSegment(s *segment, from uint64, limit int, dst []Record, buf []byte) ([]Record, []byte, error) {
 	pos := s.seek(from)
 	chunk := 64 << 10
-	for pos < s.size && len(dst) < max {
+	for pos < s.size && len(dst) < limit {
 		n := int(min(int64(chunk), s.size-pos))
 		if cap(buf) < n {
 			buf = make([]byte, n)
@@ -536,7 +537,7 @@ func (l *Log) readSegment(s *segment, from uint64, max int, dst []Record, buf []
 			return dst, buf, fmt.Errorf("read %s: %w", segmentName(s.base), err)
 		}
 		p := 0
-		for p+frameHeader <= n && len(dst) < max {
+		for p+frameHeader <= n && len(dst) < limit {
 			length := int(binary.LittleEndian.Uint32(buf[p:]))
 			if length < payloadHeader || length > maxFrame {
 				return dst, buf, fmt.Errorf("read %s at %d: frame length %d: %w", segmentName(s.base), pos+int64(p), length, event.ErrCorrupt)

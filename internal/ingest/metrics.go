@@ -13,8 +13,8 @@ type metrics struct {
 	fsync         prometheus.Histogram
 }
 
-func newMetrics(l *Log, reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+func newMetrics() *metrics {
+	return &metrics{
 		appended: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sightline_ingest_appended_total",
 			Help: "Events appended to the event log.",
@@ -37,15 +37,24 @@ func newMetrics(l *Log, reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
+}
+
+// register registers the metrics and the lag collector of l with reg. On
+// error it unregisters what it registered.
+func (m *metrics) register(reg prometheus.Registerer, l *Log) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	for _, c := range []prometheus.Collector{m.appended, m.duplicates, m.corrupt, m.handlerErrors, m.fsync, &lagCollector{l: l}} {
+	cs := []prometheus.Collector{m.appended, m.duplicates, m.corrupt, m.handlerErrors, m.fsync, &lagCollector{l: l}}
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }
 
 var (
