@@ -127,12 +127,14 @@ const blank = "\x00blank"
 // record was stored, blank for a blank line, and otherwise why it was
 // rejected.
 func loadLine[T any](ctx context.Context, b []byte, validate func(*T) error, put func(context.Context, T) error) string {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) > MaxLineLen {
+		return fmt.Sprintf("line longer than %d bytes", MaxLineLen)
+	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return blank
-	}
-	if len(b) > MaxLineLen {
-		return fmt.Sprintf("line longer than %d bytes", MaxLineLen)
 	}
 	if b[0] != '{' {
 		return "invalid record: not a JSON object"
