@@ -105,6 +105,7 @@ type Traffic struct {
 	ran   atomic.Bool
 	runID string
 	start atomic.Int64 // unix nanos of Run's start
+	end   atomic.Int64 // unix nanos of Run's return
 
 	arrivals, requests, errs, dropped, canceled, fallbacks atomic.Int64
 	impressions, clicks, unknownItems                      atomic.Int64
@@ -200,6 +201,7 @@ loop:
 	reqs.Wait()
 	close(events)
 	sender.Wait()
+	t.end.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -402,7 +404,7 @@ func (t *Traffic) send(ctx context.Context, batch []client.Event) {
 
 // TrafficReport summarizes a [Traffic] run so far.
 type TrafficReport struct {
-	// Elapsed is the time since Run started.
+	// Elapsed is the time since Run started, up to its return.
 	Elapsed time.Duration
 	// Arrivals counts scheduled arrivals; Requests those that were sent
 	// and Dropped those that found MaxInFlight requests outstanding.
@@ -464,7 +466,11 @@ func (t *Traffic) Report() TrafficReport {
 		Variants:        make(map[string]VariantReport),
 	}
 	if s := t.start.Load(); s != 0 {
-		rep.Elapsed = time.Since(time.Unix(0, s))
+		end := time.Now()
+		if e := t.end.Load(); e != 0 {
+			end = time.Unix(0, e)
+		}
+		rep.Elapsed = end.Sub(time.Unix(0, s))
 	}
 	t.mu.Lock()
 	lat := slices.Clone(t.lat)

@@ -181,6 +181,9 @@ func TestTrafficEvents(t *testing.T) {
 		if want := ok / 5; math.Abs(float64(rep.Fallbacks-want)) > 2 {
 			t.Errorf("Fallbacks = %d, want %d±2", rep.Fallbacks, want)
 		}
+		if rep.Elapsed != 3*time.Second {
+			t.Errorf("Elapsed = %v, want 3s (fake clock)", rep.Elapsed)
+		}
 		if rep.LatencyP50 != 5*time.Millisecond || rep.LatencyP99 != 5*time.Millisecond {
 			t.Errorf("LatencyP50, LatencyP99 = %v, %v, want 5ms, 5ms (fake clock)", rep.LatencyP50, rep.LatencyP99)
 		}

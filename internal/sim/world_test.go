@@ -189,35 +189,54 @@ func cmpFloat(a, b float64) int {
 // that hiding the age bucket from the ranker visibly hurts.
 func TestLearnableStructure(t *testing.T) {
 	w := defaultWorld()
-	// Global popularity: mean ground truth per item over sampled traffic.
+	// Popularity, global and per segment (the engine's control falls back
+	// to the segment's list): mean ground truth per item over traffic.
 	pop := make([]float64, len(w.Items()))
-	for _, c := range sampleCases(w, 300, 4) {
+	segPop := make([][]float64, len(Segments))
+	for s := range segPop {
+		segPop[s] = make([]float64, len(w.Items()))
+	}
+	for _, c := range sampleCases(w, 400, 4) {
 		a, ch := attrsOf(c.u), channelIndex(c.ch)
 		for i := range pop {
-			pop[i] += sigmoid(w.base + w.logit(a, ch, i))
+			p := sigmoid(w.base + w.logit(a, ch, i))
+			pop[i] += p
+			segPop[a[dimSegment]][i] += p
 		}
 	}
-	idx := make([]int, len(pop))
-	for i := range idx {
-		idx[i] = i
+	top10 := func(score []float64) []int {
+		idx := make([]int, len(score))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmpFloat(score[b], score[a]) })
+		return idx[:10]
 	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmpFloat(pop[b], pop[a]) })
-	popular := idx[:10]
+	popular := top10(pop)
+	segPopular := make([][]int, len(Segments))
+	for s := range segPop {
+		segPopular[s] = top10(segPop[s])
+	}
 
-	var oracle, popCTR, noAge float64
+	var oracle, popCTR, segCTR, noAge float64
 	cases := sampleCases(w, 4000, 5)
 	for _, c := range cases {
 		oracle += w.ListCTR(c.u, c.ch, w.Oracle(c.u, c.ch, 10))
 		popCTR += w.ListCTR(c.u, c.ch, popular)
+		segCTR += w.ListCTR(c.u, c.ch, segPopular[attrsOf(c.u)[dimSegment]])
 		blind := *c.u
 		blind.AgeBucket = ""
 		noAge += w.ListCTR(c.u, c.ch, w.Oracle(&blind, c.ch, 10))
 	}
 	n := float64(len(cases))
-	oracle, popCTR, noAge = oracle/n, popCTR/n, noAge/n
-	t.Logf("CTR with position bias: oracle %.4f, popular %.4f, oracle without age %.4f", oracle, popCTR, noAge)
+	oracle, popCTR, segCTR, noAge = oracle/n, popCTR/n, segCTR/n, noAge/n
+	t.Logf("CTR with position bias: oracle %.4f, popular %.4f, popular in segment %.4f, oracle without age %.4f",
+		oracle, popCTR, segCTR, noAge)
 	if oracle < 2*popCTR {
 		t.Errorf("oracle top-10 CTR = %.4f, want ≥ 2× popular top-10 (%.4f)", oracle, 2*popCTR)
+	}
+	if oracle < 2*segCTR {
+		t.Errorf("oracle top-10 CTR = %.4f, want ≥ 2× the segment's popular top-10 (%.4f)", oracle, 2*segCTR)
 	}
 	if noAge > 0.7*oracle {
 		t.Errorf("oracle CTR without the age bucket = %.4f, want ≤ 0.7× with it (%.4f)", noAge, 0.7*oracle)
