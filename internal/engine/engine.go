@@ -319,3 +319,18 @@ func (e *Engine) newRequestID() string {
 	n := e.seq.Add(1)
 	return strconv.FormatUint(maphash.Comparable(e.idSeed, n), 16)
 }
+
+// VariantInfo names a variant and the version of its scorer.
+type VariantInfo struct {
+	Name    string
+	Version string
+}
+
+// Variants lists the engine's variants with their current scorer versions.
+func (e *Engine) Variants() []VariantInfo {
+	out := make([]VariantInfo, 0, len(e.cfg.Split))
+	for _, arm := range e.cfg.Split {
+		out = append(out, VariantInfo{Name: arm.Name, Version: e.scorers[arm.Name].Version()})
+	}
+	return out
+}

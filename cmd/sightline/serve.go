@@ -1,0 +1,23 @@
+package main
+
+import (
+	"context"
+
+	"github.com/sightline/sightline/internal/app"
+)
+
+func runServe(ctx context.Context, args []string) error {
+	fs := newFlagSet("serve", "Run a Sightline node until SIGINT or SIGTERM, then drain, snapshot and exit.")
+	cfg, level := nodeFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := applyLevel(cfg, *level); err != nil {
+		return err
+	}
+	n, err := app.New(ctx, *cfg)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}

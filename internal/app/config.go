@@ -1,0 +1,86 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sightline/sightline/internal/ingest"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// Config is everything a node needs. The zero value of every field means its
+// default; cmd/sightline fills it from flags and SIGHTLINE_* variables.
+type Config struct {
+	// Addr is the HTTP listen address (default 127.0.0.1:8080). Use port 0
+	// for an ephemeral port; Node.Addr tells which.
+	Addr string
+	// DataDir holds the event log, snapshots and journals (default ./data).
+	DataDir string
+	// Split is the variant split, e.g. "ftrl=50,popularity=50".
+	Split string
+	// Explore is the exploration share (default 0.05; negative disables).
+	Explore float64
+	// FeatureBudget and ModelBudget are the stage deadlines (default 5ms each).
+	FeatureBudget time.Duration
+	ModelBudget   time.Duration
+	// MinConfidence is the low-confidence threshold (default 0.005).
+	MinConfidence float64
+	// Fsync is the event log's fsync policy: always (default), interval, never.
+	Fsync string
+	// SnapshotInterval is how often state is snapshotted (default 1m;
+	// negative disables periodic snapshots).
+	SnapshotInterval time.Duration
+	// Model configures the FTRL model.
+	Model model.Config
+	// TraceSampleRatio is the head sampling ratio (default 0.01).
+	TraceSampleRatio float64
+	// SlowThreshold keeps traces slower than this (default 50ms).
+	SlowThreshold time.Duration
+	// DecisionLogRatio is the share of normal decisions logged (default 0.01).
+	DecisionLogRatio float64
+	// TraceExporter is none (default), otlp or stdout.
+	TraceExporter string
+	// PseudonymKey keys the user id pseudonyms; empty means random per process.
+	PseudonymKey string
+	// AdminToken guards /admin and /debug routes; empty disables them.
+	AdminToken string
+	// LogLevel is the minimum log level (default info).
+	LogLevel slog.Level
+	// LogWriter receives JSON logs (default os.Stdout).
+	LogWriter io.Writer
+	// Version is the build version reported in metrics.
+	Version string
+}
+
+func (c *Config) defaults() error {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = time.Minute
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if _, err := c.fsync(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) fsync() (ingest.FsyncPolicy, error) {
+	switch c.Fsync {
+	case "", "always":
+		return ingest.FsyncAlways, nil
+	case "interval":
+		return ingest.FsyncInterval, nil
+	case "never":
+		return ingest.FsyncNever, nil
+	}
+	return 0, fmt.Errorf("fsync policy %q: want always, interval or never", c.Fsync)
+}

@@ -1,0 +1,205 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/ingest"
+	"github.com/sightline/sightline/internal/model"
+	"github.com/sightline/sightline/internal/quality"
+)
+
+// Consumer names: a fixed set, used as metric labels.
+const (
+	consumerModel    = "model"
+	consumerFeatures = "features"
+	consumerIndex    = "index"
+	consumerStats    = "engagement"
+)
+
+// modelUpdater trains the model online from impressions (label 0) and
+// clicks (label 1), joined to the decision that showed the item by
+// request_id. It owns the model's write side; snapshots take its lock so the
+// saved state matches the saved offset exactly.
+type modelUpdater struct {
+	n *Node
+
+	mu      sync.Mutex
+	applied uint64 // next offset to apply; state includes everything before
+	shown   pendingSet
+	joins   atomic.Uint64
+	misses  atomic.Uint64
+}
+
+func (u *modelUpdater) Handle(ctx context.Context, recs []ingest.Record) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := range recs {
+		r := &recs[i]
+		if r.Offset < u.applied {
+			continue // redelivered: already applied
+		}
+		u.apply(ctx, r)
+		u.applied = r.Offset + 1
+	}
+	return nil
+}
+
+func (u *modelUpdater) apply(ctx context.Context, r *ingest.Record) {
+	ev := &r.Event
+	var label model.Label
+	key := ev.RequestID + "\x00" + ev.ItemID
+	switch ev.Type {
+	case event.Impression:
+		label = model.Negative
+		if ev.RequestID != "" {
+			u.shown.add(key)
+		}
+	case event.Click:
+		label = model.Positive
+		if ev.RequestID != "" && u.shown.take(key) {
+			label = model.Flip
+		}
+	default:
+		return
+	}
+	_, span := u.n.startEventSpan(ctx, "ModelUpdate", r, trace.WithAttributes(attribute.String("sightline.event.type", ev.Type.String())))
+	defer span.End()
+	x, it, ok := u.context(ctx, ev)
+	if !ok {
+		span.SetAttributes(attribute.Bool("sightline.join.skipped", true))
+		return
+	}
+	u.n.model.Learn(&x, it, label)
+}
+
+// context returns what the model saw when it showed the item: from the
+// decision ring when the decision is recent, else rebuilt from the current
+// features (after a restart, or for organic events).
+func (u *modelUpdater) context(ctx context.Context, ev *event.Event) (model.Context, event.Item, bool) {
+	if ev.RequestID != "" {
+		if j, ok := u.n.engine.Joined(ev.RequestID, ev.ItemID); ok {
+			u.joins.Add(1)
+			return j.Context, j.Item, true
+		}
+	}
+	u.misses.Add(1)
+	it, ok := u.n.store.Item(ev.ItemID)
+	if !ok {
+		return model.Context{}, event.Item{}, false
+	}
+	user, _, _ := u.n.store.User(ctx, ev.UserID)
+	act, _ := u.n.store.Activity(ctx, ev.UserID)
+	ts := ev.Timestamp
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	return model.Context{User: user, Channel: ev.Channel, Hour: ts.Hour(), RecentCategories: act.RecentCategories}, it, true
+}
+
+// pendingSet remembers recent (request, item) impressions in two
+// generations, so memory stays bounded and a click within the last
+// generation finds its impression.
+type pendingSet struct {
+	cur, prev map[string]struct{}
+	limit     int
+}
+
+func (p *pendingSet) add(k string) {
+	if p.cur == nil {
+		p.cur, p.limit = make(map[string]struct{}), 500_000
+	}
+	if len(p.cur) >= p.limit {
+		p.prev, p.cur = p.cur, make(map[string]struct{}, p.limit)
+	}
+	p.cur[k] = struct{}{}
+}
+
+func (p *pendingSet) take(k string) bool {
+	if _, ok := p.cur[k]; ok {
+		delete(p.cur, k)
+		return true
+	}
+	if _, ok := p.prev[k]; ok {
+		delete(p.prev, k)
+		return true
+	}
+	return false
+}
+
+// featureUpdater records events in users' recent activity.
+type featureUpdater struct {
+	store   *features.Memory
+	mu      sync.Mutex
+	applied uint64
+}
+
+func (f *featureUpdater) Handle(_ context.Context, recs []ingest.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range recs {
+		if recs[i].Offset < f.applied {
+			continue
+		}
+		f.store.Apply(&recs[i].Event)
+		f.applied = recs[i].Offset + 1
+	}
+	return nil
+}
+
+// indexUpdater feeds the engine's candidate index (popularity, co-visitation).
+type indexUpdater struct{ n *Node }
+
+func (x indexUpdater) Handle(ctx context.Context, recs []ingest.Record) error {
+	for i := range recs {
+		r := &recs[i]
+		_, span := x.n.startEventSpan(ctx, "events process", r)
+		x.n.engine.Observe(ctx, &r.Event)
+		span.End()
+	}
+	return nil
+}
+
+// engagementTracker counts impressions and clicks per variant for live CTR.
+type engagementTracker struct {
+	live   *quality.Live
+	engine *engine.Engine
+}
+
+func (t engagementTracker) Handle(_ context.Context, recs []ingest.Record) error {
+	for i := range recs {
+		ev := &recs[i].Event
+		t.live.ObserveEngagement(t.engine.Variant(ev.UserID), ev.Type == event.Impression, ev.Type == event.Click)
+	}
+	return nil
+}
+
+// startEventSpan starts a consumer span linked to the producer's trace
+// context carried in the record, so a click can be followed back to the
+// request that showed the item.
+func (n *Node) startEventSpan(ctx context.Context, name string, r *ingest.Record, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot())
+	if r.Event.TraceParent != "" {
+		carrier := propagation.MapCarrier{"traceparent": r.Event.TraceParent, "tracestate": r.Event.TraceState}
+		pctx := propagation.TraceContext{}.Extract(context.Background(), carrier)
+		if sc := trace.SpanContextFromContext(pctx); sc.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+	}
+	opts = append(opts, trace.WithAttributes(
+		attribute.String("messaging.system", "sightline"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.Int64("messaging.message.offset", int64(r.Offset)),
+		attribute.String("sightline.request.id", r.Event.RequestID),
+	))
+	return n.tracer.Start(ctx, name, opts...)
+}

@@ -1,0 +1,213 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/sightline/sightline/internal/api"
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/telemetry"
+)
+
+// buildHTTP assembles the API with the node's adapters and the operational
+// routes: metrics, traces, logs, admin and profiling.
+func (n *Node) buildHTTP() error {
+	mount := map[string]http.Handler{
+		"GET /metrics":              promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: n.reg, ErrorLog: nil}),
+		"GET /v1/traces":            http.HandlerFunc(n.listTraces),
+		"GET /v1/traces/{trace_id}": http.HandlerFunc(n.getTrace),
+		"GET /v1/logs":              http.HandlerFunc(n.listLogs),
+		"POST /admin/snapshot":      n.requireAdmin(n.adminSnapshot),
+		"GET /debug/pprof/":         n.requireAdmin(pprof.Index),
+		"GET /debug/pprof/profile":  n.requireAdmin(pprof.Profile),
+		"GET /debug/pprof/trace":    n.requireAdmin(pprof.Trace),
+	}
+	srv, err := api.New(api.Config{
+		Recommender: n.engine,
+		Publisher:   publisher{n},
+		Catalog:     catalog{n},
+		Importer:    catalog{n},
+		Stats:       n,
+		Logger:      n.logger,
+		Ready:       n.Ready,
+		Middleware:  n.traceRoute,
+		OnEvents:    n.stampTraceContext,
+		Mount:       mount,
+	})
+	if err != nil {
+		return err
+	}
+	n.handler = srv
+	return nil
+}
+
+// traceRoute wraps each API route in an OpenTelemetry server span named
+// "{METHOD} {route}", extracting W3C trace context and baggage.
+func (n *Node) traceRoute(h http.Handler) http.Handler {
+	return otelhttp.NewHandler(h, "",
+		otelhttp.WithTracerProvider(n.tel.TracerProvider()),
+		otelhttp.WithPropagators(n.prop),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Pattern
+			}
+			return r.Method
+		}),
+		otelhttp.WithMeterProvider(nil),
+	)
+}
+
+// stampTraceContext puts the request's trace context into each event, the
+// record headers of the log, so consumers link back to the producer.
+func (n *Node) stampTraceContext(ctx context.Context, evs []event.Event) {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	tp, ts := carrier["traceparent"], carrier["tracestate"]
+	if tp == "" {
+		return
+	}
+	for i := range evs {
+		evs[i].TraceParent, evs[i].TraceState = tp, ts
+	}
+}
+
+// publisher appends events to the durable log.
+type publisher struct{ n *Node }
+
+func (p publisher) Publish(ctx context.Context, evs []event.Event) (int, error) {
+	ctx, span := p.n.tracer.Start(ctx, "events publish")
+	defer span.End()
+	res, err := p.n.log.Append(ctx, evs)
+	if err != nil {
+		span.RecordError(err)
+		return 0, err
+	}
+	return res.Duplicates, nil
+}
+
+// catalog writes profiles and items through the journal, so an
+// acknowledged write survives a crash.
+type catalog struct{ n *Node }
+
+func (c catalog) PutUser(ctx context.Context, u event.User) error {
+	if err := c.n.journal.append(journalEntry{User: &u}); err != nil {
+		return err
+	}
+	if err := c.n.store.PutUser(ctx, u); err != nil {
+		return err
+	}
+	return c.n.journal.sync()
+}
+
+func (c catalog) PutItem(ctx context.Context, it event.Item) error {
+	if err := c.n.journal.append(journalEntry{Item: &it}); err != nil {
+		return err
+	}
+	if err := c.n.store.PutItem(ctx, it); err != nil {
+		return err
+	}
+	return c.n.journal.sync()
+}
+
+func (c catalog) ImportUsers(ctx context.Context, r io.Reader) (api.ImportResult, error) {
+	res, err := features.LoadUsers(ctx, r, func(ctx context.Context, u event.User) error {
+		if err := c.n.journal.append(journalEntry{User: &u}); err != nil {
+			return err
+		}
+		return c.n.store.PutUser(ctx, u)
+	})
+	return c.finish(res, err)
+}
+
+func (c catalog) ImportItems(ctx context.Context, r io.Reader) (api.ImportResult, error) {
+	res, err := features.LoadItems(ctx, r, func(ctx context.Context, it event.Item) error {
+		if err := c.n.journal.append(journalEntry{Item: &it}); err != nil {
+			return err
+		}
+		return c.n.store.PutItem(ctx, it)
+	})
+	return c.finish(res, err)
+}
+
+// finish makes an import durable before it is acknowledged.
+func (c catalog) finish(res features.LoadResult, err error) (api.ImportResult, error) {
+	if serr := c.n.journal.sync(); err == nil {
+		err = serr
+	}
+	out := api.ImportResult{Imported: res.Loaded, Rejected: res.Rejected, Errors: make([]api.LineError, 0, len(res.Errors))}
+	for _, e := range res.Errors {
+		out.Errors = append(out.Errors, api.LineError{Line: e.Line, Error: e.Err})
+	}
+	return out, err
+}
+
+func (n *Node) listTraces(w http.ResponseWriter, r *http.Request) {
+	f, err := telemetry.ParseFilter(r.URL.Query())
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "bad-query", err.Error())
+		return
+	}
+	writeJSON(w, map[string]any{"traces": n.tel.Flight().Query(f)})
+}
+
+func (n *Node) getTrace(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("trace_id"))
+	t, ok := n.tel.Flight().Trace(id)
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "trace-not-found", fmt.Sprintf("trace %q is not in the flight recorder: only recent traces kept by tail retention (errors, fallbacks, slow requests, sampled) are held", id))
+		return
+	}
+	writeJSON(w, t)
+}
+
+func (n *Node) listLogs(w http.ResponseWriter, r *http.Request) {
+	f, err := telemetry.ParseLogFilter(r.URL.Query())
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "bad-query", err.Error())
+		return
+	}
+	writeJSON(w, map[string]any{"logs": n.tel.Logs().Query(f)})
+}
+
+func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
+	if err := n.Snapshot(r.Context()); err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "snapshot-failed", err.Error())
+		return
+	}
+	writeJSON(w, map[string]any{"model_version": n.model.Version(), "model_offset": n.modelUp.applied})
+}
+
+// collectors are the node-level metrics: model info and updates.
+func (n *Node) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sightline_model_updates_total",
+			Help: "Online model updates applied.",
+		}, func() float64 { return float64(n.model.Updates()) }),
+		modelInfo{n},
+	}
+}
+
+// modelInfo exposes sightline_model_info{variant,version} = 1 for the
+// current version only, so the series count stays bounded.
+type modelInfo struct{ n *Node }
+
+var modelInfoDesc = prometheus.NewDesc("sightline_model_info", "The model version serving each variant.", []string{"variant", "version"}, nil)
+
+func (m modelInfo) Describe(ch chan<- *prometheus.Desc) { ch <- modelInfoDesc }
+
+func (m modelInfo) Collect(ch chan<- prometheus.Metric) {
+	for _, v := range m.n.engine.Variants() {
+		ch <- prometheus.MustNewConstMetric(modelInfoDesc, prometheus.GaugeValue, 1, v.Name, v.Version)
+	}
+}

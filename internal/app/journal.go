@@ -1,0 +1,195 @@
+package app
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/sightline/sightline/internal/event"
+)
+
+// journal makes profile and catalog writes durable between feature-store
+// snapshots: each PUT or import line is appended (and fsynced before the
+// write is acknowledged) to the current journal file. A snapshot cuts the
+// journal; on restart the journals newer than the snapshot are replayed.
+// Replays are idempotent because PUT replaces.
+type journal struct {
+	dir string
+
+	mu  sync.Mutex
+	gen uint64
+	f   *os.File
+	w   *bufio.Writer
+}
+
+type journalEntry struct {
+	User *event.User `json:"user,omitempty"`
+	Item *event.Item `json:"item,omitempty"`
+}
+
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	gens, err := journalGens(dir)
+	if err != nil {
+		return nil, err
+	}
+	j := &journal{dir: dir}
+	if len(gens) > 0 {
+		j.gen = gens[len(gens)-1]
+	}
+	return j, j.openGen(j.gen + 1)
+}
+
+func journalGens(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".ndjson")
+		if !ok {
+			continue
+		}
+		if g, err := strconv.ParseUint(name, 10, 64); err == nil {
+			gens = append(gens, g)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+func (j *journal) path(gen uint64) string {
+	return filepath.Join(j.dir, fmt.Sprintf("%020d.ndjson", gen))
+}
+
+func (j *journal) openGen(gen uint64) error {
+	f, err := os.OpenFile(j.path(gen), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	j.gen, j.f, j.w = gen, f, bufio.NewWriterSize(f, 64<<10)
+	return nil
+}
+
+// append writes one entry; sync makes everything appended so far durable.
+func (j *journal) append(e journalEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return errors.New("journal closed")
+	}
+	j.w.Write(b)
+	return j.w.WriteByte('\n')
+}
+
+func (j *journal) sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return errors.New("journal closed")
+	}
+	if err := j.w.Flush(); err != nil {
+		return err
+	}
+	return j.f.Sync()
+}
+
+// cut starts a new journal generation and returns it: a snapshot taken after
+// cut contains every entry of older generations.
+func (j *journal) cut() (uint64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.w.Flush(); err != nil {
+		return 0, err
+	}
+	if err := j.f.Sync(); err != nil {
+		return 0, err
+	}
+	j.f.Close()
+	return j.gen + 1, j.openGen(j.gen + 1)
+}
+
+// prune deletes generations older than keep.
+func (j *journal) prune(keep uint64) error {
+	gens, err := journalGens(j.dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, g := range gens {
+		if g < keep {
+			errs = append(errs, os.Remove(j.path(g)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// replay applies every entry of generations ≥ from, in order. A torn last
+// line (crash mid-write) is ignored.
+func (j *journal) replay(from uint64, user func(event.User) error, item func(event.Item) error) (int, error) {
+	gens, err := journalGens(j.dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, g := range gens {
+		if g < from {
+			continue
+		}
+		f, err := os.Open(j.path(g))
+		if err != nil {
+			return n, err
+		}
+		br := bufio.NewReaderSize(f, 64<<10)
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 && line[len(line)-1] == '\n' {
+				var e journalEntry
+				if json.Unmarshal(line, &e) == nil {
+					if e.User != nil {
+						err = errors.Join(err, user(*e.User))
+					}
+					if e.Item != nil {
+						err = errors.Join(err, item(*e.Item))
+					}
+					n++
+				}
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				f.Close()
+				return n, err
+			}
+		}
+		f.Close()
+	}
+	return n, nil
+}
+
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := errors.Join(j.w.Flush(), j.f.Sync(), j.f.Close())
+	j.f = nil
+	return err
+}
