@@ -154,7 +154,7 @@ func isWordByte(c byte) bool {
 
 // replaceBounded replaces the matches of re in s that are not glued to a
 // word character on either side and that accept reports as valid.
-func replaceBounded(s string, re *regexp.Regexp, repl string, accept func(string) bool) string {
+func replaceBounded(s string, re *regexp.Regexp, repl string, accept func(s string, lo, hi int) bool) string {
 	idx := re.FindAllStringIndex(s, -1)
 	if idx == nil {
 		return s
@@ -169,7 +169,7 @@ func replaceBounded(s string, re *regexp.Regexp, repl string, accept func(string
 		if hi < len(s) && isWordByte(s[hi]) && isWordByte(s[hi-1]) {
 			continue
 		}
-		if accept != nil && !accept(s[lo:hi]) {
+		if accept != nil && !accept(s, lo, hi) {
 			continue
 		}
 		b.WriteString(s[last:lo])
@@ -183,20 +183,30 @@ func replaceBounded(s string, re *regexp.Regexp, repl string, accept func(string
 	return b.String()
 }
 
-func validIP(s string) bool {
+func validIP(s string, lo, hi int) bool {
+	_, err := netip.ParseAddr(s[lo:hi])
+	return err == nil
+}
+
+func validIPv6Run(s string, lo, hi int) bool {
+	s = strings.Trim(s[lo:hi], ".")
+	if strings.Count(s, ":") < 2 {
+		return false
+	}
 	_, err := netip.ParseAddr(s)
 	return err == nil
 }
 
-func validIPv6Run(s string) bool {
-	s = strings.Trim(s, ".")
-	if strings.Count(s, ":") < 2 {
-		return false
+// validPhone accepts 9–15 digits not glued to an identifier such as
+// item-1234567890 or a path.
+func validPhone(s string, lo, hi int) bool {
+	if lo > 0 {
+		switch s[lo-1] {
+		case '-', '/', '.', '#', '_':
+			return false
+		}
 	}
-	return validIP(s)
-}
-
-func validPhone(s string) bool {
+	s = s[lo:hi]
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] >= '0' && s[i] <= '9' {
