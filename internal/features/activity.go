@@ -133,16 +133,10 @@ func (m *Memory) Activity(_ context.Context, userID string) (Activity, error) {
 	}
 	l := m.actLists(r.act)
 	n0, n1, n2 := int(r.act[0]), int(r.act[1]), int(r.act[2])
-	out := make([]string, n0+n1+n2) // one allocation for the three lists
-	for i, id := range l[0][:n0] {
-		out[i] = st.syms.name(id)
-	}
-	for i, id := range l[1][:n1] {
-		out[n0+i] = st.syms.name(id)
-	}
-	for i, id := range l[2][:n2] {
-		out[n0+n1+i] = st.syms.name(id)
-	}
+	out := make([]string, 0, n0+n1+n2) // one allocation for the three lists
+	out = st.syms.names(out, l[0][:n0])
+	out = st.syms.names(out, l[1][:n1])
+	out = st.syms.names(out, l[2][:n2])
 	var a Activity
 	if n0 > 0 {
 		a.RecentItems = out[:n0:n0]

@@ -78,9 +78,15 @@ func (s *symtab) name(id uint32) string {
 	return chunks[id>>symChunkBits][id&symChunkMask]
 }
 
-// len returns the number of symbols.
-func (s *symtab) len() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return int(s.next - 1)
+// names appends the names of ids to dst, loading the chunk table once.
+func (s *symtab) names(dst []string, ids []uint32) []string {
+	chunks := *s.chunks.Load()
+	for _, id := range ids {
+		var v string
+		if id != 0 {
+			v = chunks[id>>symChunkBits][id&symChunkMask]
+		}
+		dst = append(dst, v)
+	}
+	return dst
 }
