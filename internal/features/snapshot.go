@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sightline/sightline/internal/event"
@@ -108,8 +109,8 @@ func appendStr(b []byte, s string) []byte {
 // WriteSnapshot writes the store's users, items and activity to w, with
 // offset (the event log position the snapshot covers) in its header.
 //
-// It copies one shard at a time under that shard's read lock and writes to
-// w without holding a lock, so serving continues while a large store is
+// It encodes a batch of entries at a time under one shard's read lock and
+// writes to w without holding a lock, so serving continues while a large store is
 // written. The snapshot is therefore not a single point in time: changes
 // made while it is written may or may not be in it, which is harmless when
 // the caller replays the event log from offset after a restore, because
@@ -127,8 +128,7 @@ func (m *Memory) WriteSnapshot(w io.Writer, offset uint64) error {
 	var nItems, nUsers uint64
 	for i := range st.items {
 		sh := &st.items[i]
-		sh.mu.RLock()
-		for _, it := range sh.m {
+		err := eachLocked(&sh.mu, sh.m, fw.flush, func(_ string, it event.Item) {
 			fw.buf = append(fw.buf, recItem)
 			fw.buf = appendStr(fw.buf, it.ID)
 			fw.buf = appendStr(fw.buf, it.Category)
@@ -143,22 +143,19 @@ func (m *Memory) WriteSnapshot(w io.Writer, offset uint64) error {
 			fw.buf = append(fw.buf, avail)
 			fw.endRecord()
 			nItems++
-		}
-		sh.mu.RUnlock()
-		if err := fw.flush(); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("write snapshot: %w", err)
 		}
 	}
 	for i := range st.users {
 		sh := &st.users[i]
-		sh.mu.RLock()
-		for id, r := range sh.m {
+		err := eachLocked(&sh.mu, sh.m, fw.flush, func(id string, r *userRec) {
 			fw.buf = m.appendUser(fw.buf, st, id, r)
 			fw.endRecord()
 			nUsers++
-		}
-		sh.mu.RUnlock()
-		if err := fw.flush(); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("write snapshot: %w", err)
 		}
 	}
@@ -169,6 +166,38 @@ func (m *Memory) WriteSnapshot(w io.Writer, offset uint64) error {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	return nil
+}
+
+// snapBatch is how many entries WriteSnapshot encodes under one hold of a
+// shard's read lock.
+const snapBatch = 1024
+
+// eachLocked calls fn for every entry of sh, holding mu's read lock. Every
+// snapBatch entries it releases the lock, lets writers in, and calls between
+// (which writes out what was encoded so far), so a large shard never holds
+// off writers (and the readers queued behind them) for long. Go maps may be
+// changed during a range: entries added meanwhile may or may not be seen,
+// none is seen twice. After the shard, it calls between once more.
+func eachLocked[V any](mu *sync.RWMutex, sh map[string]V, between func() error, fn func(string, V)) error {
+	mu.RLock()
+	n := 0
+	var err error
+	for k, v := range sh {
+		fn(k, v)
+		if n++; n%snapBatch == 0 {
+			mu.RUnlock()
+			err = between()
+			mu.RLock()
+			if err != nil {
+				break
+			}
+		}
+	}
+	mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return between()
 }
 
 // appendUser encodes one user record. The caller holds the shard's lock.

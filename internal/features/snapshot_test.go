@@ -409,3 +409,49 @@ func TestSaveLoadFile(t *testing.T) {
 func crc32Magic() uint32 { return crc32Update(0, []byte(snapMagic)) }
 
 func crc32Update(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
+
+// TestSnapshotDuringWrites snapshots a large shard, which WriteSnapshot
+// reads in batches, while users are added and updated; the snapshot must
+// decode and hold at least every user that existed before it started.
+func TestSnapshotDuringWrites(t *testing.T) {
+	ctx := t.Context()
+	m := newTestMemory(t, Config{Shards: 1})
+	const before = 5 * snapBatch
+	for i := range before {
+		if err := m.PutUser(ctx, event.User{ID: fmt.Sprintf("old-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	var buf bytes.Buffer
+	go func() {
+		defer close(done)
+		if err := m.WriteSnapshot(&buf, 9); err != nil {
+			t.Error(err)
+		}
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+		default:
+			if err := m.PutUser(ctx, event.User{ID: fmt.Sprintf("new-%d", i), Segment: "s"}); err != nil {
+				t.Fatal(err)
+			}
+			m.Apply(click(fmt.Sprintf("old-%d", i%before), "item"))
+			continue
+		}
+		break
+	}
+	dst := newTestMemory(t, Config{})
+	if _, err := dst.ReadSnapshot(&buf); err != nil {
+		t.Fatalf("ReadSnapshot(taken during writes) error = %v", err)
+	}
+	for i := range before {
+		if _, ok, _ := dst.User(ctx, fmt.Sprintf("old-%d", i)); !ok {
+			t.Fatalf("User(old-%d) missing from a snapshot taken after it was put", i)
+		}
+	}
+	if dst.Users() < before || dst.Users() > m.Users() {
+		t.Errorf("restored Users() = %d, want between %d and %d", dst.Users(), before, m.Users())
+	}
+}
