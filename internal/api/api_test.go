@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -153,7 +154,10 @@ func TestEvents(t *testing.T) {
 func TestEventsPublishFailure(t *testing.T) {
 	e := newEnv(t, nil)
 	e.pub.fail = errBusDown
-	resp, body := e.do(t, "POST", "/v1/events", `[{"event_id":"e1","type":"click","user_id":"u1","item_id":"i1"}]`)
+	resp, body := e.do(t, "POST", "/v1/events", `[{"event_id":"e1","type":"click","user_id":"alice@example.com","item_id":"i1"}]`)
+	if logs := e.logs.String(); !strings.Contains(logs, "bus down") || strings.Contains(logs, "alice") {
+		t.Errorf("logs = %s, want the publish error without the user id", logs)
+	}
 	p := checkProblem(t, resp, body, 503, "unavailable", "none were accepted")
 	if resp.Header.Get("Retry-After") == "" {
 		t.Errorf("503 without Retry-After; problem %+v", p)
@@ -392,4 +396,39 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.code = 200
 	}
 	return r.body.Write(b)
+}
+
+func TestConcurrentRecommendations(t *testing.T) {
+	e := newEnv(t, nil)
+	errs := make(chan error, 20)
+	for g := range 20 {
+		go func() {
+			for i := range 10 {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				req, _ := http.NewRequest("POST", e.srv.URL+"/v1/recommendations", strings.NewReader(fmt.Sprintf(`{"user_id":"u%d","count":%d}`, g, i+1)))
+				req.Header.Set("X-Request-ID", id)
+				resp, err := e.srv.Client().Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var got struct {
+					RequestID string            `json:"request_id"`
+					Items     []json.RawMessage `json:"items"`
+				}
+				if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != 200 || got.RequestID != id || len(got.Items) != i+1 {
+					errs <- fmt.Errorf("request %s = %d %s, want 200 with %d items", id, resp.StatusCode, body, i+1)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
