@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -62,33 +63,32 @@ const (
 	keySecret
 )
 
-func normalizeKey(k string) string {
-	var b strings.Builder
-	b.Grow(len(k))
+// normalizeKey lower-cases k and maps '.' and '-' to '_' into buf.
+func normalizeKey(buf []byte, k string) []byte {
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		switch {
 		case c >= 'A' && c <= 'Z':
-			b.WriteByte(c + 'a' - 'A')
+			c += 'a' - 'A'
 		case c == '.' || c == '-':
-			b.WriteByte('_')
-		default:
-			b.WriteByte(c)
+			c = '_'
 		}
+		buf = append(buf, c)
 	}
-	return b.String()
+	return buf
 }
 
 func classify(k string) keyClass {
-	n := normalizeKey(k)
-	if userKeys[n] || strings.HasSuffix(n, "_user_id") {
+	var arr [64]byte
+	n := normalizeKey(arr[:0], k) // stays on the stack for short keys
+	if userKeys[string(n)] || bytes.HasSuffix(n, []byte("_user_id")) {
 		return keyUser
 	}
-	if secretKeys[n] {
+	if secretKeys[string(n)] {
 		return keySecret
 	}
 	for _, s := range secretSuffixes {
-		if strings.HasSuffix(n, s) {
+		if bytes.HasSuffix(n, []byte(s)) {
 			return keySecret
 		}
 	}

@@ -242,3 +242,5 @@ func TestSpanRedaction(t *testing.T) {
 		t.Errorf("link uid = %q, want pseudonym", got)
 	}
 }
+
+func attributeFallback() attribute.KeyValue { return attribute.String(FallbackAttr, "model_timeout") }

@@ -259,7 +259,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		sdktrace.WithResource(res),
 		sdktrace.WithSpanProcessor(t.tail),
 	)
-	t.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	t.prop = NewPropagator()
 
 	var extra slog.Handler
 	if cfg.Exporter == ExporterOTLP && firstEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") != "" {
@@ -375,7 +375,8 @@ func (t *Telemetry) syncLogs(ctx context.Context) error {
 // TracerProvider returns the tracer provider to pass to every component.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
-// Propagator returns the W3C TraceContext + Baggage propagator.
+// Propagator returns the W3C TraceContext + Baggage propagator (see
+// [NewPropagator]).
 func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.prop }
 
 // Logger returns the redacting JSON logger whose lines carry trace_id,
