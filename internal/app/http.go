@@ -184,7 +184,7 @@ func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "snapshot-failed", err.Error())
 		return
 	}
-	writeJSON(w, map[string]any{"model_version": n.model.Version(), "model_offset": n.modelUp.applied})
+	writeJSON(w, map[string]any{"model_version": n.model.Version(), "model_offset": n.log.Position(consumerModel)})
 }
 
 // collectors are the node-level metrics: model info and updates.

@@ -245,7 +245,8 @@ func (n *Node) Snapshot(ctx context.Context) error {
 	defer n.snapMu.Unlock()
 	start := time.Now()
 	n.modelUp.mu.Lock()
-	err := n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: n.modelUp.applied, Created: time.Now(), Updates: n.model.Updates()})
+	modelOffset := n.modelUp.applied
+	err := n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: modelOffset, Created: time.Now(), Updates: n.model.Updates()})
 	n.modelUp.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("model snapshot: %w", err)
@@ -266,7 +267,7 @@ func (n *Node) Snapshot(ctx context.Context) error {
 	if err := n.journal.prune(gen); err != nil {
 		n.logger.WarnContext(ctx, "prune journal", slog.String("err", err.Error()))
 	}
-	n.logger.InfoContext(ctx, "snapshot saved", slog.Duration("took", time.Since(start)), slog.Uint64("model_offset", n.modelUp.applied), slog.String("model_version", n.model.Version()))
+	n.logger.InfoContext(ctx, "snapshot saved", slog.Duration("took", time.Since(start)), slog.Uint64("model_offset", modelOffset), slog.String("model_version", n.model.Version()))
 	return nil
 }
 
