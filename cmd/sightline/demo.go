@@ -32,7 +32,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := applyLevel(cfg, *level); err != nil {
+	if err := finish(cfg, *level); err != nil {
 		return err
 	}
 	cfg.LogWriter = io.Discard

@@ -61,7 +61,18 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	return c, level
 }
 
-func applyLevel(c *app.Config, level string) error {
+// finish turns flag values into config values: explicit zeros mean "off"
+// where the config's zero value means "default".
+func finish(c *app.Config, level string) error {
+	if c.TraceSampleRatio == 0 {
+		c.TraceSampleRatio = -1 // tail retention only
+	}
+	if c.Explore == 0 {
+		c.Explore = -1
+	}
+	if c.DecisionLogRatio == 0 {
+		c.DecisionLogRatio = -1
+	}
 	return c.LogLevel.UnmarshalText([]byte(level))
 }
 

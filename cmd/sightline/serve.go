@@ -12,7 +12,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := applyLevel(cfg, *level); err != nil {
+	if err := finish(cfg, *level); err != nil {
 		return err
 	}
 	n, err := app.New(ctx, *cfg)

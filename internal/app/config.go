@@ -34,11 +34,13 @@ type Config struct {
 	SnapshotInterval time.Duration
 	// Model configures the FTRL model.
 	Model model.Config
-	// TraceSampleRatio is the head sampling ratio (default 0.01).
+	// TraceSampleRatio is the head sampling ratio (default 0.01; negative
+	// keeps only what tail retention keeps).
 	TraceSampleRatio float64
 	// SlowThreshold keeps traces slower than this (default 50ms).
 	SlowThreshold time.Duration
-	// DecisionLogRatio is the share of normal decisions logged (default 0.01).
+	// DecisionLogRatio is the share of normal decisions logged (default 0.01;
+	// negative logs only fallbacks).
 	DecisionLogRatio float64
 	// TraceExporter is none (default), otlp or stdout.
 	TraceExporter string

@@ -170,8 +170,8 @@ func (n *Node) build(ctx context.Context) error {
 		return err
 	}
 	ix := n.engine.Index()
+	n.store.OnItemChange(ix.PutItem) // first, so no item put meanwhile is missed
 	n.store.RangeItems(func(it event.Item) bool { ix.PutItem(it); return true })
-	n.store.OnItemChange(ix.PutItem)
 	ix.Refresh()
 	n.modelUp = &modelUpdater{n: n, applied: n.modelFrom}
 	n.featUp = &featureUpdater{store: n.store, applied: n.featFrom}

@@ -264,6 +264,10 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	start := e.cfg.Now()
 	_, span := e.tracer.Start(ctx, "BusinessRules")
 	f := newFilter(&req, &act)
+	greedy := "popularity" // the control ranks by popularity, not by a model
+	if c, ok := e.scorers[d.Variant].(Calibrated); ok && c.Calibrated() {
+		greedy = "model"
+	}
 	items := sp.cs.items
 	sp.order = sp.order[:0]
 	for i := range items {
@@ -289,7 +293,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 			break
 		}
 		n := float64(len(eligible))
-		pick, reason := eligible[0], "model"
+		pick, reason := eligible[0], greedy
 		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
 			j := rng.IntN(len(eligible))
@@ -297,7 +301,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 				pick, reason, prop = eligible[j], "explore", e.cfg.Explore/n
 			}
 		}
-		if !d.KnownUser && reason == "model" {
+		if !d.KnownUser && reason == greedy {
 			reason = "cold_start"
 		}
 		it := &items[pick]

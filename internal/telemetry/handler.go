@@ -142,6 +142,11 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	top := len(attrs)
 	r.Attrs(func(a slog.Attr) bool {
+		// A record attribute the context already supplied at the top level
+		// (request_id from both the API and the engine) is written once.
+		if len(h.groups) == 0 && slices.ContainsFunc(attrs[:top], func(b slog.Attr) bool { return b.Key == a.Key }) {
+			return true
+		}
 		attrs = append(attrs, red.RedactAttr(a))
 		return true
 	})
