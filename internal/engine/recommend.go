@@ -278,36 +278,62 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	scores := sp.scores
 	slices.SortStableFunc(sp.order, func(a, b int) int { return cmpDesc(scores[a], scores[b]) })
 	rng := rand.New(rand.NewPCG(maphash.String(e.idSeed, d.RequestID), 0x5157))
-	perCat := make(map[string]int, req.Count)
-	d.Items = make([]Item, 0, req.Count)
-	pool := sp.order
-	for len(d.Items) < req.Count && len(pool) > 0 {
-		// Eligible items for this slot keep the category cap.
-		eligible := pool[:0:0]
-		for _, i := range pool {
-			if perCat[items[i].Category] < e.cfg.MaxPerCategory {
-				eligible = append(eligible, i)
-			}
+	// Per category: items shown and candidates left. A category at its cap
+	// leaves the eligible pool all at once, so each slot costs O(1) except
+	// for the walk to the next eligible item.
+	type catState struct{ shown, left int }
+	cats := make(map[string]*catState, 32)
+	for _, i := range sp.order {
+		c := cats[items[i].Category]
+		if c == nil {
+			c = &catState{}
+			cats[items[i].Category] = c
 		}
-		if len(eligible) == 0 {
+		c.left++
+	}
+	taken := make([]bool, len(sp.order))
+	eligible := len(sp.order)
+	usable := func(k int) bool {
+		return !taken[k] && cats[items[sp.order[k]].Category].shown < e.cfg.MaxPerCategory
+	}
+	d.Items = make([]Item, 0, req.Count)
+	head := 0
+	for len(d.Items) < req.Count && eligible > 0 {
+		for head < len(sp.order) && !usable(head) {
+			head++
+		}
+		if head == len(sp.order) {
 			break
 		}
-		n := float64(len(eligible))
-		pick, reason := eligible[0], greedy
+		n := float64(eligible)
+		k, reason := head, greedy
 		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
-			j := rng.IntN(len(eligible))
-			if j != 0 {
-				pick, reason, prop = eligible[j], "explore", e.cfg.Explore/n
+			if j := rng.IntN(eligible); j != 0 {
+				for k = head + 1; ; k++ { // the j-th eligible item after head
+					if usable(k) {
+						if j--; j == 0 {
+							break
+						}
+					}
+				}
+				reason, prop = "explore", e.cfg.Explore/n
 			}
 		}
 		if !d.KnownUser && reason == greedy {
 			reason = "cold_start"
 		}
+		pick := sp.order[k]
 		it := &items[pick]
-		perCat[it.Category]++
+		taken[k] = true
+		c := cats[it.Category]
+		c.shown++
+		c.left--
+		eligible--
+		if c.shown == e.cfg.MaxPerCategory {
+			eligible -= c.left
+		}
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reason, Propensity: prop})
-		pool = slices.DeleteFunc(pool, func(i int) bool { return i == pick })
 	}
 	e.stage(d, StageRules, start, nil)
 	span.End()
