@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sightline/sightline/internal/sim"
 )
 
 // The engine spans every recommendation must have under its server span.
@@ -159,35 +157,41 @@ func TestIntegrationJaeger(t *testing.T) {
 	// A service name of this run only, so searches see no other run's spans.
 	service := "sightline-it-" + randomHex(t, 4)
 	t.Setenv("OTEL_SERVICE_NAME", service)
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+otlp)
-	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	// The traces-only variables: with OTEL_EXPORTER_OTLP_ENDPOINT the node
+	// would also export logs, over OTLP/HTTP only, which Jaeger's gRPC
+	// port does not speak (and Jaeger stores no logs).
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"+otlp)
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")
 
 	tn := startNode(t, Config{TraceExporter: "otlp", TraceSampleRatio: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	world := sim.NewWorld(sim.WorldConfig{Users: 50, Items: 100})
+	world := smallWorld()
 	if err := world.Load(ctx, tn.c); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
 
-	traceID := randomHex(t, 16)
+	// The candidate index publishes the loaded catalog within its refresh
+	// interval (200ms): ask until items come back, each time in a new trace.
+	var traceID string
 	var rec struct {
 		RequestID string `json:"request_id"`
 		Items     []struct {
 			ItemID string `json:"item_id"`
 		} `json:"items"`
 	}
-	postTraced(t, tn.base, "/v1/recommendations", "00-"+traceID+"-"+randomHex(t, 8)+"-01",
-		map[string]any{"user_id": sim.UserID(1), "count": 5, "context": map[string]string{"channel": "web"}}, &rec)
-	if rec.RequestID == "" || len(rec.Items) == 0 {
-		t.Fatalf("recommendation = %+v, want a request id and items", rec)
-	}
+	pollUntil(t, 10*time.Second, func() (bool, string) {
+		traceID = randomHex(t, 16)
+		postTraced(t, tn.base, "/v1/recommendations", "00-"+traceID+"-"+randomHex(t, 8)+"-01",
+			map[string]any{"user_id": world.User(1).ID, "count": 5, "context": map[string]string{"channel": "web"}}, &rec)
+		return rec.RequestID != "" && len(rec.Items) > 0, fmt.Sprintf("recommendation = %+v, want a request id and items", rec)
+	})
 	// The user's journey goes on in the same trace: an impression and a
 	// click answering the recommendation.
 	evs := []map[string]any{
-		{"event_id": "it-imp-" + traceID, "type": "impression", "user_id": sim.UserID(1), "item_id": rec.Items[0].ItemID, "request_id": rec.RequestID, "channel": "web"},
-		{"event_id": "it-clk-" + traceID, "type": "click", "user_id": sim.UserID(1), "item_id": rec.Items[0].ItemID, "request_id": rec.RequestID, "channel": "web"},
+		{"event_id": "it-imp-" + traceID, "type": "impression", "user_id": world.User(1).ID, "item_id": rec.Items[0].ItemID, "request_id": rec.RequestID, "channel": "web"},
+		{"event_id": "it-clk-" + traceID, "type": "click", "user_id": world.User(1).ID, "item_id": rec.Items[0].ItemID, "request_id": rec.RequestID, "channel": "web"},
 	}
 	var accepted struct {
 		Accepted int `json:"accepted"`

@@ -346,7 +346,7 @@ func TestCardinality(t *testing.T) {
 	const (
 		users    = 100_000
 		items    = 10_000
-		recUsers = 10_000 // users also asked recommendations for
+		recUsers = 25_000 // users also asked recommendations for
 		batch    = 1000
 	)
 	tn := startNode(t, Config{Fsync: "never"})

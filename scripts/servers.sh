@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# Real servers for the integration tests, to be sourced by scripts/test (or
+# by hand: `source scripts/servers.sh; servers_init; servers_start_jaeger`).
+#
+# Every server listens on 127.0.0.1 on a free port, keeps its data and log
+# in a temporary directory of this run, and is polled for readiness (never a
+# fixed sleep). servers_stop stops what was started and removes the
+# directory; scripts/test calls it from an EXIT trap.
+#
+# Jaeger is built once from the tools module tools/jaeger (pinned there)
+# into the git-ignored .tools/ folder, and rebuilt only when that module's
+# go.mod or go.sum changes. Prometheus and promtool come from the Debian
+# package `prometheus`; the Prometheus test starts its own server, since only
+# it knows the port of the node it scrapes.
+
+servers_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+servers_dir=""
+servers_pids=()
+
+# servers_init creates the run's temporary directory.
+servers_init() {
+  if [ -z "$servers_dir" ]; then
+    servers_dir=$(mktemp -d "${TMPDIR:-/tmp}/sightline-servers.XXXXXX")
+  fi
+}
+
+# servers_port_free PORT succeeds when nothing accepts connections on
+# 127.0.0.1:PORT.
+servers_port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# servers_free_port prints a port that is free on 127.0.0.1, below the
+# kernel's ephemeral range so outgoing connections do not take it meanwhile.
+servers_free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + RANDOM % 12000))
+    if servers_port_free "$p"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "servers: no free port found" >&2
+  return 1
+}
+
+# servers_wait NAME PID TIMEOUT_S CMD... runs CMD every 100ms until it
+# succeeds; it fails when PID exits or TIMEOUT_S passes.
+servers_wait() {
+  local name=$1 pid=$2 timeout=$3
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "servers: $name exited before it was ready" >&2
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "servers: $name not ready after ${timeout}s" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# servers_tcp_open PORT succeeds when 127.0.0.1:PORT accepts connections.
+servers_tcp_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# servers_build_jaeger builds .tools/jaeger unless an up-to-date binary is
+# there; it prints the binary's path.
+servers_build_jaeger() {
+  local bin="$servers_root/.tools/jaeger"
+  local stamp="$bin.stamp"
+  local want
+  want=$(cat "$servers_root/tools/jaeger/go.mod" "$servers_root/tools/jaeger/go.sum" | sha256sum | cut -d' ' -f1)
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    echo "$bin"
+    return 0
+  fi
+  mkdir -p "$servers_root/.tools"
+  echo "servers: building Jaeger into .tools/ (takes minutes the first time)" >&2
+  (cd "$servers_root/tools/jaeger" && go build -buildvcs=false -o "$bin.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) >&2 || return 1
+  mv "$bin.tmp" "$bin"
+  echo "$want" >"$stamp"
+  echo "$bin"
+}
+
+# servers_start_jaeger builds (if needed) and starts Jaeger with in-memory
+# storage, then exports SIGHTLINE_TEST_JAEGER_OTLP (OTLP gRPC host:port)
+# and SIGHTLINE_TEST_JAEGER_QUERY (base URL of the query API).
+servers_start_jaeger() {
+  servers_init
+  local bin
+  bin=$(servers_build_jaeger) || return 1
+  local dir="$servers_dir/jaeger"
+  mkdir -p "$dir"
+  local otlp query qgrpc health
+  otlp=$(servers_free_port) && query=$(servers_free_port) && qgrpc=$(servers_free_port) && health=$(servers_free_port) || return 1
+  (
+    cd "$dir" &&
+      JAEGER_OTLP_GRPC_PORT=$otlp JAEGER_QUERY_HTTP_PORT=$query JAEGER_QUERY_GRPC_PORT=$qgrpc JAEGER_HEALTH_PORT=$health \
+        exec "$bin" --config "$servers_root/tools/jaeger/config.yaml"
+  ) >"$dir/jaeger.log" 2>&1 &
+  local pid=$!
+  servers_pids+=("$pid")
+  if ! servers_wait jaeger "$pid" 60 curl -sf "http://127.0.0.1:$query/api/services" ||
+    ! servers_wait jaeger "$pid" 30 servers_tcp_open "$otlp"; then
+    tail -n 30 "$dir/jaeger.log" >&2
+    return 1
+  fi
+  export SIGHTLINE_TEST_JAEGER_OTLP="127.0.0.1:$otlp"
+  export SIGHTLINE_TEST_JAEGER_QUERY="http://127.0.0.1:$query"
+  echo "servers: jaeger ready: OTLP gRPC $SIGHTLINE_TEST_JAEGER_OTLP, query $SIGHTLINE_TEST_JAEGER_QUERY (log $dir/jaeger.log)" >&2
+}
+
+# servers_find_prometheus exports SIGHTLINE_TEST_PROMETHEUS and
+# SIGHTLINE_TEST_PROMTOOL, the paths of the Debian binaries.
+servers_find_prometheus() {
+  local prom tool
+  prom=$(command -v prometheus) && tool=$(command -v promtool) || {
+    echo "servers: prometheus or promtool not installed (apt-get install -y --no-install-recommends prometheus)" >&2
+    return 1
+  }
+  export SIGHTLINE_TEST_PROMETHEUS="$prom" SIGHTLINE_TEST_PROMTOOL="$tool"
+}
+
+# servers_start_prometheus CONFIG starts Prometheus with CONFIG (a
+# prometheus.yml) and its own TSDB directory, and exports
+# SIGHTLINE_PROMETHEUS_URL. For manual runs and checks that know their
+# scrape targets in advance.
+servers_start_prometheus() {
+  servers_init
+  servers_find_prometheus || return 1
+  local dir="$servers_dir/prometheus"
+  mkdir -p "$dir/data"
+  local port
+  port=$(servers_free_port) || return 1
+  "$SIGHTLINE_TEST_PROMETHEUS" --config.file="$1" --web.listen-address="127.0.0.1:$port" \
+    --storage.tsdb.path="$dir/data" --enable-feature=exemplar-storage \
+    >"$dir/prometheus.log" 2>&1 &
+  local pid=$!
+  servers_pids+=("$pid")
+  if ! servers_wait prometheus "$pid" 60 curl -sf "http://127.0.0.1:$port/-/ready"; then
+    tail -n 30 "$dir/prometheus.log" >&2
+    return 1
+  fi
+  export SIGHTLINE_PROMETHEUS_URL="http://127.0.0.1:$port"
+}
+
+# servers_stop stops every server started here (TERM, then KILL after 10s)
+# and removes the temporary directory.
+servers_stop() {
+  local pid i
+  for pid in "${servers_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${servers_pids[@]}"; do
+    for i in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  servers_pids=()
+  if [ -n "$servers_dir" ]; then
+    rm -rf "$servers_dir"
+    servers_dir=""
+  fi
+}
