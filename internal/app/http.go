@@ -52,9 +52,15 @@ func (n *Node) buildHTTP() error {
 }
 
 // traceRoute wraps each API route in an OpenTelemetry server span named
-// "{METHOD} {route}", extracting W3C trace context and baggage.
+// "{METHOD} {route}", extracting W3C trace context and baggage, and counts
+// responses by route and status class.
 func (n *Node) traceRoute(h http.Handler) http.Handler {
-	return otelhttp.NewHandler(h, "",
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.status)).Inc()
+	})
+	return otelhttp.NewHandler(counted, "",
 		otelhttp.WithTracerProvider(n.tel.TracerProvider()),
 		otelhttp.WithPropagators(n.prop),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -189,12 +195,17 @@ func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 
 // collectors are the node-level metrics: model info and updates.
 func (n *Node) collectors() []prometheus.Collector {
+	n.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sightline_http_requests_total",
+		Help: "API responses by route pattern and status class (2xx, 3xx, 4xx, 5xx).",
+	}, []string{"route", "code"})
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sightline_model_updates_total",
 			Help: "Online model updates applied.",
 		}, func() float64 { return float64(n.model.Updates()) }),
 		modelInfo{n},
+		n.httpRequests,
 	}
 }
 
@@ -210,4 +221,30 @@ func (m modelInfo) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range m.n.engine.Variants() {
 		ch <- prometheus.MustNewConstMetric(modelInfoDesc, prometheus.GaugeValue, 1, v.Name, v.Version)
 	}
+}
+
+// statusWriter records the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	}
+	return "2xx"
 }

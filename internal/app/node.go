@@ -49,6 +49,8 @@ type Node struct {
 	journal *journal
 	handler http.Handler
 
+	httpRequests *prometheus.CounterVec
+
 	modelUp *modelUpdater
 	featUp  *featureUpdater
 

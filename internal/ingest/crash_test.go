@@ -17,14 +17,10 @@ import (
 
 const crashDirEnv = "SIGHTLINE_INGEST_CRASH_DIR"
 
-// TestHelperCrashWriter is not a test: TestCrashRecovery runs the test
-// binary with it as a child process that appends until it is killed. Each
+// crashWriter is the child process of TestCrashRecovery (TestMain runs it
+// when crashDirEnv is set): it appends until it is killed. Each
 // acknowledged batch is printed as one line "ack <id> <id> ...".
-func TestHelperCrashWriter(t *testing.T) {
-	dir := os.Getenv(crashDirEnv)
-	if dir == "" {
-		t.Skip("helper process for TestCrashRecovery")
-	}
+func crashWriter(dir string) {
 	l, err := Open(dir, Config{SegmentBytes: 128 << 10})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
@@ -56,7 +52,7 @@ func TestHelperCrashWriter(t *testing.T) {
 
 func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashWriter$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

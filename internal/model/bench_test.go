@@ -67,9 +67,6 @@ func BenchmarkLearn(b *testing.B) {
 }
 
 func TestScoreAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains a model")
-	}
 	m, w := trainedModel(t, Config{Bits: 16}, 2000)
 	x := Context{User: w.users[0], Channel: "app", Hour: 20, RecentCategories: []string{"cat1", "cat2"}}
 	var p Prepared
