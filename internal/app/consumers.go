@@ -72,7 +72,7 @@ func (u *modelUpdater) apply(ctx context.Context, r *ingest.Record) {
 	default:
 		return
 	}
-	_, span := u.n.startEventSpan(ctx, "ModelUpdate", r, trace.WithAttributes(attribute.String("sightline.event.type", ev.Type.String())))
+	_, span := u.n.startEventSpan(ctx, "ModelUpdate", r)
 	defer span.End()
 	x, it, ok := u.context(ctx, ev)
 	if !ok {
@@ -183,23 +183,54 @@ func (t engagementTracker) Handle(_ context.Context, recs []ingest.Record) error
 	return nil
 }
 
-// startEventSpan starts a consumer span linked to the producer's trace
-// context carried in the record, so a click can be followed back to the
-// request that showed the item.
+// startEventSpan starts a consumer span for one record, as a new root
+// linked to the producer's trace context carried in the record and to the
+// trace of the recommendation the event answers, so a click can be followed
+// back to the request that showed the item. To keep the event path cheap,
+// it records a span only when one of those traces is kept: the producer was
+// sampled, or the recommendation was sampled or fell back (tail retention
+// keeps fallbacks). Otherwise it returns a non-recording span.
 func (n *Node) startEventSpan(ctx context.Context, name string, r *ingest.Record, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot())
+	var links []trace.Link
+	keep := false
 	if r.Event.TraceParent != "" {
 		carrier := propagation.MapCarrier{"traceparent": r.Event.TraceParent, "tracestate": r.Event.TraceState}
-		pctx := propagation.TraceContext{}.Extract(context.Background(), carrier)
-		if sc := trace.SpanContextFromContext(pctx); sc.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		if sc := trace.SpanContextFromContext(n.prop.Extract(context.Background(), carrier)); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{linkProducer}})
+			keep = sc.IsSampled()
 		}
 	}
-	opts = append(opts, trace.WithAttributes(
-		attribute.String("messaging.system", "sightline"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.Int64("messaging.message.offset", int64(r.Offset)),
-		attribute.String("sightline.request.id", r.Event.RequestID),
-	))
+	if r.Event.RequestID != "" {
+		if d, ok := n.engine.Decision(r.Event.RequestID); ok {
+			tid, terr := trace.TraceIDFromHex(d.TraceID)
+			sid, serr := trace.SpanIDFromHex(d.SpanID)
+			if terr == nil && serr == nil {
+				kept := d.TraceSampled || d.Fallback != engine.ReasonNone
+				var flags trace.TraceFlags
+				if kept {
+					flags = trace.FlagsSampled
+				}
+				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags})
+				links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{linkRecommendation}})
+				keep = keep || kept
+			}
+		}
+	}
+	if !keep {
+		return ctx, trace.SpanFromContext(context.Background())
+	}
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(), trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "sightline"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.Int64("messaging.message.offset", int64(r.Offset)),
+			attribute.String("sightline.request.id", r.Event.RequestID),
+			attribute.String("sightline.event.type", r.Event.Type.String()),
+		))
 	return n.tracer.Start(ctx, name, opts...)
 }
+
+var (
+	linkProducer       = attribute.String("sightline.link", "producer")
+	linkRecommendation = attribute.String("sightline.link", "recommendation")
+)

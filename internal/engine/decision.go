@@ -92,4 +92,6 @@ type Decision struct {
 	Duration       time.Duration `json:"duration_ns"`
 	TraceID        string        `json:"trace_id,omitempty"`
 	SpanID         string        `json:"span_id,omitempty"`
+	// TraceSampled reports that the decision's trace was head-sampled.
+	TraceSampled bool `json:"trace_sampled,omitempty"`
 }

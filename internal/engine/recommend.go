@@ -66,6 +66,7 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	if sc := span.SpanContext(); sc.IsValid() {
 		d.TraceID = sc.TraceID().String()
 		d.SpanID = sc.SpanID().String()
+		d.TraceSampled = sc.IsSampled()
 	}
 	sp := e.pool.Get().(*scratch)
 	defer e.pool.Put(sp)

@@ -10,9 +10,12 @@ import (
 
 // Keep reasons, the values of the reason label of
 // sightline_traces_kept_total. A trace kept for several reasons is counted
-// once, under the first of error, fallback, slow, sampled.
+// once, under the first of error, fallback, slow, sampled, linked.
 const (
-	ReasonSampled  = "sampled"
+	ReasonSampled = "sampled"
+	// ReasonLinked keeps a trace that links to a sampled or kept span, such
+	// as the processing of a click on a kept recommendation.
+	ReasonLinked   = "linked"
 	ReasonError    = "error"
 	ReasonFallback = "fallback"
 	ReasonSlow     = "slow"
@@ -64,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"signal"}),
 	}
 	m.keptByReason = map[string]prometheus.Counter{}
-	for _, r := range []string{ReasonSampled, ReasonError, ReasonFallback, ReasonSlow} {
+	for _, r := range []string{ReasonSampled, ReasonError, ReasonFallback, ReasonSlow, ReasonLinked} {
 		m.keptByReason[r] = m.kept.WithLabelValues(r)
 	}
 	m.droppedSpans = m.telemetry.WithLabelValues(SignalSpans)

@@ -177,7 +177,26 @@ func (p *tailProcessor) reasons(pt *pendingTrace, root sdktrace.ReadOnlySpan) []
 	if root.SpanContext().IsSampled() {
 		rs = append(rs, ReasonSampled)
 	}
+	if len(rs) == 0 && p.linksKept(pt) {
+		rs = append(rs, ReasonLinked)
+	}
 	return rs
+}
+
+// linksKept reports whether any span of pt links to a sampled span or to a
+// trace this processor kept. p.mu is held.
+func (p *tailProcessor) linksKept(pt *pendingTrace) bool {
+	for _, s := range pt.spans {
+		for _, l := range s.Links() {
+			if l.SpanContext.IsSampled() {
+				return true
+			}
+			if d, ok := p.decided[l.SpanContext.TraceID()]; ok && d.kept {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // emit redacts spans and hands them to the sink.

@@ -244,3 +244,39 @@ func TestSpanRedaction(t *testing.T) {
 }
 
 func attributeFallback() attribute.KeyValue { return attribute.String(FallbackAttr, "model_timeout") }
+
+func TestTailRetentionLinkedRoots(t *testing.T) {
+	tel := newTest(t, Config{SampleRatio: -1})
+	tr := tel.TracerProvider().Tracer("test")
+
+	// A fallback recommendation is kept; the processing of a click on it is
+	// a new root that links to it, and is kept too.
+	kept := request(tel, time.Millisecond, "BusinessRules", func(s trace.Span) {
+		s.SetAttributes(attribute.String(FallbackAttr, "missing_features"))
+	})
+	keptID, _ := trace.TraceIDFromHex(kept)
+	link := trace.NewSpanContext(trace.SpanContextConfig{TraceID: keptID, SpanID: trace.SpanID{1}})
+	_, proc := tr.Start(context.Background(), "events process", trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: link}))
+	proc.End()
+	if _, ok := tel.Flight().Trace(proc.SpanContext().TraceID().String()); !ok {
+		t.Errorf("events process linked to a kept trace was dropped")
+	}
+
+	// Linked to a sampled span context: kept.
+	sampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, TraceFlags: trace.FlagsSampled})
+	_, proc2 := tr.Start(context.Background(), "events process", trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: sampled}))
+	proc2.End()
+	if _, ok := tel.Flight().Trace(proc2.SpanContext().TraceID().String()); !ok {
+		t.Errorf("events process linked to a sampled span was dropped")
+	}
+
+	// Linked to a trace that was dropped and not sampled: dropped.
+	dropped := request(tel, time.Millisecond, "", nil)
+	droppedID, _ := trace.TraceIDFromHex(dropped)
+	_, proc3 := tr.Start(context.Background(), "events process", trace.WithNewRoot(),
+		trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: droppedID, SpanID: trace.SpanID{2}})}))
+	proc3.End()
+	if _, ok := tel.Flight().Trace(proc3.SpanContext().TraceID().String()); ok {
+		t.Errorf("events process linked only to a dropped trace was kept")
+	}
+}

@@ -39,7 +39,7 @@ func TestSetupRegistersCounters(t *testing.T) {
 	for _, mf := range mfs {
 		got[mf.GetName()] = len(mf.GetMetric())
 	}
-	want := map[string]int{"sightline_traces_kept_total": 4, "sightline_traces_dropped_total": 1, "sightline_telemetry_dropped_total": 3}
+	want := map[string]int{"sightline_traces_kept_total": 5, "sightline_traces_dropped_total": 1, "sightline_telemetry_dropped_total": 3}
 	for name, n := range want {
 		if got[name] != n {
 			t.Errorf("gathered %s with %d series, want %d", name, got[name], n)
