@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/bridges/otelslog"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -263,7 +264,16 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 
 	var extra slog.Handler
 	if cfg.Exporter == ExporterOTLP && firstEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") != "" {
-		lexp, err := otlploghttp.New(ctx)
+		// Logs follow the logs protocol variable, then the general one, as
+		// traces do: a gRPC-only collector must not receive HTTP.
+		var lexp sdklog.Exporter
+		var err error
+		switch firstEnv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		case ProtocolHTTP:
+			lexp, err = otlploghttp.New(ctx)
+		default:
+			lexp, err = otlploggrpc.New(ctx)
+		}
 		if err == nil {
 			t.lp = sdklog.NewLoggerProvider(
 				sdklog.WithResource(res),
