@@ -1,0 +1,310 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sightline/sightline/internal/console"
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/quality"
+	"github.com/sightline/sightline/internal/telemetry"
+)
+
+// epoch is the fixture's wall clock origin.
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// world is a node's telemetry shaped like the real one: a real flight
+// recorder and log store filled through their public APIs with
+// recommendation traces (every tenth a missing_features fallback with
+// user_age_bucket null) and click-processing traces linked back to them.
+type world struct {
+	traces    *telemetry.FlightRecorder
+	logs      *telemetry.LogStore
+	decisions fakeDecisions
+	// fallbackTrace is a kept trace with a fallback; clickTrace an
+	// "events process" trace linking to recTrace.
+	fallbackTrace, recTrace, clickTrace string
+	fallbackRequest                     string
+}
+
+func traceID(i int) trace.TraceID {
+	var t trace.TraceID
+	binary.BigEndian.PutUint64(t[0:8], 0x5157_0000_0000_0000|uint64(i))
+	binary.BigEndian.PutUint64(t[8:16], uint64(i)*2654435761+1)
+	return t
+}
+
+func spanID(i, j int) trace.SpanID {
+	var s trace.SpanID
+	binary.BigEndian.PutUint64(s[:], uint64(i)<<8|uint64(j)+1)
+	return s
+}
+
+func requestID(i int) string { return fmt.Sprintf("req-%06d", i) }
+
+// newWorld records nTraces recommendation traces (plus a click trace for
+// every fifth) and nLines log lines spread over them.
+func newWorld(nTraces, nLines int) *world {
+	w := &world{
+		traces:    telemetry.NewFlightRecorder(nTraces+nTraces/5+16, 0),
+		logs:      telemetry.NewLogStore(nLines),
+		decisions: fakeDecisions{},
+	}
+	for i := range nTraces {
+		fallback := i%10 == 3
+		w.traces.Record(recommendationSpans(i, fallback), reasons(fallback))
+		if i%5 == 4 {
+			w.traces.Record(clickSpans(nTraces+i, i), []string{telemetry.ReasonSampled})
+			w.recTrace, w.clickTrace = traceID(i).String(), traceID(nTraces+i).String()
+		}
+		if fallback {
+			w.fallbackTrace, w.fallbackRequest = traceID(i).String(), requestID(i)
+		}
+		if i < 2000 || fallback {
+			w.decisions[requestID(i)] = decisionOf(i, fallback)
+		}
+	}
+	var buf bytes.Buffer
+	h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
+	log := slog.New(h)
+	for n := range nLines {
+		i := n % max(nTraces, 1)
+		buf.Reset()
+		logLine(log, i, i%10 == 3)
+		_ = w.logs.Add(buf.Bytes())
+	}
+	return w
+}
+
+func reasons(fallback bool) []string {
+	if fallback {
+		return []string{telemetry.ReasonFallback}
+	}
+	return []string{telemetry.ReasonSampled}
+}
+
+func recommendationSpans(i int, fallback bool) []sdktrace.ReadOnlySpan {
+	tid := traceID(i)
+	start := epoch.Add(time.Duration(i) * time.Millisecond)
+	sc := func(j int) trace.SpanContext {
+		return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: spanID(i, j), TraceFlags: trace.FlagsSampled})
+	}
+	variant := "ftrl"
+	if i%2 == 1 {
+		variant = "popularity"
+	}
+	rootAttrs := []attribute.KeyValue{
+		attribute.String("http.route", "/v1/recommendations"),
+		attribute.String("http.request.method", "POST"),
+		attribute.Int("http.response.status_code", 200),
+		attribute.String("sightline.request.id", requestID(i)),
+		attribute.String(telemetry.VariantAttr, variant),
+	}
+	genAttrs := []attribute.KeyValue{attribute.String("sightline.model.version", "ftrl-42"), attribute.Float64("sightline.model.confidence", 0.71)}
+	var genEvents []sdktrace.Event
+	if fallback {
+		genAttrs = append(genAttrs, attribute.String(telemetry.FallbackAttr, string(engine.ReasonMissingFeatures)))
+		genEvents = append(genEvents, sdktrace.Event{Name: "fallback", Time: start.Add(900 * time.Microsecond),
+			Attributes: []attribute.KeyValue{attribute.String("reason", "missing_features"), attribute.String("missing", "user_age_bucket")}})
+	}
+	stub := func(j, parent int, name string, off, dur time.Duration, kind trace.SpanKind, attrs []attribute.KeyValue, evs []sdktrace.Event) sdktrace.ReadOnlySpan {
+		s := tracetest.SpanStub{
+			Name: name, SpanContext: sc(j), SpanKind: kind,
+			StartTime: start.Add(off), EndTime: start.Add(off + dur),
+			Attributes: attrs, Events: evs,
+		}
+		if parent >= 0 {
+			s.Parent = sc(parent)
+		}
+		return s.Snapshot()
+	}
+	return []sdktrace.ReadOnlySpan{
+		stub(1, 0, "GenerateRecommendations", 50*time.Microsecond, 1800*time.Microsecond, trace.SpanKindInternal, genAttrs, genEvents),
+		stub(2, 1, "FeatureFetch", 60*time.Microsecond, 200*time.Microsecond, trace.SpanKindInternal, nil, nil),
+		stub(3, 1, "CandidateGeneration", 270*time.Microsecond, 300*time.Microsecond, trace.SpanKindInternal, []attribute.KeyValue{attribute.Int("sightline.candidates", 200)}, nil),
+		stub(4, 1, "ModelInference", 580*time.Microsecond, 700*time.Microsecond, trace.SpanKindInternal, nil, nil),
+		stub(5, 1, "BusinessRules", 1290*time.Microsecond, 400*time.Microsecond, trace.SpanKindInternal, nil, nil),
+		stub(0, -1, "POST /v1/recommendations", 0, 2*time.Millisecond, trace.SpanKindServer, rootAttrs, nil),
+	}
+}
+
+func clickSpans(i, rec int) []sdktrace.ReadOnlySpan {
+	start := epoch.Add(time.Duration(rec)*time.Millisecond + time.Second)
+	s := tracetest.SpanStub{
+		Name:        "events process",
+		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID(i), SpanID: spanID(i, 0), TraceFlags: trace.FlagsSampled}),
+		SpanKind:    trace.SpanKindConsumer,
+		StartTime:   start, EndTime: start.Add(80 * time.Microsecond),
+		Attributes: []attribute.KeyValue{
+			attribute.String("messaging.system", "sightline"),
+			attribute.Int64("messaging.message.offset", int64(rec)),
+			attribute.String("sightline.request.id", requestID(rec)),
+		},
+		Links: []sdktrace.Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID(rec), SpanID: spanID(rec, 0)})}},
+		Status: sdktrace.Status{Code: codes.Unset},
+	}
+	return []sdktrace.ReadOnlySpan{s.Snapshot()}
+}
+
+// logLine writes the decision log line of request i the way the engine
+// does (features group, nulls as null), with the top-level trace fields
+// the telemetry handler adds.
+func logLine(log *slog.Logger, i int, fallback bool) {
+	age := slog.String("user_age_bucket", "25-34")
+	level, msg, reason := slog.LevelInfo, "decision", ""
+	if fallback {
+		age = slog.Any("user_age_bucket", nil)
+		level, msg, reason = slog.LevelWarn, "decision fallback", string(engine.ReasonMissingFeatures)
+	}
+	log.LogAttrs(context.Background(), level, msg,
+		slog.String("trace_id", traceID(i).String()),
+		slog.String("span_id", spanID(i, 1).String()),
+		slog.String("trace_flags", "01"),
+		slog.String("request_id", requestID(i)),
+		slog.String("user_hash", "u_3f9a0c"),
+		slog.String("variant", "ftrl"),
+		slog.String("model_version", "ftrl-42"),
+		slog.Group("features", age, slog.String("user_device", "ios"), slog.String("user_region", "eu"), slog.String("user_segment", "new")),
+		slog.Int("candidates", 200),
+		slog.Float64("confidence", 0.71),
+		slog.String("fallback_reason", reason),
+	)
+}
+
+func decisionOf(i int, fallback bool) *engine.Decision {
+	age := "25-34"
+	d := &engine.Decision{
+		RequestID: requestID(i), Time: epoch.Add(time.Duration(i) * time.Millisecond),
+		UserHash: "u_3f9a0c", KnownUser: true, Segment: "new", Channel: "web", Variant: "ftrl", ModelVersion: "ftrl-42",
+		Features:   map[string]*string{"user_age_bucket": &age, "user_region": new("eu")},
+		Candidates: 200,
+		Items: []engine.Item{
+			{ItemID: "i00042", Category: "c03", Score: 0.31, Reason: "model", Propensity: 0.9},
+			{ItemID: "i00077", Category: "c11", Score: 0.12, Reason: "explore", Propensity: 0.05},
+		},
+		Confidence: 0.71,
+		Stages: []engine.StageTiming{
+			{Stage: engine.StageFeatures, Duration: 200 * time.Microsecond},
+			{Stage: engine.StageCandidates, Duration: 300 * time.Microsecond},
+			{Stage: engine.StageInference, Duration: 700 * time.Microsecond},
+			{Stage: engine.StageRules, Duration: 400 * time.Microsecond},
+		},
+		Duration: 2 * time.Millisecond,
+		TraceID:  traceID(i).String(),
+	}
+	if fallback {
+		d.Features["user_age_bucket"] = nil
+		d.Fallback, d.FallbackDetail = engine.ReasonMissingFeatures, "user_age_bucket missing"
+	}
+	return d
+}
+
+// fakeDecisions is the engine's decision ring.
+type fakeDecisions map[string]*engine.Decision
+
+func (f fakeDecisions) Decision(id string) (*engine.Decision, bool) {
+	d, ok := f[id]
+	return d, ok
+}
+
+// fakeStats returns a fixed overview, with a request rate that follows
+// the clock so history samples differ.
+type fakeStats struct{ now func() time.Time }
+
+func (f fakeStats) Overview(context.Context) console.Overview {
+	rps := 100.0
+	if f.now != nil {
+		rps = float64(f.now().Unix() % 1000)
+	}
+	return console.Overview{
+		Stats: quality.Snapshot{
+			RequestsPerSecond: rps, EventsPerSecond: 950,
+			Latency:      quality.Latency{P50: 0.8, P95: 2.1, P99: 4.7},
+			ErrorRate:    0.001, FallbackRate: 0.08,
+			FallbackRateByReason: map[string]float64{"missing_features": 0.08},
+			CTRByVariant: map[string]quality.VariantCTR{"ftrl": {Impressions: 1000, Clicks: 40, CTR: 0.04}},
+		},
+		ModelVersion: "ftrl-42",
+		IngestLag:    1500 * time.Millisecond,
+	}
+}
+
+// fakeAlerts returns fixed alerts.
+type fakeAlerts []console.AlertView
+
+func (f fakeAlerts) Alerts() []console.AlertView { return f }
+
+// fakeQuality returns fixed quality figures.
+type fakeQuality struct{ features []console.FeatureView }
+
+func (f fakeQuality) Features() []console.FeatureView { return f.features }
+func (fakeQuality) CTR() []console.VariantView {
+	return []console.VariantView{
+		{Variant: "ftrl", Impressions: 1000, Clicks: 25, CTR: 0.025, Baseline: 0.04, Ratio: 0.625},
+		{Variant: "popularity", Impressions: 1000, Clicks: 20, CTR: 0.02, Baseline: 0.02, Ratio: 1},
+	}
+}
+func (fakeQuality) Confidence() []console.BucketView {
+	return []console.BucketView{{Upper: 0.25, Count: 3}, {Upper: 0.5, Count: 10}, {Upper: 0.75, Count: 40}, {Upper: 1, Count: 7}}
+}
+func (fakeQuality) Calibration() console.CalibrationView {
+	return console.CalibrationView{MeanPredicted: 0.05, Observed: 0.025, Samples: 1234}
+}
+func (fakeQuality) VariantUsage() map[string]int64 { return map[string]int64{"ftrl": 510, "popularity": 490} }
+
+// fakeDrills lists two faults, one active.
+type fakeDrills struct{}
+
+func (fakeDrills) Faults() []console.FaultView {
+	return []console.FaultView{
+		{Name: "slow-feature-store", Description: "adds latency to feature reads"},
+		{Name: "etl-null-age", Description: "ETL stops populating user_age_bucket for new users", Active: true, Since: epoch},
+	}
+}
+
+func ageFeatures() []console.FeatureView {
+	return []console.FeatureView{
+		{Name: "user_age_bucket", NullRatio: 0.31, BaselineNullRatio: 0.01, PSI: 1.9, Samples: 5000,
+			BySegment: []console.SegmentView{
+				{Segment: "new", NullRatio: 0.97, BaselineNullRatio: 0.02, PSI: 3.4, Samples: 800},
+				{Segment: "power", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.01, Samples: 900},
+			}},
+		{Name: "user_region", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.02, Samples: 5000},
+	}
+}
+
+// config wires w and the fakes into a console Config.
+func (w *world) config() console.Config {
+	return console.Config{
+		Traces:    w.traces,
+		Logs:      w.logs,
+		Decisions: w.decisions,
+		Stats:     fakeStats{},
+		Quality:   fakeQuality{features: ageFeatures()},
+		Drills:    fakeDrills{},
+		Alerts: fakeAlerts{{
+			Name: "FeatureNullRateHigh", State: "firing", Severity: "warning",
+			Summary:     "user_age_bucket is null in 31% of requests",
+			Description: "A model input is missing far more often than in training.",
+			RunbookURL:  "docs/runbooks/FeatureNullRateHigh.md",
+			Labels:      map[string]string{"feature": "user_age_bucket"},
+			Value:       0.31, ActiveAt: epoch, FiredAt: epoch.Add(2 * time.Minute),
+			Hints: []console.HintView{{Kind: "feature", Name: "user_age_bucket", Segment: "new",
+				Detail: "user_age_bucket null in segment new: 0.02 → 0.97 (+0.95), PSI 3.4", Score: 0.95}},
+			ExampleTraces: []string{w.fallbackTrace},
+		}, {
+			Name: "HighP99Latency", State: "resolved", Severity: "page", Value: 0.012,
+			ActiveAt: epoch, ResolvedAt: epoch.Add(time.Minute),
+		}},
+	}
+}
