@@ -306,7 +306,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) []Transition {
 		if t.To == StateFiring {
 			level = slog.LevelWarn
 		}
-		attrs := []slog.Attr{slog.String("alert", t.Name), slog.String("from", t.From), slog.String("to", t.To), slog.Float64("value", t.Value), slog.Any("labels", t.Labels)}
+		attrs := []slog.Attr{slog.String("alert", t.Name), slog.Time("at", t.At), slog.String("from", t.From), slog.String("to", t.To), slog.Float64("value", t.Value), slog.Any("labels", t.Labels)}
 		if a := e.active[seriesKey(t.Name, t.Labels)]; a != nil && t.To == StateFiring && len(a.Hints) > 0 {
 			attrs = append(attrs, slog.String("top_suspect", a.Hints[0].Detail))
 		}
