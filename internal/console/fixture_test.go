@@ -150,7 +150,7 @@ func clickSpans(i, rec int) []sdktrace.ReadOnlySpan {
 			attribute.Int64("messaging.message.offset", int64(rec)),
 			attribute.String("sightline.request.id", requestID(rec)),
 		},
-		Links: []sdktrace.Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID(rec), SpanID: spanID(rec, 0)})}},
+		Links:  []sdktrace.Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID(rec), SpanID: spanID(rec, 0)})}},
 		Status: sdktrace.Status{Code: codes.Unset},
 	}
 	return []sdktrace.ReadOnlySpan{s.Snapshot()}
@@ -229,10 +229,10 @@ func (f fakeStats) Overview(context.Context) console.Overview {
 	return console.Overview{
 		Stats: quality.Snapshot{
 			RequestsPerSecond: rps, EventsPerSecond: 950,
-			Latency:      quality.Latency{P50: 0.8, P95: 2.1, P99: 4.7},
-			ErrorRate:    0.001, FallbackRate: 0.08,
+			Latency:   quality.Latency{P50: 0.8, P95: 2.1, P99: 4.7},
+			ErrorRate: 0.001, FallbackRate: 0.08,
 			FallbackRateByReason: map[string]float64{"missing_features": 0.08},
-			CTRByVariant: map[string]quality.VariantCTR{"ftrl": {Impressions: 1000, Clicks: 40, CTR: 0.04}},
+			CTRByVariant:         map[string]quality.VariantCTR{"ftrl": {Impressions: 1000, Clicks: 40, CTR: 0.04}},
 		},
 		ModelVersion: "ftrl-42",
 		IngestLag:    1500 * time.Millisecond,
@@ -260,7 +260,9 @@ func (fakeQuality) Confidence() []console.BucketView {
 func (fakeQuality) Calibration() console.CalibrationView {
 	return console.CalibrationView{MeanPredicted: 0.05, Observed: 0.025, Samples: 1234}
 }
-func (fakeQuality) VariantUsage() map[string]int64 { return map[string]int64{"ftrl": 510, "popularity": 490} }
+func (fakeQuality) VariantUsage() map[string]int64 {
+	return map[string]int64{"ftrl": 510, "popularity": 490}
+}
 
 // fakeDrills lists two faults, one active.
 type fakeDrills struct{}
