@@ -49,7 +49,7 @@ func TestEscaping(t *testing.T) {
 		RequestID: hostile, Segment: hostile, Channel: hostile, Variant: hostile, ModelVersion: hostile,
 		Features: map[string]*string{hostile: new(hostile), "null": nil}, TraceID: hostile, FallbackDetail: hostile,
 		Fallback: engine.Reason(hostile), Items: []engine.Item{{ItemID: hostile, Category: hostile, Reason: hostile}},
-		Stages:   []engine.StageTiming{{Stage: hostile, Error: hostile}},
+		Stages: []engine.StageTiming{{Stage: hostile, Error: hostile}},
 	}
 	cfg := w.config()
 	cfg.Alerts = fakeAlerts{{

@@ -12,9 +12,9 @@ import (
 )
 
 type seriesBody struct {
-	T        []int64               `json:"t"`
-	Series   map[string][]*float64 `json:"series"`
-	CTR      map[string]struct {
+	T      []int64               `json:"t"`
+	Series map[string][]*float64 `json:"series"`
+	CTR    map[string]struct {
 		CTR      []*float64 `json:"ctr"`
 		Baseline []*float64 `json:"baseline"`
 	} `json:"ctr"`
