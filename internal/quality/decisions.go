@@ -169,7 +169,8 @@ func NewDecisions(mon *Monitor, cfg DecisionsConfig) (*Decisions, error) {
 func (d *Decisions) Monitor() *Monitor { return d.mon }
 
 // ObserveDecision records one decision, and its features in the Monitor.
-// It is on the request path: it takes two short locks and does not allocate.
+// It is on the request path: it takes two short locks and allocates only
+// once per sub-bucket, when the window slides.
 func (d *Decisions) ObserveDecision(o DecisionObs) {
 	now := d.cfg.Now()
 	seg := fold(d.sidx, o.Segment)
@@ -182,6 +183,10 @@ func (d *Decisions) ObserveDecision(o DecisionObs) {
 	defer d.mu.Unlock()
 	b := &d.buckets[slot]
 	if b.id != id {
+		// Once per sub-bucket: teach the baselines the window so far, so they
+		// learn whether or not anyone reads them.
+		st := d.windowLocked(now)
+		d.advanceLocked(now, &st)
 		b.id, b.requests, b.errors, b.hist = id, 0, 0, [histN]uint32{}
 		clear(b.fallbacks)
 		clear(b.stages)
@@ -251,6 +256,20 @@ func (d *Decisions) Stats() DecisionStats { return d.statsAt(d.cfg.Now()) }
 func (d *Decisions) statsAt(now time.Time) DecisionStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	st := d.windowLocked(now)
+	d.advanceLocked(now, &st)
+	for r := range st.Fallbacks {
+		st.Fallbacks[r].BaselineRate = max(d.baseReason[r], 0)
+	}
+	for s := range st.Stages {
+		st.Stages[s].BaselineP99Seconds = max(d.baseStage[s], 0)
+	}
+	st.BaselineP99Seconds = max(d.baseP99, 0)
+	return st
+}
+
+// windowLocked aggregates the live buckets, without baselines.
+func (d *Decisions) windowLocked(now time.Time) DecisionStats {
 	cur, _ := d.ring.id(now)
 	var hist [histN]uint64
 	stageHist := make([][histN]uint64, len(d.stages))
@@ -294,14 +313,6 @@ func (d *Decisions) statsAt(now time.Time) DecisionStats {
 			st.Stages[s].P99Seconds = quantile(&stageHist[s], n, 0.99) / 1e3
 		}
 	}
-	d.advanceLocked(now, &st)
-	for r := range st.Fallbacks {
-		st.Fallbacks[r].BaselineRate = max(d.baseReason[r], 0)
-	}
-	for s := range st.Stages {
-		st.Stages[s].BaselineP99Seconds = max(d.baseStage[s], 0)
-	}
-	st.BaselineP99Seconds = max(d.baseP99, 0)
 	return st
 }
 
@@ -343,7 +354,7 @@ func (d *Decisions) advanceLocked(now time.Time, st *DecisionStats) {
 	learn(&d.baseP99, st.P99Seconds, st.P99Seconds <= 1.5*d.baseP99)
 }
 
-// examplesLocked returns up to n distinct trace ids from xs recorded at or
+// examplesFrom returns up to n distinct trace ids from xs recorded at or
 // after since, newest first.
 func examplesFrom(xs []*examples, since int64, n int) []string {
 	type ex struct {

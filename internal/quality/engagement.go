@@ -137,6 +137,8 @@ func (e *Engagement) ObserveEvent(variant, channel string, typ event.Type) {
 	e.mu.Lock()
 	b := &e.buckets[slot]
 	if b.id != id {
+		// Once per sub-bucket: let the baseline learn even when nobody reads it.
+		e.ctrLocked(e.cfg.Now())
 		b.id = id
 		clear(b.impressions)
 		clear(b.clicks)
@@ -167,6 +169,10 @@ func (e *Engagement) CTR() []VariantEngagement { return e.ctrAt(e.cfg.Now()) }
 func (e *Engagement) ctrAt(now time.Time) []VariantEngagement {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.ctrLocked(now)
+}
+
+func (e *Engagement) ctrLocked(now time.Time) []VariantEngagement {
 	cur, _ := e.ring.id(now)
 	out := make([]VariantEngagement, len(e.variants))
 	for v, name := range e.variants {

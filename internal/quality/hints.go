@@ -105,36 +105,45 @@ func (c HintConfig) withDefaults() HintConfig {
 // request's baseline p99.
 func Rank(now time.Time, sig Signals, cfg HintConfig) []Hint {
 	cfg = cfg.withDefaults()
-	var hints []Hint
+	var cands []candidate
 	if sig.Monitor != nil && sig.Monitor.HasBaseline() {
-		hints = append(hints, rankFeatures(sig.Monitor.featuresAt(now), sig.Monitor.cfg.MinSamples, cfg)...)
+		cands = append(cands, rankFeatures(sig.Monitor.featuresAt(now), sig.Monitor.cfg.MinSamples, cfg)...)
 	}
 	if sig.Decisions != nil {
-		hints = append(hints, rankDecisions(sig.Decisions.statsAt(now), cfg)...)
+		cands = append(cands, rankDecisions(sig.Decisions.statsAt(now), cfg)...)
 	}
-	hints = slices.DeleteFunc(hints, func(h Hint) bool { return h.Score < cfg.MinScore })
-	slices.SortStableFunc(hints, func(a, b Hint) int { return cmp.Compare(b.Score, a.Score) })
-	hints = hints[:min(len(hints), cfg.Max)]
-	if sig.Decisions != nil {
-		for i := range hints {
-			hints[i].ExampleTraces = sig.Decisions.examplesAt(now, hints[i].Cause, cfg.Examples)
+	cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.Score < cfg.MinScore })
+	slices.SortStableFunc(cands, func(a, b candidate) int { return cmp.Compare(b.Score, a.Score) })
+	hints := make([]Hint, 0, min(len(cands), cfg.Max))
+	for _, c := range cands[:min(len(cands), cfg.Max)] {
+		if sig.Decisions != nil && c.examples {
+			c.ExampleTraces = sig.Decisions.examplesAt(now, c.Cause, cfg.Examples)
 		}
+		hints = append(hints, c.Hint)
 	}
 	return hints
 }
 
-func rankFeatures(stats []FeatureStats, minSamples int64, cfg HintConfig) []Hint {
-	var out []Hint
+// candidate is a scored cause and whether the reservoirs hold examples of
+// it: a feature only has examples of its nulls, so a pure distribution
+// shift has none.
+type candidate struct {
+	Hint
+	examples bool
+}
+
+func rankFeatures(stats []FeatureStats, minSamples int64, cfg HintConfig) []candidate {
+	var out []candidate
 	for _, f := range stats {
 		if f.Samples < minSamples || f.BaselineSamples == 0 {
 			continue
 		}
 		nullD := f.NullRatio - f.BaselineNullRatio
-		out = append(out, Hint{
+		out = append(out, candidate{Hint{
 			Cause:  Cause{Kind: CauseFeature, Feature: f.Name},
 			Score:  max(max(nullD, 0)/cfg.NullScale, f.PSI/cfg.PSIScale),
-			Detail: fmt.Sprintf("%s null overall: %.2f → %.2f (%+.2f), PSI %.2g", f.Name, f.BaselineNullRatio, f.NullRatio, nullD, f.PSI),
-		})
+			Detail: featureDetail(f.Name, "overall", f.BaselineNullRatio, f.NullRatio, f.PSI, max(nullD, 0)/cfg.NullScale >= f.PSI/cfg.PSIScale),
+		}, nullD/cfg.NullScale >= cfg.MinScore})
 		// How much of the feature's change lies in each segment.
 		var nullSum, psiSum float64
 		for _, s := range f.BySegment {
@@ -150,35 +159,35 @@ func rankFeatures(stats []FeatureStats, minSamples int64, cfg HintConfig) []Hint
 			}
 			share := float64(s.Samples) / float64(f.Samples)
 			d := s.NullRatio - s.BaselineNullRatio
-			var score float64
+			var nullScore, psiScore float64
 			if nullSum > 0 && d > 0 {
-				score = d / cfg.NullScale * (share * d / nullSum)
+				nullScore = d / cfg.NullScale * (share * d / nullSum)
 			}
 			if psiSum > 0 {
-				score = max(score, s.PSI/cfg.PSIScale*(share*s.PSI/psiSum))
+				psiScore = s.PSI / cfg.PSIScale * (share * s.PSI / psiSum)
 			}
-			out = append(out, Hint{
+			out = append(out, candidate{Hint{
 				Cause:  Cause{Kind: CauseFeature, Feature: f.Name, Segment: s.Segment},
-				Score:  score,
-				Detail: fmt.Sprintf("%s null in segment %s: %.2f → %.2f (%+.2f), PSI %.2g", f.Name, s.Segment, s.BaselineNullRatio, s.NullRatio, d, s.PSI),
-			})
+				Score:  max(nullScore, psiScore),
+				Detail: featureDetail(f.Name, "in segment "+s.Segment, s.BaselineNullRatio, s.NullRatio, s.PSI, nullScore >= psiScore),
+			}, nullScore >= cfg.MinScore})
 		}
 	}
 	return out
 }
 
-func rankDecisions(st DecisionStats, cfg HintConfig) []Hint {
-	var out []Hint
+func rankDecisions(st DecisionStats, cfg HintConfig) []candidate {
+	var out []candidate
 	for _, r := range st.Fallbacks {
 		d := r.Rate - r.BaselineRate
 		if d <= 0 || r.Count == 0 {
 			continue
 		}
-		out = append(out, Hint{
+		out = append(out, candidate{Hint{
 			Cause:  Cause{Kind: CauseFallback, Reason: r.Reason},
 			Score:  d / cfg.FallbackScale,
 			Detail: fmt.Sprintf("fallback %s: %.1f%% → %.1f%% of decisions (%+.1f pts)", r.Reason, 100*r.BaselineRate, 100*r.Rate, 100*d),
-		})
+		}, true})
 	}
 	if st.BaselineP99Seconds <= 0 {
 		return out
@@ -189,11 +198,21 @@ func rankDecisions(st DecisionStats, cfg HintConfig) []Hint {
 		if d <= 0 || s.BaselineP99Seconds <= 0 {
 			continue
 		}
-		out = append(out, Hint{
+		out = append(out, candidate{Hint{
 			Cause:  Cause{Kind: CauseStage, Stage: s.Stage},
 			Score:  d / ref / cfg.LatencyScale,
 			Detail: fmt.Sprintf("stage %s p99: %.2fms → %.2fms", s.Stage, 1e3*s.BaselineP99Seconds, 1e3*s.P99Seconds),
-		})
+		}, true})
 	}
 	return out
+}
+
+// featureDetail describes a feature's change by what dominates it: its
+// nulls ("f null in segment s: 0.02 → 0.97 (+0.95), PSI 3.4") or its
+// distribution ("f drifted overall: PSI 0.8, null 0.02 → 0.02").
+func featureDetail(name, scope string, base, cur, psi float64, nulls bool) string {
+	if nulls {
+		return fmt.Sprintf("%s null %s: %.2f → %.2f (%+.2f), PSI %.2g", name, scope, base, cur, cur-base, psi)
+	}
+	return fmt.Sprintf("%s drifted %s: PSI %.2g, null %.2f → %.2f", name, scope, psi, base, cur)
 }
