@@ -1,6 +1,7 @@
 package quality
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -102,7 +103,7 @@ func (w *world) run(d time.Duration, rate int, ev *Evaluator) {
 			}
 		}
 		if ev != nil && w.clock.Now().Second()%10 == 0 {
-			ev.Evaluate(nil, w.clock.Now()) //nolint:staticcheck // no request context in a simulation
+			ev.Evaluate(context.Background(), w.clock.Now())
 		}
 	}
 }
@@ -151,7 +152,7 @@ var (
 
 func TestRankFindsTheInjectedCause(t *testing.T) {
 	tests := []struct {
-		name  string
+		name     string
 		fault    func(*world, *DecisionObs) bool
 		want     Cause
 		examples bool
