@@ -2,7 +2,9 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -85,13 +87,26 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Skipf("%s is not set", envChromium)
 	}
 	base := strings.TrimSuffix(os.Getenv(envURL), "/")
+	var faults chan faultRequest
 	if base == "" {
 		w := newWorld(2000, 20_000)
 		c, err := console.New(w.config())
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(c)
+		faults = make(chan faultRequest, 1)
+		mux := http.NewServeMux()
+		mux.Handle("/", c)
+		mux.HandleFunc("POST /admin/faults", func(rw http.ResponseWriter, r *http.Request) {
+			var fr faultRequest
+			err := json.NewDecoder(r.Body).Decode(&fr)
+			fr.Auth = r.Header.Get("Authorization")
+			if err != nil || fr.Auth != "Bearer s3cret" {
+				rw.WriteHeader(http.StatusUnauthorized)
+			}
+			faults <- fr
+		})
+		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
 		base = srv.URL
 	}
@@ -127,6 +142,22 @@ func TestConsoleBrowser(t *testing.T) {
 	traceURL, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("li.logline a[href^='/traces/']")||{}).getAttribute?.("href")||""`))
 	decisionURL, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("li.logline a[href^='/decisions/']")||{}).getAttribute?.("href")||""`))
 
+	if faults != nil {
+		// The Drills page sends the typed token and the fault to the API.
+		do("stop a fault", chromedp.Navigate(base+"/drills"), chromedp.WaitVisible("#drill-token"),
+			chromedp.SendKeys("#drill-token", "s3cret"),
+			chromedp.Click(`button.fault[data-name="etl-null-age"]`, chromedp.NodeVisible))
+		select {
+		case got := <-faults:
+			want := faultRequest{Name: "etl-null-age", Active: false, Auth: "Bearer s3cret"}
+			if got != want {
+				t.Errorf("POST /admin/faults from the Drills page = %+v, want %+v", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatal("the Drills page sent no request to /admin/faults")
+		}
+	}
+
 	pages := []struct{ name, path, ready string }{
 		{"overview", "/", "#charts[data-points]"},
 		{"alerts", "/alerts", "main h1"},
@@ -160,4 +191,11 @@ func TestConsoleBrowser(t *testing.T) {
 			}
 		}
 	}
+}
+
+// faultRequest is what the Drills page sends to the faults endpoint.
+type faultRequest struct {
+	Name   string `json:"name"`
+	Active bool   `json:"active"`
+	Auth   string `json:"-"`
 }
