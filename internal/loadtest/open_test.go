@@ -1,0 +1,254 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// stallingServer answers in service time, except that every request that
+// arrives during [stallFrom, stallTo) waits until stallTo: a server that
+// freezes (a GC pause, a lock held too long) and then drains its queue.
+func stallingServer(start time.Time, service, stallFrom, stallTo time.Duration) TargetFunc {
+	return func(ctx context.Context, _ uint64) error {
+		now := time.Since(start)
+		if now >= stallFrom && now < stallTo {
+			time.Sleep(stallTo - now)
+		}
+		time.Sleep(service)
+		return nil
+	}
+}
+
+func TestRunMeasuresFromScheduledTime(t *testing.T) {
+	tests := []struct {
+		name             string
+		stallFrom, until time.Duration
+		wantP50          time.Duration
+		wantP99AtLeast   time.Duration
+		wantP99AtMost    time.Duration
+	}{
+		{"steady", 0, 0, time.Millisecond, time.Millisecond, time.Millisecond * 101 / 100},
+		// 1s stall in a 10s run at 1000/s: the 1000 arrivals during the
+		// stall wait 1s..0, so p99 is ~0.9s. A closed-loop generator would
+		// have sent one request during the stall and reported p99 = 1ms.
+		{"one second stall", 2 * time.Second, 3 * time.Second, time.Millisecond, 800 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tgt := stallingServer(time.Now(), time.Millisecond, tt.stallFrom, tt.until)
+				r, err := Run(t.Context(), tgt, Config{Rate: 1000, Duration: 10 * time.Second, MaxInFlight: 5000})
+				if err != nil {
+					t.Fatalf("Run() error = %v", err)
+				}
+				if r.Sent != 10_000 || r.OK != 10_000 || r.Errors != 0 {
+					t.Errorf("Run() sent, ok, errors = %d, %d, %d, want 10000, 10000, 0", r.Sent, r.OK, r.Errors)
+				}
+				h := r.Histogram
+				if got := h.Quantile(0.5); got < tt.wantP50 || got > tt.wantP50*101/100 {
+					t.Errorf("p50 = %v, want %v (+1%%)", got, tt.wantP50)
+				}
+				if got := h.Quantile(0.99); got < tt.wantP99AtLeast || got > tt.wantP99AtMost {
+					t.Errorf("p99 = %v, want in [%v, %v]", got, tt.wantP99AtLeast, tt.wantP99AtMost)
+				}
+				if tt.until > 0 {
+					if got, want := h.Max(), tt.until-tt.stallFrom+time.Millisecond; got != want {
+						t.Errorf("max = %v, want %v (first arrival of the stall)", got, want)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestRunCountsOverruns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// 100 in flight at most; a 1s stall at 1000/s fills them after
+		// 100ms, and the next 900 arrivals are overruns.
+		tgt := stallingServer(time.Now(), time.Millisecond, time.Second, 2*time.Second)
+		r, err := Run(t.Context(), tgt, Config{Rate: 1000, Duration: 3 * time.Second, MaxInFlight: 100})
+		if err != nil {
+			t.Fatalf("Run() error = %v", err)
+		}
+		// ±2 for the arrivals that meet a finishing request at the same instant.
+		if got := r.ErrorsByKind[KindOverrun]; got < 898 || got > 902 || len(r.ErrorsByKind) != 1 {
+			t.Errorf("ErrorsByKind = %v, want only %s ≈ 900", r.ErrorsByKind, KindOverrun)
+		}
+		if got, want := r.OK+r.Errors, r.Sent; got != want {
+			t.Errorf("ok+errors = %d, want sent %d", got, want)
+		}
+	})
+}
+
+func TestRunLateGeneratorStillCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A target that holds a lock for 2ms admits one request at a time:
+		// at 1000/s offered the queue grows by half a request per ms, and
+		// the latencies grow with it because they start at the schedule.
+		lock := make(chan struct{}, 1) // a channel, not a mutex: synctest sees it block
+		tgt := TargetFunc(func(ctx context.Context, _ uint64) error {
+			lock <- struct{}{}
+			defer func() { <-lock }()
+			time.Sleep(2 * time.Millisecond)
+			return nil
+		})
+		r, err := Run(t.Context(), tgt, Config{Rate: 1000, Duration: time.Second, MaxInFlight: 2000})
+		if err != nil {
+			t.Fatalf("Run() error = %v", err)
+		}
+		if got := r.Histogram.Max(); got < 900*time.Millisecond {
+			t.Errorf("max = %v, want ≥ 900ms (1000 requests × 2ms served one at a time, the last scheduled at 1s)", got)
+		}
+		if r.Throughput > 600 {
+			t.Errorf("throughput = %.0f/s, want ≤ 600/s for a 500/s server", r.Throughput)
+		}
+	})
+}
+
+func TestRunErrorKinds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int64
+		tgt := TargetFunc(func(ctx context.Context, seq uint64) error {
+			n.Add(1)
+			switch seq % 4 {
+			case 0:
+				return &StatusError{Code: 503}
+			case 1:
+				return &StatusError{Code: 404}
+			case 2:
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return errors.New("connection reset")
+		})
+		r, err := Run(t.Context(), tgt, Config{Rate: 100, Duration: time.Second, Timeout: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Run() error = %v", err)
+		}
+		want := map[string]uint64{KindServer: 25, KindClient: 25, KindTimeout: 25, KindTransport: 25}
+		if diff := cmp.Diff(want, r.ErrorsByKind); diff != "" {
+			t.Errorf("ErrorsByKind mismatch (-want +got):\n%s", diff)
+		}
+		if r.OK != 0 || n.Load() != 100 {
+			t.Errorf("ok, calls = %d, %d, want 0, 100", r.OK, n.Load())
+		}
+	})
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		tgt := stallingServer(time.Now(), time.Millisecond, 0, 0)
+		r, err := Run(ctx, tgt, Config{Rate: 100, Duration: 10 * time.Second})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run() error = %v, want %v", err, context.DeadlineExceeded)
+		}
+		if r == nil || r.Sent < 49 || r.Sent > 51 {
+			t.Errorf("Run() sent %v, want about 50 before the cancel", r)
+		}
+	})
+}
+
+func TestRunInvalidConfig(t *testing.T) {
+	for _, c := range []Config{{}, {Rate: 10}, {Duration: time.Second}, {Rate: -1, Duration: time.Second}} {
+		if _, err := Run(t.Context(), TargetFunc(nil), c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Run(%+v) error = %v, want %v", c, err, ErrInvalidConfig)
+		}
+	}
+}
+
+func TestMaxRateFindsCapacity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// One worker, 1ms per request: capacity 1000/s. Below it the p99
+		// is a few ms; above it the queue grows without bound.
+		lock := make(chan struct{}, 1) // a channel, not a mutex: synctest sees it block
+		tgt := TargetFunc(func(ctx context.Context, _ uint64) error {
+			lock <- struct{}{}
+			defer func() { <-lock }()
+			time.Sleep(time.Millisecond)
+			return nil
+		})
+		var steps int
+		res, err := MaxRate(t.Context(), tgt, SearchConfig{
+			Start: 100, Factor: 2, Refine: 3, Step: 2 * time.Second, P99: 10 * time.Millisecond,
+			Run:    Config{MaxInFlight: 100_000},
+			OnStep: func(*Report, bool) { steps++ },
+		})
+		if err != nil {
+			t.Fatalf("MaxRate() error = %v", err)
+		}
+		if res.MaxRate < 700 || res.MaxRate > 1000 {
+			t.Errorf("MaxRate() = %.0f/s, want in [700, 1000] for a 1000/s server", res.MaxRate)
+		}
+		// 100, 200, 400, 800 pass, 1600 fails, then 3 bisections.
+		if got, want := len(res.Steps), 8; got != want || steps != want {
+			t.Errorf("MaxRate() took %d steps (OnStep %d), want %d", got, steps, want)
+		}
+		if res.Best == nil || res.Best.Rate != res.MaxRate {
+			t.Errorf("MaxRate() best = %+v, want the report at %.0f/s", res.Best, res.MaxRate)
+		}
+	})
+}
+
+func TestHTTPAgainstBareHandler(t *testing.T) {
+	body := PaddedJSON(700)
+	srv := httptest.NewServer(BareHandler(body))
+	defer srv.Close()
+	var lens atomic.Int64
+	tgt, err := NewHTTP(srv.URL, HTTPConfig{Body: func(dst []byte, seq uint64) []byte {
+		b := RecommendBody(1000, 10)(dst, seq)
+		lens.Add(int64(len(b)))
+		return b
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	r, err := Run(t.Context(), tgt, Config{Rate: 200, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Run() error = %v", err)
+	}
+	if r.Sent != 100 || r.OK != 100 {
+		t.Errorf("Run() sent, ok = %d, %d, want 100, 100 (errors %v)", r.Sent, r.OK, r.ErrorsByKind)
+	}
+	if got := lens.Load(); got == 0 {
+		t.Errorf("request bodies total %d bytes, want > 0", got)
+	}
+	if got := len(body); got != 700 {
+		t.Errorf("len(PaddedJSON(700)) = %d, want 700", got)
+	}
+}
+
+func TestHTTPStatusErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path string
+		want string
+	}{{"/missing", KindClient}, {"/fail", KindServer}} {
+		tgt, err := NewHTTP(srv.URL+tt.path, HTTPConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tgt.Send(t.Context(), 0)
+		if !errors.Is(err, ErrStatus) || kindOf(err) != tt.want {
+			t.Errorf("Send(%s) error = %v (kind %s), want %v of kind %s", tt.path, err, kindOf(err), ErrStatus, tt.want)
+		}
+		tgt.Close()
+	}
+}
