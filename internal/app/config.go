@@ -54,6 +54,21 @@ type Config struct {
 	LogWriter io.Writer
 	// Version is the build version reported in metrics.
 	Version string
+	// Segments is the bounded set of user segments that quality signals
+	// break down by (default new, casual, regular, power).
+	Segments []string
+	// Channels is the bounded set of channel label values (default web,
+	// ios, android, email); others are folded into "other".
+	Channels []string
+	// QualityWindow is the sliding window of drift, null-rate and CTR
+	// signals (default 5m).
+	QualityWindow time.Duration
+	// AlertInterval is how often alert rules are evaluated in process
+	// (default 15s; negative leaves evaluation to the caller, as drills do).
+	AlertInterval time.Duration
+	// Now is the clock of every component (default time.Now). Drills pass
+	// an accelerated simulated clock.
+	Now func() time.Time
 }
 
 func (c *Config) defaults() error {
@@ -68,6 +83,24 @@ func (c *Config) defaults() error {
 	}
 	if c.Version == "" {
 		c.Version = "dev"
+	}
+	if len(c.Segments) == 0 {
+		c.Segments = []string{"new", "casual", "regular", "power"}
+	}
+	if len(c.Channels) == 0 {
+		c.Channels = []string{"web", "ios", "android", "email"}
+	}
+	if c.QualityWindow <= 0 {
+		c.QualityWindow = 5 * time.Minute
+	}
+	if c.AlertInterval == 0 {
+		c.AlertInterval = 15 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Model.Now == nil {
+		c.Model.Now = c.Now
 	}
 	if _, err := c.fsync(); err != nil {
 		return err

@@ -171,14 +171,17 @@ func (x indexUpdater) Handle(ctx context.Context, recs []ingest.Record) error {
 
 // engagementTracker counts impressions and clicks per variant for live CTR.
 type engagementTracker struct {
-	live   *quality.Live
-	engine *engine.Engine
+	live       *quality.Live
+	engine     *engine.Engine
+	engagement *quality.Engagement
 }
 
 func (t engagementTracker) Handle(_ context.Context, recs []ingest.Record) error {
 	for i := range recs {
 		ev := &recs[i].Event
-		t.live.ObserveEngagement(t.engine.Variant(ev.UserID), ev.Type == event.Impression, ev.Type == event.Click)
+		v := t.engine.Variant(ev.UserID)
+		t.live.ObserveEngagement(v, ev.Type == event.Impression, ev.Type == event.Click)
+		t.engagement.ObserveEvent(v, ev.Channel, ev.Type)
 	}
 	return nil
 }

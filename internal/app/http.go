@@ -27,6 +27,7 @@ func (n *Node) buildHTTP() error {
 		"GET /v1/traces":            http.HandlerFunc(n.listTraces),
 		"GET /v1/traces/{trace_id}": http.HandlerFunc(n.getTrace),
 		"GET /v1/logs":              http.HandlerFunc(n.listLogs),
+		"GET /v1/alerts":            http.HandlerFunc(n.listAlerts),
 		"POST /admin/snapshot":      n.requireAdmin(n.adminSnapshot),
 		"GET /debug/pprof/":         n.requireAdmin(pprof.Index),
 		"GET /debug/pprof/profile":  n.requireAdmin(pprof.Profile),

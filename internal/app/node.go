@@ -50,6 +50,8 @@ type Node struct {
 	handler http.Handler
 
 	httpRequests *prometheus.CounterVec
+	quality      qualityParts
+	modelExtra   map[string]json.RawMessage
 
 	modelUp *modelUpdater
 	featUp  *featureUpdater
@@ -83,7 +85,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{})}
+	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now})}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{
 		ServiceVersion: cfg.Version,
 		SampleRatio:    cfg.TraceSampleRatio,
@@ -118,7 +120,7 @@ func (n *Node) build(ctx context.Context) error {
 	}
 	fsync, _ := cfg.fsync()
 	var err error
-	n.log, err = ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg})
+	n.log, err = ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg, Now: cfg.Now})
 	if err != nil {
 		return fmt.Errorf("open event log: %w", err)
 	}
@@ -162,6 +164,8 @@ func (n *Node) build(ctx context.Context) error {
 		Explore:          cfg.Explore,
 		DecisionLogRatio: cfg.DecisionLogRatio,
 		SlowThreshold:    cfg.SlowThreshold,
+		Channels:         cfg.Channels,
+		Now:              cfg.Now,
 		Pseudonymize:     n.tel.Pseudonymize,
 		OnDecision:       n.observeDecision,
 		Logger:           n.logger,
@@ -177,6 +181,10 @@ func (n *Node) build(ctx context.Context) error {
 	ix.Refresh()
 	n.modelUp = &modelUpdater{n: n, applied: n.modelFrom}
 	n.featUp = &featureUpdater{store: n.store, applied: n.featFrom}
+	if err := n.buildQuality(); err != nil {
+		return err
+	}
+	n.restoreBaseline(n.modelExtra)
 	n.reg.MustRegister(n.collectors()...)
 	return n.buildHTTP()
 }
@@ -197,7 +205,7 @@ func (n *Node) restoreModel() error {
 	m, meta, err := model.LoadFile(n.modelPath(), n.cfg.Model)
 	switch {
 	case err == nil:
-		n.model, n.modelFrom = m, meta.Offset
+		n.model, n.modelFrom, n.modelExtra = m, meta.Offset, meta.Extra
 		n.restore.ModelSnapshot, n.restore.ModelOffset = "loaded", meta.Offset
 		n.logger.Info("model snapshot restored", slog.Uint64("offset", meta.Offset), slog.String("version", m.Version()), slog.Uint64("updates", m.Updates()))
 		return nil
@@ -248,7 +256,7 @@ func (n *Node) Snapshot(ctx context.Context) error {
 	start := time.Now()
 	n.modelUp.mu.Lock()
 	modelOffset := n.modelUp.applied
-	err := n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: modelOffset, Created: time.Now(), Updates: n.model.Updates()})
+	err := n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: modelOffset, Created: n.cfg.Now(), Updates: n.model.Updates(), Extra: n.baselineExtra()})
 	n.modelUp.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("model snapshot: %w", err)
@@ -340,7 +348,21 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	consume(consumerModel, n.modelFrom, n.modelUp, false)
 	consume(consumerFeatures, n.featFrom, n.featUp, false)
 	consume(consumerIndex, indexFrom, indexUpdater{n}, false)
-	consume(consumerStats, next, engagementTracker{live: n.live, engine: n.engine}, false)
+	consume(consumerStats, next, engagementTracker{live: n.live, engine: n.engine, engagement: n.quality.engagement}, false)
+	if n.cfg.AlertInterval > 0 {
+		bg.Go(func() error {
+			t := time.NewTicker(n.cfg.AlertInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-bgCtx.Done():
+					return nil
+				case <-t.C:
+					n.EvaluateAlerts(bgCtx, n.cfg.Now())
+				}
+			}
+		})
+	}
 	bg.Go(func() error { return n.log.Run(bgCtx) })
 	bg.Go(func() error { return n.engine.Run(bgCtx) })
 	if n.cfg.SnapshotInterval > 0 {
@@ -440,6 +462,7 @@ func (n *Node) observeDecision(d *engine.Decision) {
 		out = quality.OutcomeFallback
 	}
 	n.live.ObserveRequest(quality.Request{Variant: d.Variant, Outcome: out, Reason: string(d.Fallback), Duration: d.Duration})
+	n.observeQuality(d)
 }
 
 // Stats is the body of GET /v1/stats.

@@ -1,0 +1,202 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/quality"
+)
+
+// baselineKey names the feature baseline in the model snapshot's Extra: the
+// distribution of inputs the model was trained on travels with the model.
+const baselineKey = "feature_baseline"
+
+// qualityParts are the node's ML-observability signals and alerting.
+type qualityParts struct {
+	monitor    *quality.Monitor
+	engagement *quality.Engagement
+	decisions  *quality.Decisions
+	evaluator  *quality.Evaluator
+	started    time.Time
+
+	mu          sync.Mutex
+	lastDropped float64
+	lastKept    float64
+	lastAt      time.Time
+	dropRate    float64
+}
+
+func (n *Node) buildQuality() error {
+	now := n.cfg.Now
+	variants := make([]string, 0, len(n.engine.Variants()))
+	for _, v := range n.engine.Variants() {
+		variants = append(variants, v.Name)
+	}
+	q := &n.quality
+	q.started = now()
+	var err error
+	q.monitor, err = quality.NewMonitor(quality.MonitorConfig{
+		Features:   event.UserAttributes,
+		Segments:   n.cfg.Segments,
+		Window:     n.cfg.QualityWindow,
+		Registerer: n.reg,
+		Now:        now,
+	})
+	if err != nil {
+		return err
+	}
+	q.engagement, err = quality.NewEngagement(quality.EngagementConfig{
+		Variants:   variants,
+		Channels:   n.cfg.Channels,
+		Window:     n.cfg.QualityWindow,
+		Registerer: n.reg,
+		Now:        now,
+	})
+	if err != nil {
+		return err
+	}
+	reasons := make([]string, 0, len(engine.Reasons))
+	for _, r := range engine.Reasons {
+		reasons = append(reasons, string(r))
+	}
+	q.decisions, err = quality.NewDecisions(q.monitor, quality.DecisionsConfig{
+		Reasons: reasons,
+		Stages:  []string{engine.StageFeatures, engine.StageCandidates, engine.StageInference, engine.StageRules},
+		Window:  n.cfg.QualityWindow,
+		Now:     now,
+	})
+	if err != nil {
+		return err
+	}
+	q.evaluator, err = quality.NewEvaluator(quality.Signals{
+		Monitor: q.monitor, Engagement: q.engagement, Decisions: q.decisions, Inputs: qualityInputs{n},
+	}, quality.EvaluatorConfig{Logger: n.logger})
+	return err
+}
+
+// observeQuality feeds one decision to the quality signals.
+func (n *Node) observeQuality(d *engine.Decision) {
+	stages := make([]quality.StageDuration, len(d.Stages))
+	for i, s := range d.Stages {
+		stages[i] = quality.StageDuration{Stage: s.Stage, Duration: s.Duration}
+	}
+	n.quality.decisions.ObserveDecision(quality.DecisionObs{
+		Variant:    d.Variant,
+		Channel:    n.engine.Channel(d.Channel),
+		Segment:    d.Segment,
+		Fallback:   string(d.Fallback),
+		Confidence: d.Confidence,
+		Duration:   d.Duration,
+		Stages:     stages,
+		TraceID:    d.TraceID,
+		Features:   d.Features, // nil when the store failed: no data signal
+	})
+}
+
+// EvaluateAlerts runs one evaluation of the alert rules at now, capturing
+// the feature baseline first if none exists and the window is warm. The
+// node calls it every AlertInterval; drills call it on their clock.
+func (n *Node) EvaluateAlerts(ctx context.Context, now time.Time) []quality.Transition {
+	q := &n.quality
+	if !q.monitor.HasBaseline() && now.Sub(q.started) >= n.cfg.QualityWindow {
+		b := q.monitor.CaptureBaseline()
+		n.logger.InfoContext(ctx, "feature baseline captured", slog.Time("at", b.CapturedAt))
+	}
+	q.updateDropRate(n, now)
+	return q.evaluator.Evaluate(ctx, now)
+}
+
+// updateDropRate computes the share of telemetry items dropped since the
+// last evaluation, from the telemetry counters.
+func (q *qualityParts) updateDropRate(n *Node, now time.Time) {
+	var dropped, kept float64
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "sightline_telemetry_dropped_total":
+			for _, m := range mf.GetMetric() {
+				dropped += m.GetCounter().GetValue()
+			}
+		case "sightline_traces_kept_total":
+			for _, m := range mf.GetMetric() {
+				kept += m.GetCounter().GetValue()
+			}
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	dd, dk := dropped-q.lastDropped, kept-q.lastKept
+	q.lastDropped, q.lastKept, q.lastAt = dropped, kept, now
+	if dd+dk > 0 {
+		q.dropRate = dd / (dd + dk)
+	} else {
+		q.dropRate = 0
+	}
+}
+
+// qualityInputs supplies the signals the quality package does not own.
+type qualityInputs struct{ n *Node }
+
+func (in qualityInputs) ErrorRate() float64 { return in.n.live.Snapshot().ErrorRate }
+
+func (in qualityInputs) IngestLagSeconds() float64 {
+	_, age := in.n.log.Lag(consumerModel)
+	return age.Seconds()
+}
+
+func (in qualityInputs) TelemetryDropRate() float64 {
+	q := &in.n.quality
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropRate
+}
+
+func (in qualityInputs) Calibration() (float64, float64, int64) {
+	ev := in.n.model.Eval()
+	return ev.MeanPredicted, ev.ObservedCTR, ev.Count
+}
+
+// baselineExtra encodes the feature baseline for the model snapshot.
+func (n *Node) baselineExtra() map[string]json.RawMessage {
+	if !n.quality.monitor.HasBaseline() {
+		return nil
+	}
+	b, err := json.Marshal(n.quality.monitor.Baseline())
+	if err != nil {
+		return nil
+	}
+	return map[string]json.RawMessage{baselineKey: b}
+}
+
+// restoreBaseline loads the feature baseline saved with the model.
+func (n *Node) restoreBaseline(extra map[string]json.RawMessage) {
+	raw, ok := extra[baselineKey]
+	if !ok {
+		return
+	}
+	var b quality.Baseline
+	if err := json.Unmarshal(raw, &b); err != nil {
+		n.logger.Warn("feature baseline in the model snapshot is unreadable; a new one will be captured", slog.String("err", err.Error()))
+		return
+	}
+	n.quality.monitor.SetBaseline(b)
+}
+
+func (n *Node) listAlerts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, map[string]any{"alerts": n.quality.evaluator.Alerts()})
+}
+
+// QualityFeatures returns the per-feature null rates and drift.
+func (n *Node) QualityFeatures() []quality.FeatureStats { return n.quality.monitor.Features() }
+
+// Alerts returns the alerts evaluated in process.
+func (n *Node) Alerts() []quality.Alert { return n.quality.evaluator.Alerts() }
