@@ -66,6 +66,9 @@ type Config struct {
 	// AlertInterval is how often alert rules are evaluated in process
 	// (default 15s; negative leaves evaluation to the caller, as drills do).
 	AlertInterval time.Duration
+	// OnFault, if set, is called after a fault is switched on or off (the
+	// demo's traffic generator applies popularity-shift through it).
+	OnFault func(name string, active bool)
 	// Now is the clock of every component (default time.Now). Drills pass
 	// an accelerated simulated clock.
 	Now func() time.Time

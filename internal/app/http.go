@@ -29,10 +29,17 @@ func (n *Node) buildHTTP() error {
 		"GET /v1/logs":              http.HandlerFunc(n.listLogs),
 		"GET /v1/alerts":            http.HandlerFunc(n.listAlerts),
 		"POST /admin/snapshot":      n.requireAdmin(n.adminSnapshot),
+		"POST /admin/faults":        n.requireAdmin(n.adminFaults),
+		"GET /admin/faults":         http.HandlerFunc(n.listFaults),
 		"GET /debug/pprof/":         n.requireAdmin(pprof.Index),
 		"GET /debug/pprof/profile":  n.requireAdmin(pprof.Profile),
 		"GET /debug/pprof/trace":    n.requireAdmin(pprof.Trace),
 	}
+	var err error
+	if n.console, err = n.buildConsole(); err != nil {
+		return err
+	}
+	mountConsole(mount, n.console)
 	srv, err := api.New(api.Config{
 		Recommender: n.engine,
 		Publisher:   publisher{n},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sightline/sightline/internal/console"
 	"io"
 	"log/slog"
 	"net"
@@ -50,6 +51,9 @@ type Node struct {
 	handler http.Handler
 
 	httpRequests *prometheus.CounterVec
+	faults       *faultSet
+	counts       decisionCounts
+	console      *console.Console
 	quality      qualityParts
 	modelExtra   map[string]json.RawMessage
 
@@ -85,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now})}
+	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now}), faults: newFaultSet(cfg.OnFault)}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{
 		ServiceVersion: cfg.Version,
 		SampleRatio:    cfg.TraceSampleRatio,
@@ -95,6 +99,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		LogWriter:      cfg.LogWriter,
 		LogLevel:       cfg.LogLevel,
 		Registerer:     n.reg,
+		ExportFault:    func() bool { return n.faults.active(FaultTelemetryOutage) },
 		ContextAttrs: func(ctx context.Context) []slog.Attr {
 			if id := api.RequestIDFromContext(ctx); id != "" {
 				return []slog.Attr{slog.String("request_id", id)}
@@ -155,9 +160,13 @@ func (n *Node) build(ctx context.Context) error {
 			return err
 		}
 	}
-	n.engine, err = engine.New(n.store, engine.Config{
+	featureBudget := cfg.FeatureBudget
+	if featureBudget <= 0 {
+		featureBudget = 5 * time.Millisecond
+	}
+	n.engine, err = engine.New(faultyStore{store: n.store, faults: n.faults, budget: featureBudget}, engine.Config{
 		Split:            split,
-		Scorers:          map[string]engine.Scorer{"ftrl": engine.NewModelScorer(n.model)},
+		Scorers:          map[string]engine.Scorer{"ftrl": faultyScorer{ModelScorer: engine.NewModelScorer(n.model), faults: n.faults}},
 		FeatureBudget:    cfg.FeatureBudget,
 		ModelBudget:      cfg.ModelBudget,
 		MinConfidence:    cfg.MinConfidence,
@@ -365,6 +374,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bg.Go(func() error { return n.log.Run(bgCtx) })
 	bg.Go(func() error { return n.engine.Run(bgCtx) })
+	bg.Go(func() error { return n.console.Run(bgCtx) })
 	if n.cfg.SnapshotInterval > 0 {
 		bg.Go(func() error {
 			t := time.NewTicker(n.cfg.SnapshotInterval)
@@ -463,6 +473,7 @@ func (n *Node) observeDecision(d *engine.Decision) {
 	}
 	n.live.ObserveRequest(quality.Request{Variant: d.Variant, Outcome: out, Reason: string(d.Fallback), Duration: d.Duration})
 	n.observeQuality(d)
+	n.counts.observe(d)
 }
 
 // Stats is the body of GET /v1/stats.

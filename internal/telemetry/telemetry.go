@@ -111,6 +111,11 @@ type Config struct {
 	// Registerer receives this package's counters; nil means they are not
 	// registered.
 	Registerer prometheus.Registerer
+	// ExportFault, if set and returning true, makes every kept span fail to
+	// export (dropped and counted, as when the collector is unreachable):
+	// the telemetry-outage drill switches it on. The flight recorder still
+	// receives the spans.
+	ExportFault func() bool
 }
 
 // resolved returns cfg with defaults applied, or an error.
@@ -324,6 +329,10 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 // keep receives the redacted spans of kept traces from the tail processor.
 func (t *Telemetry) keep(spans []sdktrace.ReadOnlySpan, reasons []string) {
 	t.flight.Record(spans, reasons)
+	if t.cfg.ExportFault != nil && t.cfg.ExportFault() {
+		t.m.droppedSpans.Add(float64(len(spans)))
+		return
+	}
 	if t.batcher != nil {
 		t.batcher.enqueue(spans)
 	}
