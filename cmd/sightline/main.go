@@ -29,6 +29,7 @@ var commands = []command{
 	{"demo", "run a node with a synthetic world and simulated users, printing live figures", runDemo},
 	{"loadgen", "drive simulated users against a running node", runLoadgen},
 	{"etl", "batch-load user attributes from an NDJSON file into a running node", runETL},
+	{"drill", "run a game day: inject a fault on an accelerated clock and time its detection", runDrill},
 }
 
 func usage() {

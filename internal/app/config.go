@@ -63,6 +63,10 @@ type Config struct {
 	// QualityWindow is the sliding window of drift, null-rate and CTR
 	// signals (default 5m).
 	QualityWindow time.Duration
+	// CTRBaselineHalfLife is the half-life of each variant's CTR baseline,
+	// a moving average that learns only while CTR is near it (default 10m:
+	// fast enough to follow a model that is still learning).
+	CTRBaselineHalfLife time.Duration
 	// AlertInterval is how often alert rules are evaluated in process
 	// (default 15s; negative leaves evaluation to the caller, as drills do).
 	AlertInterval time.Duration
@@ -95,6 +99,9 @@ func (c *Config) defaults() error {
 	}
 	if c.QualityWindow <= 0 {
 		c.QualityWindow = 5 * time.Minute
+	}
+	if c.CTRBaselineHalfLife <= 0 {
+		c.CTRBaselineHalfLife = 10 * time.Minute
 	}
 	if c.AlertInterval == 0 {
 		c.AlertInterval = 15 * time.Second

@@ -208,7 +208,11 @@ func (n *Node) startEventSpan(ctx context.Context, name string, r *ingest.Record
 			tid, terr := trace.TraceIDFromHex(d.TraceID)
 			sid, serr := trace.SpanIDFromHex(d.SpanID)
 			if terr == nil && serr == nil {
-				kept := d.TraceSampled || d.Fallback != engine.ReasonNone
+				// A head-sampled recommendation is followed by all its
+				// events; one kept only by tail retention (a fallback) by
+				// its clicks and conversions, so impressions, ten per
+				// request, do not crowd the flight recorder.
+				kept := d.TraceSampled || (d.Fallback != engine.ReasonNone && r.Event.Type != event.Impression)
 				var flags trace.TraceFlags
 				if kept {
 					flags = trace.FlagsSampled

@@ -36,7 +36,7 @@ type FaultInfo struct {
 
 var faultDescriptions = map[string]string{
 	FaultETLNullAge:       "the ETL stops populating user_age_bucket for users in segment new (the talk's incident)",
-	FaultSlowFeatureStore: "half of feature-store reads take twice the feature budget",
+	FaultSlowFeatureStore: "a third of feature-store reads take longer than the feature budget",
 	FaultModelErrors:      "a third of model inferences fail",
 	FaultPopularityShift:  "users' true affinities change (concept drift); the traffic generator applies it",
 	FaultTelemetryOutage:  "the trace exporter cannot reach its collector: kept spans are dropped",
@@ -136,8 +136,8 @@ type faultyStore struct {
 }
 
 func (s faultyStore) User(ctx context.Context, id string) (event.User, bool, error) {
-	if s.faults.active(FaultSlowFeatureStore) && s.faults.share(2) {
-		t := time.NewTimer(2 * s.budget)
+	if s.faults.active(FaultSlowFeatureStore) && s.faults.share(3) {
+		t := time.NewTimer(s.budget + s.budget/4) // just past the deadline
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -421,6 +421,29 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	return runErr
 }
 
+// WaitApplied waits until every consumer has applied everything appended
+// to the log so far, or ctx ends. Drills call it to keep their simulated
+// clock and the node's state in step.
+func (n *Node) WaitApplied(ctx context.Context) error {
+	target := n.log.Next()
+	for {
+		done := true
+		for _, c := range []string{consumerModel, consumerFeatures, consumerIndex, consumerStats} {
+			if n.log.Position(c) < target {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
 // waitCaughtUp waits until the state consumers have applied everything in
 // the log, or ctx ends.
 func (n *Node) waitCaughtUp(ctx context.Context) {

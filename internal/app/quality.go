@@ -55,6 +55,7 @@ func (n *Node) buildQuality() error {
 		Variants:   variants,
 		Channels:   n.cfg.Channels,
 		Window:     n.cfg.QualityWindow,
+		HalfLife:   n.cfg.CTRBaselineHalfLife,
 		Registerer: n.reg,
 		Now:        now,
 	})

@@ -268,21 +268,21 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) []Transition {
 			}
 			a.Value = s.Value
 			a.Summary, a.Description = expand(r.Summary, s), expand(r.Description, s)
+			justFired := false
 			if a.State == StatePending && now.Sub(a.ActiveAt) >= r.For {
-				a.State, a.FiredAt = StateFiring, now
+				a.State, a.FiredAt, justFired = StateFiring, now, true
 				out = append(out, Transition{Name: r.Name, Labels: s.Labels, From: StatePending, To: StateFiring, Value: s.Value, At: now})
-				if r.Hints {
-					if !hinted {
-						hints, hinted = Rank(now, e.sig, e.cfg.Hints), true
-					}
-					a.Hints = slices.Clone(hints)
-					for _, h := range hints {
-						if len(h.ExampleTraces) > 0 {
-							a.ExampleTraces = h.ExampleTraces
-							break
-						}
-					}
+			}
+			if a.State == StateFiring && r.Hints {
+				if !hinted {
+					hints, hinted = Rank(now, e.sig, e.cfg.Hints), true
 				}
+				if justFired {
+					a.Hints = slices.Clone(hints) // the ranking as it was when the alert fired
+				}
+				// Example traces are refreshed while the alert fires, so they
+				// point at requests the flight recorder still holds.
+				a.ExampleTraces = freshExamples(a.Hints, hints, a.ExampleTraces)
 			}
 		}
 	}
@@ -520,4 +520,22 @@ func DefaultRules(sig Signals, cfg AlertConfig) []Rule {
 		})
 	}
 	return rules
+}
+
+// freshExamples returns the current example traces of the alert's top
+// cause, else of the first current hint that has some, else old.
+func freshExamples(fired, current []Hint, old []string) []string {
+	if len(fired) > 0 {
+		for _, h := range current {
+			if h.Cause == fired[0].Cause && len(h.ExampleTraces) > 0 {
+				return h.ExampleTraces
+			}
+		}
+	}
+	for _, h := range current {
+		if len(h.ExampleTraces) > 0 {
+			return h.ExampleTraces
+		}
+	}
+	return old
 }

@@ -34,6 +34,9 @@ type EngagementConfig struct {
 	// it, so that a drop is not absorbed into the baseline (default 0.9, the
 	// CTRDropBelowBaseline threshold).
 	LearnAbove float64
+	// WarmUp is how long after the first event the CTR is neither compared
+	// with nor teaches the baseline (default two windows).
+	WarmUp time.Duration
 	// Registerer receives the engagement metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
@@ -57,6 +60,7 @@ type Engagement struct {
 	buckets []engBucket
 	base    []float64 // per variant; 0 = not learned yet
 	learned time.Time // last baseline update
+	first   time.Time // first observation, for the warm-up
 }
 
 type engBucket struct {
@@ -83,6 +87,9 @@ func NewEngagement(cfg EngagementConfig) (*Engagement, error) {
 		cfg.Now = time.Now
 	}
 	e := &Engagement{cfg: cfg, ring: newRing(cfg.Window, cfg.Buckets)}
+	if e.cfg.WarmUp == 0 {
+		e.cfg.WarmUp = 2 * time.Duration(e.ring.width) * time.Duration(e.ring.n)
+	}
 	e.variants, e.vidx = index(cfg.Variants)
 	e.channels, e.cidx = index(cfg.Channels)
 	e.base = make([]float64, len(e.variants))
@@ -135,6 +142,9 @@ func (e *Engagement) ObserveEvent(variant, channel string, typ event.Type) {
 	}
 	id, slot := e.ring.id(e.cfg.Now())
 	e.mu.Lock()
+	if e.first.IsZero() {
+		e.first = e.cfg.Now()
+	}
 	b := &e.buckets[slot]
 	if b.id != id {
 		// Once per sub-bucket: let the baseline learn even when nobody reads it.
@@ -191,9 +201,12 @@ func (e *Engagement) ctrLocked(now time.Time) []VariantEngagement {
 	// Learn at most once per sub-bucket, weighting by the elapsed time.
 	dt := now.Sub(e.learned)
 	learn := e.learned.IsZero() || dt >= time.Duration(e.ring.width)
+	// During warm-up the window still holds the start-up transient (empty
+	// popularity lists, an untrained model): nothing is compared or learned.
+	warm := !e.first.IsZero() && now.Sub(e.first) >= e.cfg.WarmUp
 	for v := range out {
 		r := &out[v]
-		enough := r.Impressions >= e.cfg.MinImpressions
+		enough := warm && r.Impressions >= e.cfg.MinImpressions
 		if r.Impressions > 0 {
 			r.CTR = float64(r.Clicks) / float64(r.Impressions)
 		}

@@ -19,6 +19,10 @@ const (
 	CauseFallback CauseKind = "fallback"
 	// CauseStage is a decision stage whose p99 latency rose.
 	CauseStage CauseKind = "stage"
+	// CauseModel says that no input, fallback or latency change explains
+	// the symptom: what the model learned no longer matches the world
+	// (concept drift). It is the answer by elimination, with score 0.
+	CauseModel CauseKind = "model"
 )
 
 // Cause identifies a candidate root cause. Only the fields of its kind are set.
@@ -120,6 +124,15 @@ func Rank(now time.Time, sig Signals, cfg HintConfig) []Hint {
 			c.ExampleTraces = sig.Decisions.examplesAt(now, c.Cause, cfg.Examples)
 		}
 		hints = append(hints, c.Hint)
+	}
+	if len(hints) == 0 {
+		detail := "no change in input features, fallbacks or stage latency explains it: what the model learned may no longer hold (concept drift); check calibration, then retrain or roll back"
+		if sig.Inputs != nil {
+			if pred, obs, n := sig.Inputs.Calibration(); n > 0 && obs > 0 {
+				detail += fmt.Sprintf(" (mean predicted %.4f vs observed %.4f)", pred, obs)
+			}
+		}
+		hints = append(hints, Hint{Cause: Cause{Kind: CauseModel}, Detail: detail})
 	}
 	return hints
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/sightline/sightline/internal/event"
 )
@@ -112,6 +113,10 @@ type World struct {
 	base     float64
 	affinity [5][][]float64
 	ageFav   [][]int // favorite categories per age bucket
+
+	// ageShift rotates which age bucket's affinities apply to whom: the
+	// popularity-shift fault (concept drift) bumps it.
+	ageShift atomic.Int32
 
 	// byCat[c] lists item indexes of category c by quality, best first.
 	byCat [][]int
@@ -277,7 +282,11 @@ func (w *World) catLogit(a [4]uint8, ch, c int) float64 {
 	l := 0.0
 	for d := range 4 {
 		if a[d] != noValue {
-			l += w.affinity[d][a[d]][c]
+			v := int(a[d])
+			if d == dimAge {
+				v = (v + int(w.ageShift.Load())) % len(w.affinity[dimAge])
+			}
+			l += w.affinity[d][v][c]
 		}
 	}
 	if ch >= 0 {
@@ -287,6 +296,17 @@ func (w *World) catLogit(a [4]uint8, ch, c int) float64 {
 }
 
 const noValue = math.MaxUint8
+
+// ShiftAffinities changes the true tastes of users (concept drift): each
+// age bucket takes on the category affinities of the next one. It is safe
+// to call while traffic runs; ShiftAffinities(false) restores them.
+func (w *World) ShiftAffinities(on bool) {
+	if on {
+		w.ageShift.Store(1)
+	} else {
+		w.ageShift.Store(0)
+	}
+}
 
 // attrsOf maps u's attributes to value indexes; unknown values (for
 // example a nulled age bucket) contribute nothing to the logit.
