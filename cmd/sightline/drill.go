@@ -17,6 +17,11 @@ func runDrill(ctx context.Context, args []string) error {
 	faultAt := fs.Duration("fault-at", 45*time.Minute, "simulated time of the fault")
 	rate := fs.Int("rate", 16, "requests per simulated second")
 	report := fs.String("report", "text", "output: text (a timeline) or json")
+	hold := fs.Bool("hold", false, "after the drill, keep the node serving (console, API) until SIGINT; prints its URL")
+	// Accept the name before the flags too: sightline drill NAME --flag.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append(append([]string{}, args[1:]...), args[0])
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -27,6 +32,13 @@ func runDrill(ctx context.Context, args []string) error {
 	cfg := sim.DrillConfig{Seed: *seed, Duration: *duration, FaultAt: *faultAt, Rate: *rate}
 	if *report == "text" {
 		cfg.Progress = os.Stderr
+	}
+	if *hold {
+		cfg.Inspect = func(ctx context.Context, base string) error {
+			fmt.Printf("serving %s (console %s/alerts); SIGINT to stop\n", base, base)
+			<-ctx.Done()
+			return nil
+		}
 	}
 	rep, err := sim.RunDrill(ctx, fs.Arg(0), cfg)
 	if err != nil {
