@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -54,6 +55,12 @@ func runDemo(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	var worldp atomic.Pointer[sim.World] // set once the world is built
+	cfg.OnFault = func(name string, on bool) {
+		if w := worldp.Load(); name == app.FaultPopularityShift && w != nil {
+			w.ShiftAffinities(on)
+		}
+	}
 	node, err := app.New(ctx, *cfg)
 	if err != nil {
 		return err
@@ -64,6 +71,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	base := "http://" + node.Addr()
 	fmt.Printf("sightline demo: serving on %s (console %s/, stats %s/v1/stats, metrics %s/metrics)\n", base, base, base, base)
+	fmt.Printf("game day: curl -X POST %s/admin/faults -H 'Authorization: Bearer <token>' -d '{\"name\":\"etl-null-age\",\"active\":true}'\n", base)
 	fmt.Printf("admin token: %s\n", cfg.AdminToken)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -72,11 +80,14 @@ func runDemo(ctx context.Context, args []string) error {
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Serve(nodeCtx, ln) }()
 
-	c, err := client.New(base)
+	// The simulated users' client starts each request's trace, as a real
+	// application's would; the node continues it.
+	c, err := client.New(base, client.WithTracerProvider(node.Telemetry().TracerProvider()))
 	if err != nil {
 		return err
 	}
 	world := sim.NewWorld(sim.WorldConfig{Seed: *seed, Users: *users, Items: *items})
+	worldp.Store(world)
 	start := time.Now()
 	if err := waitHealthy(gctx, c); err != nil {
 		stopNode()

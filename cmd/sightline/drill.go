@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sightline/sightline/internal/sim"
+	"github.com/sightline/sightline/internal/drill"
 )
 
 func runDrill(ctx context.Context, args []string) error {
-	fs := newFlagSet("drill", "Run a game day: a node on an accelerated clock, simulated users, one fault injected at a known\ntime, and the alert rules evaluated in process. Prints the timeline: the fault, each alert's first\nfiring with its root-cause hints, and the time to detect.\n\nusage: sightline drill [flags] NAME\nNAME is one of: "+strings.Join(sim.Drills, ", "))
+	fs := newFlagSet("drill", "Run a game day: a node on an accelerated clock, simulated users, one fault injected at a known\ntime, and the alert rules evaluated in process. Prints the timeline: the fault, each alert's first\nfiring with its root-cause hints, and the time to detect.\n\nusage: sightline drill [flags] NAME\nNAME is one of: "+strings.Join(drill.Names, ", "))
 	seed := fs.Int64("seed", 1, "seed of the world, the traffic and the clicks")
 	duration := fs.Duration("duration", 75*time.Minute, "simulated length of the drill")
 	faultAt := fs.Duration("fault-at", 45*time.Minute, "simulated time of the fault")
@@ -27,9 +27,9 @@ func runDrill(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("want one drill name: %s", strings.Join(sim.Drills, ", "))
+		return fmt.Errorf("want one drill name: %s", strings.Join(drill.Names, ", "))
 	}
-	cfg := sim.DrillConfig{Seed: *seed, Duration: *duration, FaultAt: *faultAt, Rate: *rate}
+	cfg := drill.Config{Seed: *seed, Duration: *duration, FaultAt: *faultAt, Rate: *rate}
 	if *report == "text" {
 		cfg.Progress = os.Stderr
 	}
@@ -40,7 +40,7 @@ func runDrill(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
-	rep, err := sim.RunDrill(ctx, fs.Arg(0), cfg)
+	rep, err := drill.Run(ctx, fs.Arg(0), cfg)
 	if err != nil {
 		return err
 	}

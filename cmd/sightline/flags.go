@@ -58,6 +58,8 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.StringVar(&c.TraceExporter, "trace-exporter", "none", "trace export: none, otlp (OTEL_EXPORTER_OTLP_* variables), stdout")
 	fs.StringVar(&c.PseudonymKey, "pseudonym-key", "", "key for user id pseudonyms in logs and traces (default: random per process)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /admin and /debug/pprof (empty disables them)")
+	fs.DurationVar(&c.QualityWindow, "quality-window", 5*time.Minute, "sliding window of feature null rate, drift (PSI) and CTR signals")
+	fs.DurationVar(&c.AlertInterval, "alert-interval", 15*time.Second, "how often alert rules are evaluated in process")
 	return c, level
 }
 

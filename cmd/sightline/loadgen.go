@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sightline/sightline/internal/telemetry"
 	"io"
 	"net"
 	"net/http"
@@ -41,6 +42,8 @@ type loadgenFlags struct {
 	refine, trials, clicks                          int
 	seed                                            int64
 	loadWorld, lag                                  bool
+	traceExporter                                   string
+	traceRatio                                      float64
 }
 
 func runLoadgen(ctx context.Context, args []string) error {
@@ -71,6 +74,8 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.IntVar(&f.clicks, "clicks", 3, "freshness mode: items of one new category each user clicks")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8090", "bare mode: listen address")
 	fs.IntVar(&f.bodyBytes, "body-bytes", 0, "bare mode: response body size (0: the size of one recommendation from --target)")
+	fs.StringVar(&f.traceExporter, "trace-exporter", "none", "users mode: client spans to none, otlp (OTEL_EXPORTER_OTLP_* variables) or stdout; each request's trace then starts in the load generator")
+	fs.Float64Var(&f.traceRatio, "trace-sample-ratio", 0.01, "users mode: share of requests whose trace is sampled (the node follows the decision)")
 	fs.StringVar(&f.run, "run-id", "", "prefix that makes event ids unique per run (default: the start time)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -113,7 +118,20 @@ func (f *loadgenFlags) world() *sim.World {
 }
 
 func runUsers(ctx context.Context, f *loadgenFlags, defaultInflight bool) error {
-	c, err := client.New(f.target)
+	var opts []client.Option
+	if f.traceExporter != "none" {
+		tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "sightline-loadgen", Exporter: f.traceExporter, SampleRatio: f.traceRatio, LogWriter: io.Discard})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			tel.Shutdown(sctx)
+		}()
+		opts = append(opts, client.WithTracerProvider(tel.TracerProvider()))
+	}
+	c, err := client.New(f.target, opts...)
 	if err != nil {
 		return err
 	}

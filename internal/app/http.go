@@ -214,6 +214,23 @@ func (n *Node) collectors() []prometheus.Collector {
 		}, func() float64 { return float64(n.model.Updates()) }),
 		modelInfo{n},
 		n.httpRequests,
+		// Online evaluation of the FTRL model over its window (progressive
+		// validation: each prediction scored before the model learns from it).
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sightline_model_log_loss",
+			Help:        "Online log loss of the model over the evaluation window.",
+			ConstLabels: prometheus.Labels{"variant": "ftrl"},
+		}, func() float64 { return n.model.Eval().LogLoss }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sightline_model_mean_predicted",
+			Help:        "Mean predicted click probability of impressions over the evaluation window (calibration, with sightline_model_observed_ctr).",
+			ConstLabels: prometheus.Labels{"variant": "ftrl"},
+		}, func() float64 { return n.model.Eval().MeanPredicted }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sightline_model_observed_ctr",
+			Help:        "Observed click-through rate of the impressions the model was evaluated on, over the evaluation window.",
+			ConstLabels: prometheus.Labels{"variant": "ftrl"},
+		}, func() float64 { return n.model.Eval().ObservedCTR }),
 	}
 }
 

@@ -1,4 +1,10 @@
-package sim
+// Package drill runs game days: a whole node on an accelerated clock,
+// simulated users from internal/sim driving it through the real API, one
+// fault of app.Faults switched on at a known time, and the in-process alert
+// rules evaluated on the simulated clock. The report is a timeline: the
+// fault, each alert's first firing with its root-cause hints, and the time
+// to detect.
+package drill
 
 import (
 	"context"
@@ -19,18 +25,19 @@ import (
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/app"
 	"github.com/sightline/sightline/internal/quality"
+	"github.com/sightline/sightline/internal/sim"
 )
 
-// Drills lists the built-in game days: each injects one fault of
+// Names lists the built-in game days: each injects one fault of
 // app.Faults at a known time. "control" injects nothing.
-var Drills = []string{app.FaultETLNullAge, app.FaultSlowFeatureStore, app.FaultModelErrors, app.FaultPopularityShift, app.FaultTelemetryOutage, "control"}
+var Names = []string{app.FaultETLNullAge, app.FaultSlowFeatureStore, app.FaultModelErrors, app.FaultPopularityShift, app.FaultTelemetryOutage, "control"}
 
-// ErrUnknownDrill reports a drill name outside Drills.
-var ErrUnknownDrill = errors.New("unknown drill")
+// ErrUnknown reports a drill name outside Names.
+var ErrUnknown = errors.New("unknown drill")
 
-// DrillConfig configures RunDrill. The zero value of every field means its
+// Config configures Run. The zero value of every field means its
 // default.
-type DrillConfig struct {
+type Config struct {
 	// Seed makes the world, the traffic and the clicks reproducible.
 	Seed int64
 	// Duration is the simulated length of the drill (default 75m).
@@ -56,7 +63,7 @@ type DrillConfig struct {
 	Inspect func(ctx context.Context, baseURL string) error
 }
 
-func (c DrillConfig) withDefaults() DrillConfig {
+func (c Config) withDefaults() Config {
 	if c.Duration <= 0 {
 		c.Duration = 75 * time.Minute
 	}
@@ -81,8 +88,8 @@ func (c DrillConfig) withDefaults() DrillConfig {
 	return c
 }
 
-// DrillAlert is an alert's first firing in a drill.
-type DrillAlert struct {
+// Alert is an alert's first firing in a drill.
+type Alert struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels,omitempty"`
 	// FiredAt is the simulated offset from the drill start.
@@ -94,8 +101,8 @@ type DrillAlert struct {
 	ExampleTraces []string       `json:"example_traces,omitempty"`
 }
 
-// DrillReport is the outcome of a drill.
-type DrillReport struct {
+// Report is the outcome of a drill.
+type Report struct {
 	Drill    string        `json:"drill"`
 	Seed     int64         `json:"seed"`
 	Duration time.Duration `json:"duration_ns"`
@@ -103,7 +110,7 @@ type DrillReport struct {
 	FaultAt  time.Duration `json:"fault_at_ns"`
 	Requests int64         `json:"requests"`
 	// Alerts lists each alert series' first firing, in firing order.
-	Alerts []DrillAlert `json:"alerts"`
+	Alerts []Alert `json:"alerts"`
 	// CTRBefore and CTRAfter are the ftrl variant's CTR over the 10
 	// simulated minutes before the fault and the last 10 minutes.
 	CTRBefore float64 `json:"ctr_before"`
@@ -113,13 +120,13 @@ type DrillReport struct {
 }
 
 // Fired returns the first firing of the named alert, if any.
-func (r *DrillReport) Fired(name string) (DrillAlert, bool) {
+func (r *Report) Fired(name string) (Alert, bool) {
 	for _, a := range r.Alerts {
 		if a.Name == name {
 			return a, true
 		}
 	}
-	return DrillAlert{}, false
+	return Alert{}, false
 }
 
 // simClock is an accelerated clock that only moves when the drill says.
@@ -140,14 +147,14 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// RunDrill runs the named drill: a node on an accelerated clock, simulated
+// Run runs the named drill: a node on an accelerated clock, simulated
 // users driving it through the real API, the fault switched on at FaultAt,
 // and the in-process alert rules evaluated every EvalEvery of simulated
 // time. It is deterministic for a seed, up to wall-clock effects on
 // timeouts.
-func RunDrill(ctx context.Context, name string, cfg DrillConfig) (*DrillReport, error) {
-	if !slices.Contains(Drills, name) {
-		return nil, fmt.Errorf("%w %q: want one of %v", ErrUnknownDrill, name, Drills)
+func Run(ctx context.Context, name string, cfg Config) (*Report, error) {
+	if !slices.Contains(Names, name) {
+		return nil, fmt.Errorf("%w %q: want one of %v", ErrUnknown, name, Names)
 	}
 	cfg = cfg.withDefaults()
 	wallStart := time.Now()
@@ -159,7 +166,7 @@ func RunDrill(ctx context.Context, name string, cfg DrillConfig) (*DrillReport, 
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
-	world := NewWorld(WorldConfig{Seed: cfg.Seed, Users: cfg.Users, Items: cfg.Items, NewUserShare: cfg.NewUserShare})
+	world := sim.NewWorld(sim.WorldConfig{Seed: cfg.Seed, Users: cfg.Users, Items: cfg.Items, NewUserShare: cfg.NewUserShare})
 	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 	clock := newSimClock(start)
 	node, err := app.New(ctx, app.Config{
@@ -198,7 +205,7 @@ func RunDrill(ctx context.Context, name string, cfg DrillConfig) (*DrillReport, 
 	}
 	node.Engine().Index().Refresh()
 
-	rep := &DrillReport{Drill: name, Seed: cfg.Seed, Duration: cfg.Duration}
+	rep := &Report{Drill: name, Seed: cfg.Seed, Duration: cfg.Duration}
 	if name != "control" {
 		rep.FaultAt = cfg.FaultAt
 	}
@@ -233,7 +240,7 @@ func RunDrill(ctx context.Context, name string, cfg DrillConfig) (*DrillReport, 
 				}
 				seen[key] = true
 				at := a.FiredAt.Sub(start)
-				rep.Alerts = append(rep.Alerts, DrillAlert{Name: a.Name, Labels: a.Labels, FiredAt: at, TimeToDetect: at - rep.FaultAt, Hints: a.Hints, ExampleTraces: a.ExampleTraces})
+				rep.Alerts = append(rep.Alerts, Alert{Name: a.Name, Labels: a.Labels, FiredAt: at, TimeToDetect: at - rep.FaultAt, Hints: a.Hints, ExampleTraces: a.ExampleTraces})
 			}
 		}
 		if (t+time.Second)%time.Minute == 0 {
@@ -292,7 +299,7 @@ func labelKey(l map[string]string) string {
 
 // driver generates one simulated second of traffic at a time.
 type driver struct {
-	world *World
+	world *sim.World
 	c     *client.Client
 	rng   *rand.Rand
 	clock *simClock
@@ -356,7 +363,7 @@ func (d *driver) step(ctx context.Context, rate int) error {
 }
 
 // WriteTimeline prints the drill as a human timeline.
-func (r *DrillReport) WriteTimeline(w io.Writer) {
+func (r *Report) WriteTimeline(w io.Writer) {
 	fmt.Fprintf(w, "drill %s (seed %d): %v simulated in %v, %d requests\n", r.Drill, r.Seed, r.Duration, r.Elapsed.Round(time.Millisecond), r.Requests)
 	if r.Drill != "control" {
 		fmt.Fprintf(w, "  T+%-8v fault %s injected\n", r.FaultAt, r.Drill)
@@ -380,4 +387,4 @@ func (r *DrillReport) WriteTimeline(w io.Writer) {
 }
 
 // JSON returns the report as indented JSON.
-func (r *DrillReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
+func (r *Report) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }

@@ -3,7 +3,7 @@
 // The drills run minutes of simulated traffic each; scripts/test runs them
 // in their own step without the race detector (go test -tags drills).
 
-package sim
+package drill
 
 import (
 	"context"
@@ -68,13 +68,13 @@ func TestDrills(t *testing.T) {
 	for _, tc := range drillCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := DrillConfig{Seed: 1, Duration: 60 * time.Minute, FaultAt: 45 * time.Minute}
+			cfg := Config{Seed: 1, Duration: 60 * time.Minute, FaultAt: 45 * time.Minute}
 			if tc.name == "etl-null-age" {
 				cfg.Inspect = func(ctx context.Context, base string) error { return inspectETL(t, ctx, base) }
 			}
-			rep, err := RunDrill(t.Context(), tc.name, cfg)
+			rep, err := Run(t.Context(), tc.name, cfg)
 			if err != nil {
-				t.Fatalf("RunDrill(%s): %v", tc.name, err)
+				t.Fatalf("Run(%s): %v", tc.name, err)
 			}
 			var out strings.Builder
 			rep.WriteTimeline(&out)
