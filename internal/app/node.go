@@ -99,6 +99,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		LogWriter:      cfg.LogWriter,
 		LogLevel:       cfg.LogLevel,
 		Registerer:     n.reg,
+		Gatherer:       n.reg,
 		ExportFault:    func() bool { return n.faults.active(FaultTelemetryOutage) },
 		ContextAttrs: func(ctx context.Context) []slog.Attr {
 			if id := api.RequestIDFromContext(ctx); id != "" {

@@ -5,6 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	promBridge "go.opentelemetry.io/contrib/bridges/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"io"
 	"log/slog"
 	"os"
@@ -111,6 +115,13 @@ type Config struct {
 	// Registerer receives this package's counters; nil means they are not
 	// registered.
 	Registerer prometheus.Registerer
+	// Gatherer, if set, is the metric registry pushed over OTLP every
+	// MetricsInterval when Exporter is "otlp" and an OTLP endpoint is
+	// configured (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or _ENDPOINT), through
+	// the OpenTelemetry Prometheus bridge. /metrics serves it regardless.
+	Gatherer prometheus.Gatherer
+	// MetricsInterval is the OTLP metrics push period; 0 means 30s.
+	MetricsInterval time.Duration
 	// ExportFault, if set and returning true, makes every kept span fail to
 	// export (dropped and counted, as when the collector is unreachable):
 	// the telemetry-outage drill switches it on. The flight recorder still
@@ -197,7 +208,8 @@ type Telemetry struct {
 	logs     *LogStore
 	logger   *slog.Logger
 	prop     propagation.TextMapPropagator
-	lp       *sdklog.LoggerProvider // nil unless logs go to OTLP
+	lp       *sdklog.LoggerProvider   // nil unless logs go to OTLP
+	mp       *sdkmetric.MeterProvider // nil unless metrics go to OTLP
 
 	logQ    chan logItem
 	logStop chan struct{}
@@ -287,6 +299,29 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 			extra = otelslog.NewHandler("github.com/sightline/sightline", otelslog.WithLoggerProvider(t.lp))
 		}
 		// Best effort: without the exporter logs still go to LogWriter.
+	}
+
+	if cfg.Exporter == ExporterOTLP && cfg.Gatherer != nil && firstEnv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") != "" {
+		var mexp sdkmetric.Exporter
+		var err error
+		switch firstEnv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		case ProtocolHTTP:
+			mexp, err = otlpmetrichttp.New(ctx)
+		default:
+			mexp, err = otlpmetricgrpc.New(ctx)
+		}
+		if err == nil {
+			interval := cfg.MetricsInterval
+			if interval <= 0 {
+				interval = 30 * time.Second
+			}
+			reader := sdkmetric.NewPeriodicReader(mexp,
+				sdkmetric.WithInterval(interval),
+				sdkmetric.WithTimeout(cfg.ExportTimeout),
+				sdkmetric.WithProducer(promBridge.NewMetricProducer(promBridge.WithGatherer(cfg.Gatherer))))
+			t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader))
+		}
+		// Best effort: /metrics still serves every metric.
 	}
 
 	t.logs = NewLogStore(cfg.LogRecords)
@@ -427,6 +462,9 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		}
 		if t.lp != nil {
 			err = errors.Join(err, t.lp.Shutdown(ctx))
+		}
+		if t.mp != nil {
+			err = errors.Join(err, t.mp.Shutdown(ctx))
 		}
 		close(t.logStop)
 		select {
