@@ -272,24 +272,52 @@ func sigmoid(x float64) float64 {
 // concurrent with Learn, takes no lock and does not allocate. It reads each
 // coordinate atomically, so an item scored while Learn runs sees some
 // features before and some after the update.
+//
+// The logit is summed as (bias + request features) + item + (category +
+// request×category crosses). The last group depends only on the item's
+// category, so it is computed once per distinct category of the call (a
+// small direct-mapped cache on the stack), not once per item: candidates
+// share a few dozen categories, and the crosses are most of the work.
 func (m *Model) Score(p *Prepared, items []event.Item, out []float64) {
 	_ = out[:len(items)]
 	base := m.weight(m.bias)
 	for _, h := range p.req {
 		base += m.weight(index(h) & m.mask)
 	}
+	var cache [catCacheSize]catSum
 	for i := range items {
 		it := &items[i]
 		s := base + m.weight(index(itemHash(it.ID))&m.mask)
 		if it.Category != "" {
 			c := categoryHash(it.Category)
-			s += m.weight(index(c) & m.mask)
-			for _, h := range p.req {
-				s += m.weight(cross(h, c) & m.mask)
+			e := &cache[(c^c>>32)%catCacheSize]
+			if !e.ok || e.h != c {
+				*e = catSum{h: c, s: m.categorySum(p, c), ok: true}
 			}
+			s += e.s
 		}
 		out[i] = sigmoid(s)
 	}
+}
+
+// catCacheSize is the number of per-category sums Score caches per call.
+const catCacheSize = 64
+
+// catSum is one entry of Score's per-call category cache.
+type catSum struct {
+	h  uint64
+	s  float64
+	ok bool
+}
+
+// categorySum is the category part of the logit: the category's weight plus
+// the crosses of every request feature with it, summed in that order.
+func (m *Model) categorySum(p *Prepared, c uint64) float64 {
+	s := m.weight(index(c) & m.mask)
+	for _, h := range p.req {
+		s += m.weight(cross(h, c) & m.mask)
+	}
+	return s
 }
 
 // appendActive appends the coordinates of the features active for p and it
@@ -308,6 +336,26 @@ func (m *Model) appendActive(dst []uint32, p *Prepared, it *event.Item) []uint32
 		}
 	}
 	return dst
+}
+
+// logit sums the weights of the active features of one example, laid out as
+// appendActive lays them out (bias, r request features, item, then the
+// category and its r crosses when the item has a category), grouped exactly
+// as Score groups them so that Learn's prediction equals Score's bit for bit.
+func logit(ws []float64, r int) float64 {
+	base := ws[0]
+	for _, w := range ws[1 : r+1] {
+		base += w
+	}
+	s := base + ws[r+1]
+	if len(ws) > r+2 {
+		cs := ws[r+2]
+		for _, w := range ws[r+3:] {
+			cs += w
+		}
+		s += cs
+	}
+	return s
 }
 
 // Learn applies one online update for the request x and the item it,
@@ -339,13 +387,10 @@ func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
 	}
 	m.active = m.appendActive(m.active[:0], p, it)
 	m.weights = m.weights[:0]
-	var s float64
 	for _, i := range m.active {
-		w := m.weight(uint64(i))
-		m.weights = append(m.weights, w)
-		s += w
+		m.weights = append(m.weights, m.weight(uint64(i)))
 	}
-	pred := sigmoid(s)
+	pred := sigmoid(logit(m.weights, len(p.req)))
 
 	// The gradient of log loss with respect to the logit: p - y, the same
 	// for every active (binary) feature. A Flip adds the gradient of
