@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -66,11 +67,13 @@ type Index struct {
 	segDirty  map[string]struct{}
 	global    []*itemStat
 	byCat     map[string][]*itemStat
+	nextID    uint32
 
 	view atomic.Pointer[indexView]
 }
 
 type itemStat struct {
+	id    uint32 // dense id, assigned once, for deduplicating candidates
 	item  event.Item
 	score float64 // inflated decayed popularity (clicks weighted)
 	shows float64 // inflated decayed impressions
@@ -80,6 +83,7 @@ type itemStat struct {
 // entry is an immutable copy of an item and its popularity in a view.
 type entry struct {
 	item  event.Item
+	id    uint32
 	score float64
 }
 
@@ -88,6 +92,7 @@ type indexView struct {
 	global     []entry
 	byCategory map[string][]entry
 	categories []string // ordered by popularity
+	catLists   [][]entry // byCategory[categories[i]], in the same order
 	bySegment  map[string][]entry
 	covis      map[string][]entry
 	pop        map[string]float64 // popularity of listed items, 0..1
@@ -129,7 +134,8 @@ func (ix *Index) PutItem(it event.Item) {
 	defer ix.mu.Unlock()
 	s, ok := ix.items[it.ID]
 	if !ok {
-		s = &itemStat{}
+		s = &itemStat{id: ix.nextID}
+		ix.nextID++
 		ix.items[it.ID] = s
 	} else {
 		ix.dirtyCats[s.item.Category] = struct{}{}
@@ -270,7 +276,7 @@ func (ix *Index) Refresh() {
 	copyList := func(l []*itemStat) []entry {
 		out := make([]entry, len(l))
 		for i, s := range l {
-			out[i] = entry{item: s.item, score: s.score}
+			out[i] = entry{item: s.item, id: s.id, score: s.score}
 			nv.pop[s.item.ID] = norm(s.score)
 		}
 		return out
@@ -288,6 +294,10 @@ func (ix *Index) Refresh() {
 		}
 		return strings.Compare(a, b)
 	})
+	nv.catLists = make([][]entry, len(nv.categories))
+	for i, c := range nv.categories {
+		nv.catLists[i] = nv.byCategory[c]
+	}
 	for seg, l := range old.bySegment {
 		nv.bySegment[seg] = l
 	}
@@ -305,7 +315,7 @@ func (ix *Index) Refresh() {
 		}
 		el := make([]entry, len(l))
 		for i, s := range l {
-			el[i] = entry{item: s.item, score: m[s]}
+			el[i] = entry{item: s.item, id: s.id, score: m[s]}
 		}
 		nv.bySegment[seg] = el
 	}
@@ -333,7 +343,7 @@ func (ix *Index) Refresh() {
 		el := make([]entry, 0, len(ids))
 		for _, id := range ids {
 			if o, ok := ix.items[id]; ok {
-				el = append(el, entry{item: o.item, score: o.score})
+				el = append(el, entry{item: o.item, id: o.id, score: o.score})
 			}
 		}
 		nv.covis[s.item.ID] = el
@@ -385,24 +395,73 @@ func mergeTop(old []*itemStat, dirty map[*itemStat]struct{}, keep func(*itemStat
 
 // candidateSet collects candidates for one request without duplicates.
 type candidateSet struct {
-	items  []event.Item
-	source []string
-	seen   map[string]struct{}
+	items []event.Item
+	seen  idSet
 }
 
-func (cs *candidateSet) reset() {
+func (cs *candidateSet) reset(bound int) {
 	cs.items = cs.items[:0]
-	cs.source = cs.source[:0]
-	clear(cs.seen)
+	cs.seen.reset(bound)
 }
 
-func (cs *candidateSet) add(it event.Item, src string) {
-	if _, ok := cs.seen[it.ID]; ok {
-		return
+func (cs *candidateSet) add(e *entry) {
+	if cs.seen.add(e.id) {
+		cs.items = append(cs.items, e.item)
 	}
-	cs.seen[it.ID] = struct{}{}
-	cs.items = append(cs.items, it)
-	cs.source = append(cs.source, src)
+}
+
+// idSet is a set of item ids for one request: open addressing over arrays
+// that are reused across requests and emptied in O(1) by bumping a
+// generation stamp, so a request hashes small integers instead of strings
+// and clears nothing.
+type idSet struct {
+	keys  []uint32
+	stamp []uint32
+	gen   uint32
+	shift uint
+}
+
+// reset empties the set and makes room for bound ids at a load of at most
+// one half.
+func (s *idSet) reset(bound int) {
+	size := 256
+	for size < 2*bound {
+		size *= 2
+	}
+	if len(s.keys) < size {
+		s.keys = make([]uint32, size)
+		s.stamp = make([]uint32, size)
+		s.gen = 0
+	}
+	s.shift = uint(32 - bits.TrailingZeros(uint(len(s.keys))))
+	s.gen++
+	if s.gen == 0 { // wrapped: stale stamps could alias the new generation
+		clear(s.stamp)
+		s.gen = 1
+	}
+}
+
+// add inserts id and reports whether it was absent.
+func (s *idSet) add(id uint32) bool {
+	mask := uint32(len(s.keys) - 1)
+	h := (id * 0x9e3779b1) >> s.shift
+	for {
+		if s.stamp[h] != s.gen {
+			s.stamp[h], s.keys[h] = s.gen, id
+			return true
+		}
+		if s.keys[h] == id {
+			return false
+		}
+		h = (h + 1) & mask
+	}
+}
+
+// candidateBound is the most candidates Candidates can add for a user with
+// the given numbers of recent items and categories.
+func (ix *Index) candidateBound(recentItems, recentCats int) int {
+	c := ix.cfg
+	return recentItems*c.CoVisit + (recentCats+c.MaxCategories)*c.PerCategory + c.Global
 }
 
 // Candidates fills cs with candidates for a user: co-visited neighbours of
@@ -411,28 +470,31 @@ func (cs *candidateSet) add(it event.Item, src string) {
 // items. It reads the published view only.
 func (ix *Index) Candidates(cs *candidateSet, recentItems, recentCats []string) {
 	v := ix.view.Load()
+	cs.reset(ix.candidateBound(len(recentItems), len(recentCats)))
 	for _, id := range recentItems {
-		for _, e := range v.covis[id] {
-			if e.item.Available {
-				cs.add(e.item, "covisit")
+		l := v.covis[id]
+		for i := range l {
+			if l[i].item.Available {
+				cs.add(&l[i])
 			}
 		}
 	}
 	for _, c := range recentCats {
-		for _, e := range v.byCategory[c] {
-			cs.add(e.item, "recent_category")
+		l := v.byCategory[c]
+		for i := range l {
+			cs.add(&l[i])
 		}
 	}
-	for i, c := range v.categories {
-		if i >= ix.cfg.MaxCategories {
+	for k, l := range v.catLists {
+		if k >= ix.cfg.MaxCategories {
 			break
 		}
-		for _, e := range v.byCategory[c] {
-			cs.add(e.item, "category")
+		for i := range l {
+			cs.add(&l[i])
 		}
 	}
-	for _, e := range v.global {
-		cs.add(e.item, "popular")
+	for i := range v.global {
+		cs.add(&v.global[i])
 	}
 }
 

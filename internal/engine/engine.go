@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -78,6 +79,11 @@ type Config struct {
 	// Explore is the share of slots filled by exploration (default 0.05;
 	// negative disables exploration).
 	Explore float64
+	// RecentSlots is the number of the user's most recent categories that
+	// get a slot in a model-ranked answer when the ranking does not show them
+	// already, so that a click changes the user's next recommendation
+	// (default 1; negative disables).
+	RecentSlots int
 	// DecisionRing is the number of recent decisions kept (default 50,000).
 	DecisionRing int
 	// RefreshInterval is how often the candidate index publishes (default 200ms).
@@ -134,6 +140,9 @@ func (c *Config) defaults() {
 	if c.Explore < 0 {
 		c.Explore = 0
 	}
+	if c.RecentSlots == 0 {
+		c.RecentSlots = 1
+	}
 	if c.DecisionRing <= 0 {
 		c.DecisionRing = 50_000
 	}
@@ -180,13 +189,44 @@ type Engine struct {
 	pool     sync.Pool // *scratch
 	seq      atomic.Uint64
 	idSeed   maphash.Seed
+	// tracing is false when the tracer provider is the no-op one: spans are
+	// then not started at all, which saves a context per stage.
+	tracing bool
+	rootOpt trace.SpanStartOption
 }
 
-// scratch is per-request working memory, pooled.
+// scratch is per-request working memory, pooled. Nothing in it outlives the
+// request: the decision copies what it keeps.
 type scratch struct {
-	cs     candidateSet
-	scores []float64
-	order  []int
+	cs      candidateSet
+	scores  []float64
+	ranked  []ranked
+	order   []int
+	taken   []bool
+	exclude map[string]struct{}
+	catIdx  map[string]int
+	cats    []catState
+	pcg     rand.PCG
+	rng     *rand.Rand
+}
+
+// ranked is a candidate index with its score, for sorting.
+type ranked struct {
+	score float64
+	i     int
+}
+
+// catState counts, for one category, the items shown and the eligible
+// candidates left.
+type catState struct{ shown, left int }
+
+func newScratch() *scratch {
+	sp := &scratch{
+		exclude: make(map[string]struct{}, 64),
+		catIdx:  make(map[string]int, 64),
+	}
+	sp.rng = rand.New(&sp.pcg)
+	return sp
 }
 
 // New returns an engine reading features from fs.
@@ -232,9 +272,10 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.met = met
-	e.pool.New = func() any {
-		return &scratch{cs: candidateSet{seen: make(map[string]struct{}, 512)}}
-	}
+	e.pool.New = func() any { return newScratch() }
+	_, isNoop := cfg.TracerProvider.(noop.TracerProvider)
+	e.tracing = !isNoop
+	e.rootOpt = trace.WithSpanKind(trace.SpanKindInternal)
 	return e, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -49,21 +48,27 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	if req.RequestID == "" {
 		req.RequestID = e.newRequestID()
 	}
-	ctx, span := e.tracer.Start(ctx, "GenerateRecommendations", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := e.startSpan(ctx, "GenerateRecommendations", e.rootOpt)
 	defer span.End()
 
 	variant := e.cfg.Split.Assign(req.UserID)
 	scorer := e.scorers[variant]
-	d := &Decision{
+	blk := &decisionBlock{}
+	d := &blk.d
+	*d = Decision{
 		RequestID:    req.RequestID,
 		Time:         start,
 		UserHash:     e.cfg.Pseudonymize(req.UserID),
 		Channel:      req.Channel,
 		Variant:      variant,
 		ModelVersion: scorer.Version(),
-		Stages:       make([]StageTiming, 0, 4),
+		Stages:       blk.stages[:0],
 	}
-	if sc := span.SpanContext(); sc.IsValid() {
+	sc := span.SpanContext()
+	if !e.tracing {
+		sc = trace.SpanContextFromContext(ctx) // what a no-op span reports
+	}
+	if sc.IsValid() {
 		d.TraceID = sc.TraceID().String()
 		d.SpanID = sc.SpanID().String()
 		d.TraceSampled = sc.IsSampled()
@@ -71,8 +76,9 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	sp := e.pool.Get().(*scratch)
 	defer e.pool.Put(sp)
 
-	x := &model.Context{Channel: req.Channel, Hour: start.Hour()}
-	user, act, fb := e.fetchFeatures(ctx, req.UserID, d)
+	x := &blk.x
+	*x = model.Context{Channel: req.Channel, Hour: start.Hour()}
+	user, act, fb := e.fetchFeatures(ctx, req.UserID, blk)
 	if fb == nil {
 		x.User = user
 		x.RecentCategories = act.RecentCategories
@@ -83,29 +89,53 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 		fb = e.infer(ctx, scorer, x, sp, d)
 	}
 	if fb == nil {
-		e.applyRules(ctx, sp, req, act, d)
+		e.applyRules(ctx, sp, req, act, blk)
 	} else {
 		d.Fallback, d.FallbackDetail = fb.reason, fb.detail
-		e.fallback(ctx, req, act, d)
+		e.fallback(ctx, sp, req, act, blk)
 	}
 	d.Duration = e.cfg.Now().Sub(start)
 
-	span.SetAttributes(
-		attrRequestID.String(d.RequestID),
-		attrUserHash.String(d.UserHash),
-		attrVariant.String(d.Variant),
-		attrModel.String(d.ModelVersion),
-		attrConfidence.Float64(d.Confidence),
-		attrCandidates.Int(d.Candidates),
-		attrChannel.String(e.Channel(d.Channel)),
-	)
-	if d.Fallback != ReasonNone {
-		span.SetAttributes(attrFallback.String(string(d.Fallback)))
-		span.AddEvent("fallback", trace.WithAttributes(attrFallback.String(string(d.Fallback)), attribute.String("detail", d.FallbackDetail)))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attrRequestID.String(d.RequestID),
+			attrUserHash.String(d.UserHash),
+			attrVariant.String(d.Variant),
+			attrModel.String(d.ModelVersion),
+			attrConfidence.Float64(d.Confidence),
+			attrCandidates.Int(d.Candidates),
+			attrChannel.String(e.Channel(d.Channel)),
+		)
+		if d.Fallback != ReasonNone {
+			span.SetAttributes(attrFallback.String(string(d.Fallback)))
+			span.AddEvent("fallback", trace.WithAttributes(attrFallback.String(string(d.Fallback)), attribute.String("detail", d.FallbackDetail)))
+		}
 	}
 	e.ring.put(d, x)
 	e.record(ctx, d)
 	return d, nil
+}
+
+// decisionBlock holds a decision and what it points to in one allocation:
+// the model context kept with it in the ring, the stage timings, the items
+// of a default-sized answer and the feature values.
+type decisionBlock struct {
+	d      Decision
+	x      model.Context
+	stages [4]StageTiming
+	items  [10]Item
+	feats  [8]string
+}
+
+// noopSpan is what stages get when tracing is off.
+var noopSpan = trace.SpanFromContext(context.Background())
+
+// startSpan starts a span unless the tracer provider is the no-op one.
+func (e *Engine) startSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !e.tracing {
+		return ctx, noopSpan
+	}
+	return e.tracer.Start(ctx, name, opts...)
 }
 
 // stage times one stage and records it on the decision and in metrics.
@@ -129,9 +159,10 @@ func endSpan(span trace.Span, err error) {
 
 // fetchFeatures is the FeatureFetch stage: profile and recent activity under
 // the feature budget.
-func (e *Engine) fetchFeatures(ctx context.Context, userID string, d *Decision) (event.User, features.Activity, *fallbackError) {
+func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decisionBlock) (event.User, features.Activity, *fallbackError) {
+	d := &blk.d
 	start := e.cfg.Now()
-	ctx, span := e.tracer.Start(ctx, "FeatureFetch")
+	ctx, span := e.startSpan(ctx, "FeatureFetch")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
 	defer cancel()
 	user, known, err := e.fs.User(ctx, userID)
@@ -153,9 +184,14 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, d *Decision) 
 	d.KnownUser = known
 	d.Segment = user.Segment
 	d.Features = make(map[string]*string, len(event.UserAttributes))
+	vals := blk.feats[:0]
 	for _, name := range event.UserAttributes {
 		if v := user.Attr(name); v != "" {
-			d.Features[name] = &v
+			if len(vals) == cap(vals) {
+				vals = make([]string, 0, len(event.UserAttributes))
+			}
+			vals = append(vals, v)
+			d.Features[name] = &vals[len(vals)-1]
 		} else {
 			d.Features[name] = nil
 		}
@@ -184,11 +220,12 @@ func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
 // generateCandidates is the CandidateGeneration stage.
 func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, d *Decision) {
 	start := e.cfg.Now()
-	_, span := e.tracer.Start(ctx, "CandidateGeneration")
-	sp.cs.reset()
+	_, span := e.startSpan(ctx, "CandidateGeneration")
 	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
 	d.Candidates = len(sp.cs.items)
-	span.SetAttributes(attrCandidates.Int(d.Candidates))
+	if span.IsRecording() {
+		span.SetAttributes(attrCandidates.Int(d.Candidates))
+	}
 	e.stage(d, StageCandidates, start, nil)
 	span.End()
 }
@@ -197,7 +234,7 @@ func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act featur
 // budget; a panic, error, timeout or low confidence becomes a fallback.
 func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, d *Decision) (fb *fallbackError) {
 	start := e.cfg.Now()
-	ctx, span := e.tracer.Start(ctx, "ModelInference")
+	ctx, span := e.startSpan(ctx, "ModelInference")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
 	defer cancel()
 	n := len(sp.cs.items)
@@ -239,65 +276,96 @@ type rulesFilter struct {
 	exclude map[string]struct{}
 }
 
-func newFilter(req *Request, act *features.Activity) rulesFilter {
-	f := rulesFilter{exclude: make(map[string]struct{}, len(req.Exclude)+len(act.Clicked))}
+// newFilter fills the scratch exclusion set from the request and the
+// user's clicks.
+func newFilter(sp *scratch, req *Request, act *features.Activity) rulesFilter {
+	clear(sp.exclude)
 	for _, id := range req.Exclude {
-		f.exclude[id] = struct{}{}
+		sp.exclude[id] = struct{}{}
 	}
 	for _, id := range act.Clicked {
-		f.exclude[id] = struct{}{}
+		sp.exclude[id] = struct{}{}
 	}
-	return f
+	return rulesFilter{exclude: sp.exclude}
 }
 
 func (f rulesFilter) ok(it *event.Item) bool {
 	if !it.Available {
 		return false
 	}
+	if len(f.exclude) == 0 {
+		return true
+	}
 	_, bad := f.exclude[it.ID]
 	return !bad
 }
 
+// reasonRecent marks an item shown because its category is one the user
+// engaged with last (Config.RecentSlots).
+const reasonRecent = "recent_category"
+
 // applyRules is the BusinessRules stage: drop excluded, clicked and
 // unavailable items, rank by score with at most MaxPerCategory per category,
-// and explore a share of slots, recording each item's propensity.
-func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, d *Decision) {
+// and explore a share of slots, recording each item's propensity. Last, the
+// user's most recent categories get their slots (Config.RecentSlots).
+func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
+	d := &blk.d
 	start := e.cfg.Now()
-	_, span := e.tracer.Start(ctx, "BusinessRules")
-	f := newFilter(&req, &act)
+	_, span := e.startSpan(ctx, "BusinessRules")
+	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
 	if c, ok := e.scorers[d.Variant].(Calibrated); ok && c.Calibrated() {
 		greedy = "model"
 	}
 	items := sp.cs.items
-	sp.order = sp.order[:0]
+	scores := sp.scores
+	// Rank eligible candidates by score, ties in candidate order: the order
+	// of a stable sort, from an unstable sort of (score, index) pairs.
+	sp.ranked = sp.ranked[:0]
 	for i := range items {
 		if f.ok(&items[i]) {
-			sp.order = append(sp.order, i)
+			sp.ranked = append(sp.ranked, ranked{scores[i], i})
 		}
 	}
-	scores := sp.scores
-	slices.SortStableFunc(sp.order, func(a, b int) int { return cmpDesc(scores[a], scores[b]) })
-	rng := rand.New(rand.NewPCG(maphash.String(e.idSeed, d.RequestID), 0x5157))
+	slices.SortFunc(sp.ranked, func(a, b ranked) int {
+		if r := cmpDesc(a.score, b.score); r != 0 {
+			return r
+		}
+		return a.i - b.i
+	})
+	sp.order = sp.order[:0]
+	for _, r := range sp.ranked {
+		sp.order = append(sp.order, r.i)
+	}
+	sp.pcg.Seed(maphash.String(e.idSeed, d.RequestID), 0x5157)
+	rng := sp.rng
 	// Per category: items shown and candidates left. A category at its cap
 	// leaves the eligible pool all at once, so each slot costs O(1) except
 	// for the walk to the next eligible item.
-	type catState struct{ shown, left int }
-	cats := make(map[string]*catState, 32)
+	clear(sp.catIdx)
+	sp.cats = sp.cats[:0]
+	catOf := func(i int) *catState { return &sp.cats[sp.catIdx[items[i].Category]] }
 	for _, i := range sp.order {
-		c := cats[items[i].Category]
-		if c == nil {
-			c = &catState{}
-			cats[items[i].Category] = c
+		k, ok := sp.catIdx[items[i].Category]
+		if !ok {
+			k = len(sp.cats)
+			sp.catIdx[items[i].Category] = k
+			sp.cats = append(sp.cats, catState{})
 		}
-		c.left++
+		sp.cats[k].left++
 	}
-	taken := make([]bool, len(sp.order))
+	sp.taken = slices.Grow(sp.taken[:0], len(sp.order))[:len(sp.order)]
+	clear(sp.taken)
+	taken := sp.taken
 	eligible := len(sp.order)
 	usable := func(k int) bool {
-		return !taken[k] && cats[items[sp.order[k]].Category].shown < e.cfg.MaxPerCategory
+		return !taken[k] && catOf(sp.order[k]).shown < e.cfg.MaxPerCategory
 	}
-	d.Items = make([]Item, 0, req.Count)
+	if req.Count <= len(blk.items) {
+		d.Items = blk.items[:0]
+	} else {
+		d.Items = make([]Item, 0, req.Count)
+	}
 	head := 0
 	for len(d.Items) < req.Count && eligible > 0 {
 		for head < len(sp.order) && !usable(head) {
@@ -327,7 +395,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		pick := sp.order[k]
 		it := &items[pick]
 		taken[k] = true
-		c := cats[it.Category]
+		c := catOf(pick)
 		c.shown++
 		c.left--
 		eligible--
@@ -336,26 +404,100 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		}
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reason, Propensity: prop})
 	}
+	e.recentSlots(sp, req.Count, act.RecentCategories, d)
 	e.stage(d, StageRules, start, nil)
 	span.End()
 }
 
+// recentSlots makes a click visible in the user's next answer: for each of
+// the user's RecentSlots most recent categories that the ranked answer does
+// not already show (explored items aside), the best eligible candidate of
+// that category takes the last slot not explored nor already given to a
+// recent category (or a free slot), deterministically (propensity 1). The
+// model learns slowly from one user's click; this rule does not wait for it.
+func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decision) {
+	items, scores := sp.cs.items, sp.scores
+	for r, cat := range recent {
+		if r >= e.cfg.RecentSlots {
+			return
+		}
+		shown := false
+		for i := range d.Items {
+			if d.Items[i].Category == cat && d.Items[i].Reason != "explore" {
+				shown = true
+				break
+			}
+		}
+		if shown {
+			continue
+		}
+		k, ok := sp.catIdx[cat]
+		if !ok || sp.cats[k].shown >= e.cfg.MaxPerCategory {
+			continue // no eligible candidate of the category
+		}
+		pick := -1
+		for j, i := range sp.order {
+			if !sp.taken[j] && items[i].Category == cat {
+				pick, sp.taken[j] = i, true
+				break
+			}
+		}
+		if pick < 0 {
+			continue
+		}
+		slot := len(d.Items)
+		if slot >= count {
+			slot = -1
+			for j := len(d.Items) - 1; j >= 0; j-- {
+				if rs := d.Items[j].Reason; rs != "explore" && rs != reasonRecent {
+					slot = j
+					break
+				}
+			}
+			if slot < 0 {
+				return
+			}
+			if k, ok := sp.catIdx[d.Items[slot].Category]; ok {
+				sp.cats[k].shown--
+			}
+		} else {
+			d.Items = append(d.Items, Item{})
+		}
+		sp.cats[k].shown++
+		it := &items[pick]
+		d.Items[slot] = Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reasonRecent, Propensity: 1}
+	}
+}
+
 // fallback answers from popular items for the user's segment, under the same
 // exclusion and diversity rules. It is deterministic: propensity 1.
-func (e *Engine) fallback(ctx context.Context, req Request, act features.Activity, d *Decision) {
+func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
+	d := &blk.d
 	start := e.cfg.Now()
-	_, span := e.tracer.Start(ctx, "BusinessRules")
-	span.SetAttributes(attrFallback.String(string(d.Fallback)))
-	f := newFilter(&req, &act)
-	perCat := make(map[string]int, req.Count)
-	seen := make(map[string]struct{}, req.Count)
-	d.Items = make([]Item, 0, req.Count)
+	_, span := e.startSpan(ctx, "BusinessRules")
+	if span.IsRecording() {
+		span.SetAttributes(attrFallback.String(string(d.Fallback)))
+	}
+	f := newFilter(sp, &req, &act)
+	// sp.catIdx counts items per category here; seen ids are in the
+	// candidate set's id-free twin: a linear scan of the answer, which
+	// holds at most Count (≤ 100) items.
+	clear(sp.catIdx)
+	if req.Count <= len(blk.items) {
+		d.Items = blk.items[:0]
+	} else {
+		d.Items = make([]Item, 0, req.Count)
+	}
 	e.index.Popular(d.Segment, func(it event.Item, score float64) bool {
-		if _, dup := seen[it.ID]; dup || !f.ok(&it) || perCat[it.Category] >= e.cfg.MaxPerCategory {
+		if !f.ok(&it) || sp.catIdx[it.Category] >= e.cfg.MaxPerCategory {
 			return true
 		}
-		seen[it.ID] = struct{}{}
-		perCat[it.Category]++
+		for i := range d.Items {
+			if d.Items[i].ItemID == it.ID {
+				return true
+			}
+		}
+		sp.catIdx[it.Category]++
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: score, Reason: "popular", Propensity: 1})
 		return len(d.Items) < req.Count
 	})
