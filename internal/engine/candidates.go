@@ -91,7 +91,7 @@ type entry struct {
 type indexView struct {
 	global     []entry
 	byCategory map[string][]entry
-	categories []string // ordered by popularity
+	categories []string  // ordered by popularity
 	catLists   [][]entry // byCategory[categories[i]], in the same order
 	bySegment  map[string][]entry
 	covis      map[string][]entry
