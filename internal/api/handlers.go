@@ -17,7 +17,7 @@ import (
 
 // recommend serves POST /v1/recommendations.
 func (s *Server) recommend(w http.ResponseWriter, r *http.Request) {
-	req, p := decodeRecommendation(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	req, p := decodeRecommendationBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if p != nil {
 		writeProblem(w, r, p)
 		return
