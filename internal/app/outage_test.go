@@ -93,11 +93,13 @@ func droppedSpans(t *testing.T, reg *prometheus.Registry) float64 {
 
 // TestTelemetryOutage: with the OTLP endpoint unreachable, or accepting and
 // hanging, serving has no errors, its p99 stays within 20% of a baseline
-// measured in the same run, memory stays bounded, and the drops are counted.
-// Every trace is sampled, the worst case for the exporter.
+// node without an exporter measured in the same rounds, memory stays
+// bounded, and the drops are counted. Every trace is sampled, the worst
+// case for the exporter. The nodes are measured in interleaved rounds so a
+// noisy neighbour hits all of them alike.
 func TestTelemetryOutage(t *testing.T) {
 	w := testWorld
-	run := func(t *testing.T, endpoint string) (*testNode, time.Duration) {
+	start := func(endpoint string) *testNode {
 		exporter := "none"
 		if endpoint != "" {
 			exporter = "otlp"
@@ -111,54 +113,60 @@ func TestTelemetryOutage(t *testing.T) {
 		}
 		n.Engine().Index().Refresh()
 		p99Of(t, n.c, 200) // warm up connections and caches
-		// The median of three rounds' p99 resists a noisy neighbour.
-		var rounds []time.Duration
-		for range 3 {
-			p, errs := p99Of(t, n.c, 2000)
-			if errs > 0 {
-				t.Errorf("%d of 2000 requests failed with the collector at %q", errs, endpoint)
-			}
-			rounds = append(rounds, p)
-		}
-		slices.Sort(rounds)
-		return n, rounds[1]
+		return n
 	}
-
-	_, base := run(t, "")
-	for _, tc := range []struct {
-		name     string
-		endpoint string
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	nodes := []struct {
+		name string
+		n    *testNode
+		p99s []time.Duration
 	}{
-		{"unreachable", closedPort(t)},
-		{"accepts then hangs", hangingListener(t)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var before runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			n, p99 := run(t, tc.endpoint)
-			// Allow 20% plus a fixed 300µs for timer noise at sub-millisecond p99s.
-			if limit := base*12/10 + 300*time.Microsecond; p99 > limit {
-				t.Errorf("p99 = %v with the collector %s, baseline %v: want ≤ %v", p99, tc.name, base, limit)
+		{name: "baseline", n: start("")},
+		{name: "unreachable", n: start(closedPort(t))},
+		{name: "accepts then hangs", n: start(hangingListener(t))},
+	}
+	for range 5 {
+		for i := range nodes {
+			p, errs := p99Of(t, nodes[i].n.c, 1000)
+			if errs > 0 {
+				t.Errorf("%s: %d of 1000 requests failed", nodes[i].name, errs)
 			}
-			var after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 256<<20 {
-				t.Errorf("heap grew by %d MiB during the outage, want bounded", grow>>20)
-			}
-			// 4,700 sampled traces of ~7 spans overflow the 2,048-span queue.
-			deadline := time.Now().Add(10 * time.Second)
-			for droppedSpans(t, n.Registry()) == 0 && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if d := droppedSpans(t, n.Registry()); d == 0 {
-				t.Errorf("sightline_telemetry_dropped_total{signal=\"spans\"} = 0 during an outage, want the drops counted")
-			}
-			t.Logf("p99 %v (baseline %v)", p99, base)
-			if err := n.stop(); err != nil && !strings.Contains(err.Error(), "context deadline") {
-				t.Logf("stop: %v", err)
-			}
-		})
+			nodes[i].p99s = append(nodes[i].p99s, p)
+		}
+	}
+	median := func(ds []time.Duration) time.Duration {
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	base := median(nodes[0].p99s)
+	for _, nd := range nodes[1:] {
+		p99 := median(nd.p99s)
+		t.Logf("%s: p99 %v (baseline %v; rounds %v vs %v)", nd.name, p99, base, nd.p99s, nodes[0].p99s)
+		// 20% plus a fixed 300µs for timer noise at sub-millisecond p99s.
+		if limit := base*12/10 + 300*time.Microsecond; p99 > limit {
+			t.Errorf("%s: p99 = %v, baseline %v: want ≤ %v", nd.name, p99, base, limit)
+		}
+		// 5,200 sampled traces of ~7 spans overflow the 2,048-span queue.
+		deadline := time.Now().Add(10 * time.Second)
+		for droppedSpans(t, nd.n.Registry()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if d := droppedSpans(t, nd.n.Registry()); d == 0 {
+			t.Errorf("%s: sightline_telemetry_dropped_total{signal=\"spans\"} = 0 during an outage, want the drops counted", nd.name)
+		}
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 512<<20 {
+		t.Errorf("heap grew by %d MiB for three nodes during the outage, want bounded", grow>>20)
+	}
+	for _, nd := range nodes {
+		if err := nd.n.stop(); err != nil && !strings.Contains(err.Error(), "deadline") && !strings.Contains(err.Error(), "context") {
+			t.Logf("stop %s: %v", nd.name, err)
+		}
 	}
 }
