@@ -50,7 +50,8 @@ type Item struct {
 	Category string  `json:"category"`
 	Score    float64 `json:"score"`
 	// Reason says why the item is there: "model", "explore", "popular",
-	// "popular_segment", "cold_start".
+	// "popular_segment", "cold_start", "popularity" (the control variant),
+	// "recent_category" (the user's latest category, shown at once).
 	Reason string `json:"reason"`
 	// Propensity is the probability that the policy would show this item in
 	// this slot, for off-policy evaluation.

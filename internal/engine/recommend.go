@@ -404,7 +404,9 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		}
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reason, Propensity: prop})
 	}
-	e.recentSlots(sp, req.Count, act.RecentCategories, d)
+	if greedy == "model" { // the popularity control stays unpersonalised
+		e.recentSlots(sp, req.Count, act.RecentCategories, d)
+	}
 	e.stage(d, StageRules, start, nil)
 	span.End()
 }
