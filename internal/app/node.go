@@ -361,16 +361,8 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	consume(consumerStats, next, engagementTracker{live: n.live, engine: n.engine, engagement: n.quality.engagement}, false)
 	if n.cfg.AlertInterval > 0 {
 		bg.Go(func() error {
-			t := time.NewTicker(n.cfg.AlertInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-bgCtx.Done():
-					return nil
-				case <-t.C:
-					n.EvaluateAlerts(bgCtx, n.cfg.Now())
-				}
-			}
+			every(bgCtx, n.cfg.AlertInterval, func() { n.EvaluateAlerts(bgCtx, n.cfg.Now()) })
+			return nil
 		})
 	}
 	bg.Go(func() error { return n.log.Run(bgCtx) })
@@ -378,18 +370,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() error { return n.console.Run(bgCtx) })
 	if n.cfg.SnapshotInterval > 0 {
 		bg.Go(func() error {
-			t := time.NewTicker(n.cfg.SnapshotInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-bgCtx.Done():
-					return nil
-				case <-t.C:
-					if err := n.Snapshot(bgCtx); err != nil {
-						n.logger.Error("periodic snapshot failed", slog.String("err", err.Error()))
-					}
+			every(bgCtx, n.cfg.SnapshotInterval, func() {
+				if err := n.Snapshot(bgCtx); err != nil {
+					n.logger.Error("periodic snapshot failed", slog.String("err", err.Error()))
 				}
-			}
+			})
+			return nil
 		})
 	}
 	serveErr := make(chan error, 1)
@@ -441,6 +427,20 @@ func (n *Node) WaitApplied(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
