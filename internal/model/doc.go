@@ -12,9 +12,10 @@
 // and crossed with the item's category; the item id; and the item category.
 //
 // Scoring is lock-free and allocation-free: per-coordinate FTRL state (z, n)
-// is held in atomic 64-bit words and weights are derived lazily from it, so
-// [Model.Score] runs concurrently with [Model.Learn], which serializes
-// writers with a mutex that readers never take. Callers reuse a [Prepared]
+// and the weight derived from it are held in atomic 64-bit words, the weight
+// recomputed by [Model.Learn] whenever it changes z or n, so [Model.Score]
+// reads one word per coordinate and runs concurrently with [Model.Learn],
+// which serializes writers with a mutex that readers never take. Callers reuse a [Prepared]
 // to hash the request-side features once per request.
 //
 // The package is pure: it does no I/O except through the io.Reader and

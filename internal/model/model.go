@@ -39,7 +39,8 @@ const (
 	DefaultEvalWindow   = 5 * time.Minute
 
 	// MinBits and MaxBits bound Config.Bits. At MaxBits the model holds
-	// 2^26 coordinates of 16 bytes (1 GiB).
+	// 2^26 coordinates of 24 bytes (1.5 GiB): z, n and the weight derived
+	// from them.
 	MinBits = 4
 	MaxBits = 26
 )
@@ -48,7 +49,7 @@ const (
 // default.
 type Config struct {
 	// Bits is the log2 of the number of hashed coordinates, MinBits..MaxBits.
-	// Zero means DefaultBits (20: one million coordinates, 16 MiB).
+	// Zero means DefaultBits (20: one million coordinates, 24 MiB).
 	Bits int
 	// Alpha is the FTRL per-coordinate learning-rate scale. Zero means
 	// DefaultAlpha; it must be positive.
@@ -190,6 +191,7 @@ type Model struct {
 	beta      float64
 	l1, l2    float64
 	coords    []coord
+	w         []atomic.Uint64 // w[i] = weightOf(coords[i]) as float64 bits; Learn keeps it current
 	updates   atomic.Uint64
 	gen       uint64 // snapshot generation; fixed after construction
 	version   atomic.Pointer[string]
@@ -215,6 +217,7 @@ func New(cfg Config) (*Model, error) {
 		l1:     max(cfg.L1, 0),
 		l2:     max(cfg.L2, 0),
 		coords: make([]coord, 1<<uint(cfg.Bits)),
+		w:      make([]atomic.Uint64, 1<<uint(cfg.Bits)),
 		eval:   newEvaluator(cfg.EvalWindow),
 	}
 	m.setVersion()
@@ -243,19 +246,34 @@ func (m *Model) Updates() uint64 {
 	return m.updates.Load()
 }
 
-// weight returns the FTRL-Proximal weight of coordinate i, derived from its
-// z and n:
+// weight returns the FTRL-Proximal weight of coordinate i. It reads the
+// weight cached in m.w, which Learn and snapshot restores set with setState
+// whenever they change z or n, so that Score does no square root or
+// division per coordinate.
+func (m *Model) weight(i uint64) float64 {
+	return math.Float64frombits(m.w[i].Load())
+}
+
+// weightOf returns the FTRL-Proximal weight of a coordinate with state z, n:
 //
 //	w = 0                                          if |z| <= L1
 //	w = -(z - sign(z)·L1) / ((β + √n)/α + L2)       otherwise
-func (m *Model) weight(i uint64) float64 {
-	c := &m.coords[i]
-	z := math.Float64frombits(c.z.Load())
+func (m *Model) weightOf(z, n float64) float64 {
 	if math.Abs(z) <= m.l1 {
 		return 0
 	}
-	n := math.Float64frombits(c.n.Load())
 	return -(z - math.Copysign(m.l1, z)) / ((m.beta+math.Sqrt(n))/m.alpha + m.l2)
+}
+
+// setState stores the FTRL state z, n of coordinate i and the weight derived
+// from it. Only writers call it: Learn under m.mu, and snapshot restores
+// before the model is shared. A concurrent Score reads either the old or the
+// new weight of the coordinate.
+func (m *Model) setState(i uint64, z, n float64) {
+	c := &m.coords[i]
+	c.z.Store(math.Float64bits(z))
+	c.n.Store(math.Float64bits(n))
+	m.w[i].Store(math.Float64bits(m.weightOf(z, n)))
 }
 
 // sigmoid is the logistic function with the logit clamped so that the
@@ -410,8 +428,7 @@ func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
 		z := math.Float64frombits(c.z.Load())
 		n := math.Float64frombits(c.n.Load())
 		sigma := (math.Sqrt(n+g2) - math.Sqrt(n)) / m.alpha
-		c.z.Store(math.Float64bits(z + g - sigma*m.weights[k]))
-		c.n.Store(math.Float64bits(n + g2))
+		m.setState(uint64(i), z+g-sigma*m.weights[k], n+g2)
 	}
 
 	u := m.updates.Add(1)

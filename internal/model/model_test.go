@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"errors"
 	"hash/fnv"
 	"math"
@@ -390,5 +391,37 @@ func TestConcurrentScoreLearn(t *testing.T) {
 	readers.Wait()
 	if got := m.Updates(); got != 6000 {
 		t.Errorf("Updates() = %d, want 6000", got)
+	}
+}
+
+// TestCachedWeights checks that the weight Score reads for every coordinate
+// is the FTRL weight of the coordinate's z and n, after training on a model
+// small enough that one example's features collide, and after a snapshot
+// restore.
+func TestCachedWeights(t *testing.T) {
+	m, _ := trainedModel(t, Config{Bits: 6, L1: 0.05}, 3000)
+	restored, _, err := ReadSnapshot(bytes.NewReader(snapshotBytes(t, m, SnapshotMeta{})), Config{})
+	if err != nil {
+		t.Fatalf("ReadSnapshot() error = %v", err)
+	}
+	for name, mm := range map[string]*Model{"trained": m, "restored": restored} {
+		nonzero := 0
+		for i := range mm.coords {
+			z := math.Float64frombits(mm.coords[i].z.Load())
+			n := math.Float64frombits(mm.coords[i].n.Load())
+			want := 0.0
+			if math.Abs(z) > mm.l1 {
+				want = -(z - math.Copysign(mm.l1, z)) / ((mm.beta+math.Sqrt(n))/mm.alpha + mm.l2)
+			}
+			if got := mm.weight(uint64(i)); math.Float64bits(got) != math.Float64bits(want) {
+				t.Errorf("%s: weight(%d) = %v, want %v from z=%v n=%v", name, i, got, want, z, n)
+			}
+			if want != 0 {
+				nonzero++
+			}
+		}
+		if nonzero == 0 {
+			t.Errorf("%s: every weight is zero; the test checks nothing", name)
+		}
 	}
 }

@@ -235,8 +235,7 @@ func ReadSnapshot(r io.Reader, cfg Config) (*Model, SnapshotMeta, error) {
 			return nil, SnapshotMeta{}, corrupt("entry %d: invalid state z=%v n=%v", k, z, n)
 		}
 		prev = int64(i)
-		m.coords[i].z.Store(math.Float64bits(z))
-		m.coords[i].n.Store(math.Float64bits(n))
+		m.setState(uint64(i), z, n)
 	}
 	m.gen = hdr.Generation + 1
 	m.updates.Store(hdr.Meta.Updates)
