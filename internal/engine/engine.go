@@ -200,20 +200,15 @@ type Engine struct {
 type scratch struct {
 	cs      candidateSet
 	scores  []float64
-	ranked  []ranked
-	order   []int
-	taken   []bool
+	ranked  []ranked // eligible candidates, ranked by rank
+	rank    ranking
+	cat     []int32 // per candidate: its entry in cats, -1 if not eligible
+	taken   []bool  // per candidate: in the answer
 	exclude map[string]struct{}
 	catIdx  map[string]int
 	cats    []catState
 	pcg     rand.PCG
 	rng     *rand.Rand
-}
-
-// ranked is a candidate index with its score, for sorting.
-type ranked struct {
-	score float64
-	i     int
 }
 
 // catState counts, for one category, the items shown and the eligible

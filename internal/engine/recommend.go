@@ -319,47 +319,50 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	}
 	items := sp.cs.items
 	scores := sp.scores
-	// Rank eligible candidates by score, ties in candidate order: the order
-	// of a stable sort, from an unstable sort of (score, index) pairs.
-	sp.ranked = sp.ranked[:0]
-	for i := range items {
-		if f.ok(&items[i]) {
-			sp.ranked = append(sp.ranked, ranked{scores[i], i})
-		}
-	}
-	slices.SortFunc(sp.ranked, func(a, b ranked) int {
-		if r := cmpDesc(a.score, b.score); r != 0 {
-			return r
-		}
-		return a.i - b.i
-	})
-	sp.order = sp.order[:0]
-	for _, r := range sp.ranked {
-		sp.order = append(sp.order, r.i)
-	}
-	sp.pcg.Seed(maphash.String(e.idSeed, d.RequestID), 0x5157)
-	rng := sp.rng
-	// Per category: items shown and candidates left. A category at its cap
-	// leaves the eligible pool all at once, so each slot costs O(1) except
-	// for the walk to the next eligible item.
+	// Per category: items shown and eligible candidates left. A category at
+	// its cap leaves the eligible pool all at once, so each slot costs O(1)
+	// except for the walk to the next eligible item. sp.cat maps each
+	// candidate to its category's entry, -1 for a candidate the filter
+	// drops.
 	clear(sp.catIdx)
 	sp.cats = sp.cats[:0]
-	catOf := func(i int) *catState { return &sp.cats[sp.catIdx[items[i].Category]] }
-	for _, i := range sp.order {
-		k, ok := sp.catIdx[items[i].Category]
-		if !ok {
-			k = len(sp.cats)
-			sp.catIdx[items[i].Category] = k
-			sp.cats = append(sp.cats, catState{})
+	sp.cat = slices.Grow(sp.cat[:0], len(items))[:len(items)]
+	sp.taken = slices.Grow(sp.taken[:0], len(items))[:len(items)]
+	clear(sp.taken)
+	rs := sp.ranked[:0]
+	prevCat, prevK := "", -1
+	for i := range items {
+		it := &items[i]
+		if !f.ok(it) {
+			sp.cat[i] = -1
+			continue
 		}
+		rs = append(rs, ranked{scores[i], i})
+		k := prevK
+		if k < 0 || it.Category != prevCat {
+			var ok bool
+			k, ok = sp.catIdx[it.Category]
+			if !ok {
+				k = len(sp.cats)
+				sp.catIdx[it.Category] = k
+				sp.cats = append(sp.cats, catState{})
+			}
+			prevCat, prevK = it.Category, k
+		}
+		sp.cat[i] = int32(k)
 		sp.cats[k].left++
 	}
-	sp.taken = slices.Grow(sp.taken[:0], len(sp.order))[:len(sp.order)]
-	clear(sp.taken)
+	sp.ranked = rs
+	// Rank eligible candidates by score, ties in candidate order (the order
+	// of a stable sort), lazily: only as deep as the answer reads.
+	rk := &sp.rank
+	rk.reset(rs)
+	sp.pcg.Seed(maphash.String(e.idSeed, d.RequestID), 0x5157)
+	rng := sp.rng
 	taken := sp.taken
-	eligible := len(sp.order)
-	usable := func(k int) bool {
-		return !taken[k] && catOf(sp.order[k]).shown < e.cfg.MaxPerCategory
+	eligible := rk.len()
+	usable := func(i int) bool {
+		return !taken[i] && sp.cats[sp.cat[i]].shown < e.cfg.MaxPerCategory
 	}
 	if req.Count <= len(blk.items) {
 		d.Items = blk.items[:0]
@@ -368,34 +371,31 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	}
 	head := 0
 	for len(d.Items) < req.Count && eligible > 0 {
-		for head < len(sp.order) && !usable(head) {
+		top, ok := rk.at(head)
+		for ok && !usable(top) {
 			head++
+			top, ok = rk.at(head)
 		}
-		if head == len(sp.order) {
+		if !ok {
 			break
 		}
 		n := float64(eligible)
-		k, reason := head, greedy
+		pick, reason := top, greedy
 		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
 			if j := rng.IntN(eligible); j != 0 {
-				for k = head + 1; ; k++ { // the j-th eligible item after head
-					if usable(k) {
-						if j--; j == 0 {
-							break
-						}
-					}
+				// The j-th eligible item after head.
+				if i, ok := rk.nth(head, j, usable); ok {
+					pick, reason, prop = i, "explore", e.cfg.Explore/n
 				}
-				reason, prop = "explore", e.cfg.Explore/n
 			}
 		}
 		if !d.KnownUser && reason == greedy {
 			reason = "cold_start"
 		}
-		pick := sp.order[k]
 		it := &items[pick]
-		taken[k] = true
-		c := catOf(pick)
+		taken[pick] = true
+		c := &sp.cats[sp.cat[pick]]
 		c.shown++
 		c.left--
 		eligible--
@@ -437,16 +437,17 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 		if !ok || sp.cats[k].shown >= e.cfg.MaxPerCategory {
 			continue // no eligible candidate of the category
 		}
+		// The best eligible candidate of the category not yet taken.
 		pick := -1
-		for j, i := range sp.order {
-			if !sp.taken[j] && items[i].Category == cat {
-				pick, sp.taken[j] = i, true
-				break
+		for i, ki := range sp.cat {
+			if int(ki) == k && !sp.taken[i] && (pick < 0 || (ranked{scores[i], i}).before(ranked{scores[pick], pick})) {
+				pick = i
 			}
 		}
 		if pick < 0 {
 			continue
 		}
+		sp.taken[pick] = true
 		slot := len(d.Items)
 		if slot >= count {
 			slot = -1
