@@ -630,7 +630,7 @@ const (
 // engine reports them as feature-store timeouts. The messages of go-redis
 // carry no keys, so no user id reaches the error.
 func (r *Redis) fail(ctx context.Context, op string, err error) error {
-	var ne net.Error
+	ne, isNet := errors.AsType[net.Error](err)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		r.met.errors.WithLabelValues(op, "timeout").Inc()
@@ -638,7 +638,7 @@ func (r *Redis) fail(ctx context.Context, op string, err error) error {
 	case ctx.Err() != nil:
 		r.met.errors.WithLabelValues(op, "timeout").Inc()
 		return fmt.Errorf("redis %s: %w: %v", op, ctx.Err(), err)
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, redis.ErrPoolTimeout):
+	case isNet && ne.Timeout(), errors.Is(err, redis.ErrPoolTimeout):
 		r.met.errors.WithLabelValues(op, "timeout").Inc()
 		return fmt.Errorf("redis %s: %w: %v", op, context.DeadlineExceeded, err)
 	}
