@@ -171,3 +171,27 @@ servers_stop() {
     servers_dir=""
   fi
 }
+
+# servers_start_redis starts a throwaway redis-server (Debian package
+# redis-server) with no persistence and exports SIGHTLINE_TEST_REDIS
+# (host:port) for the Redis feature-store tests.
+servers_start_redis() {
+  servers_init
+  command -v redis-server >/dev/null || {
+    echo "servers: redis-server not installed (apt-get install -y --no-install-recommends redis-server)" >&2
+    return 1
+  }
+  local dir="$servers_dir/redis" port
+  mkdir -p "$dir"
+  port=$(servers_free_port) || return 1
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --logfile "$dir/redis.log" &
+  local pid=$!
+  servers_pids+=("$pid")
+  if ! servers_wait redis "$pid" 10 redis-cli -h 127.0.0.1 -p "$port" ping; then
+    tail -n 30 "$dir/redis.log" >&2
+    return 1
+  fi
+  export SIGHTLINE_TEST_REDIS="127.0.0.1:$port"
+  echo "servers: redis ready on $SIGHTLINE_TEST_REDIS (log $dir/redis.log)" >&2
+}
