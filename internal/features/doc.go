@@ -7,10 +7,11 @@
 //
 // [Memory] is the embedded, in-process implementation: sharded maps with a
 // read-write lock per shard, compact user records with interned attribute
-// values, and fixed-size most-recent-first lists per user. A Redis
-// implementation for scale-out is planned; the engine-facing methods (User,
-// Activity, Item) are kept small so that one can slot in behind the
-// interfaces the engine declares.
+// values, and fixed-size most-recent-first lists per user. [Redis] is the
+// scale-out implementation, for stateless API nodes sharing one Redis: the
+// same engine-facing methods (User, Activity, and Features in one round
+// trip), with every call bounded by the caller's deadline. The node wires
+// the in-memory store today; wiring Redis behind a flag is the next step.
 //
 // The package does not consume events itself: the ingest consumers call
 // [Memory.Apply], and deduplication by event id is theirs. It does not decide
