@@ -765,6 +765,24 @@ func (k *Kafka) localPositions(name string) (map[int32]int64, bool) {
 	return maps.Clone(c.pos), true
 }
 
+// localOwned returns the partitions assigned to the named consumer in
+// this process.
+func (k *Kafka) localOwned(name string) []int32 {
+	k.cmu.Lock()
+	c := k.consumers[name]
+	k.cmu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ps []int32
+	for p := range c.owned {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 // Committed returns the sum of the named consumer group's committed
 // offsets and whether it has any.
 func (k *Kafka) Committed(ctx context.Context, name string) (uint64, bool, error) {

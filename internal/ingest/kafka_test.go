@@ -425,3 +425,47 @@ func TestKafkaClose(t *testing.T) {
 		t.Errorf("Consume after Close = %v, want ErrClosed", err)
 	}
 }
+
+// A second process joining the group takes over partitions from the
+// first; the first commits what it handled when they are revoked, so the
+// second starts where the first stopped: nothing is delivered twice.
+func TestKafkaRebalanceCommitsOnRevoke(t *testing.T) {
+	c := newKafkaCluster(t)
+	a := openTestKafka(t, c, KafkaConfig{Partitions: 4, Group: "shared"})
+	b := openTestKafka(t, c, KafkaConfig{Group: "shared"})
+	opt := ConsumeOptions{CommitOffsets: true, CommitInterval: time.Hour}
+	before := testEvents("before", 40)
+	appendOK(t, a, before)
+	colA := newCollector(len(before))
+	runConsumer(t, a, "split", 0, colA, opt)
+	waitFor(t, colA)
+
+	after := testEvents("after", 40)
+	colB := newCollector(1)
+	runConsumer(t, b, "split", 0, colB, opt)
+	waitFor := time.Now().Add(15 * time.Second)
+	for len(b.localOwned("split")) == 0 && time.Now().Before(waitFor) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(b.localOwned("split")) == 0 {
+		t.Fatal("the second member was never assigned a partition")
+	}
+	appendOK(t, a, after)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(colA.records())+len(colB.records()) < len(before)+len(after) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a redelivery would show up here
+	seen := map[string]int{}
+	for _, r := range append(colA.records(), colB.records()...) {
+		seen[r.Event.ID]++
+	}
+	for _, ev := range append(before, after...) {
+		if seen[ev.ID] != 1 {
+			t.Errorf("event %s delivered %d times, want once", ev.ID, seen[ev.ID])
+		}
+	}
+	if len(colB.records()) == 0 {
+		t.Error("the second member handled no records")
+	}
+}
