@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,3 +81,72 @@ func finish(c *app.Config, level string) error {
 }
 
 var _ = slog.LevelInfo
+
+// gcSettings are the garbage collector settings of a serving node.
+type gcSettings struct {
+	percent int
+	limit   byteSize
+}
+
+// gcFlags registers the garbage collector flags on fs. The defaults trade
+// memory for tail latency: with 400 the collector runs a fifth as often as
+// with Go's default of 100 (each cycle scans the whole feature store and
+// decision ring, competing with requests for the CPU), and the soft memory
+// limit makes it collect sooner when the heap nears the limit, so a large
+// world stays within its memory budget.
+func gcFlags(fs *flag.FlagSet) *gcSettings {
+	g := &gcSettings{limit: 2 << 30}
+	fs.IntVar(&g.percent, "gc-percent", 400, "garbage collector target: heap growth in percent over the live heap between collections (as GOGC; negative: collect only at --memory-limit)")
+	fs.Var(&g.limit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT), e.g. 2GiB, 512MiB; 0 means none")
+	return g
+}
+
+// apply sets the settings in the Go runtime; they override GOGC and
+// GOMEMLIMIT.
+func (g *gcSettings) apply() {
+	debug.SetGCPercent(g.percent)
+	if g.limit > 0 {
+		debug.SetMemoryLimit(int64(g.limit))
+	} else {
+		debug.SetMemoryLimit(1<<63 - 1) // no limit
+	}
+}
+
+// byteSize is a flag value of bytes with an optional binary unit suffix:
+// B, KiB, MiB, GiB or TiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	v := int64(*b)
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if v != 0 && v%(1<<u.shift) == 0 {
+			return strconv.FormatInt(v>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, shift := strings.TrimSpace(s), uint(0)
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}} {
+		if n, ok := strings.CutSuffix(num, u.name); ok {
+			num, shift = strings.TrimSpace(n), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > (1<<63-1)>>shift {
+		return fmt.Errorf("want a non-negative number of bytes with an optional unit B, KiB, MiB, GiB or TiB, got %q", s)
+	}
+	*b = byteSize(v << shift)
+	return nil
+}
