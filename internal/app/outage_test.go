@@ -95,8 +95,7 @@ func droppedSpans(t *testing.T, reg *prometheus.Registry) float64 {
 // hanging, serving has no errors, its p99 stays within 20% of a baseline
 // node without an exporter measured in the same rounds, memory stays
 // bounded, and the drops are counted. Every trace is sampled, the worst
-// case for the exporter. The nodes are measured in interleaved rounds so a
-// noisy neighbour hits all of them alike.
+// case for the exporter.
 func TestTelemetryOutage(t *testing.T) {
 	w := testWorld
 	start := func(endpoint string) *testNode {
@@ -127,29 +126,35 @@ func TestTelemetryOutage(t *testing.T) {
 		{name: "unreachable", n: start(closedPort(t))},
 		{name: "accepts then hangs", n: start(hangingListener(t))},
 	}
-	for range 5 {
-		for i := range nodes {
-			p, errs := p99Of(t, nodes[i].n.c, 1000)
-			if errs > 0 {
-				t.Errorf("%s: %d of 1000 requests failed", nodes[i].name, errs)
+	// Requests alternate between the nodes one by one, so a burst of load
+	// from a neighbour on this shared machine lands on all of them alike.
+	const perNode = 4000
+	lat := make([][]time.Duration, len(nodes))
+	for i := range perNode {
+		u := w.User(i % len(w.Users())).ID
+		for k := range nodes {
+			start := time.Now()
+			rec, err := nodes[k].n.c.Recommend(t.Context(), client.RecommendRequest{UserID: u, Count: 10})
+			lat[k] = append(lat[k], time.Since(start))
+			if err != nil || len(rec.Items) == 0 {
+				t.Errorf("%s: request %d failed: %v", nodes[k].name, i, err)
 			}
-			nodes[i].p99s = append(nodes[i].p99s, p)
 		}
 	}
-	median := func(ds []time.Duration) time.Duration {
-		ds = slices.Clone(ds)
-		slices.Sort(ds)
-		return ds[len(ds)/2]
+	for k := range nodes {
+		slices.Sort(lat[k])
+		nodes[k].p99s = []time.Duration{lat[k][len(lat[k])*99/100]}
 	}
+	median := func(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
 	base := median(nodes[0].p99s)
 	for _, nd := range nodes[1:] {
 		p99 := median(nd.p99s)
-		t.Logf("%s: p99 %v (baseline %v; rounds %v vs %v)", nd.name, p99, base, nd.p99s, nodes[0].p99s)
+		t.Logf("%s: p99 %v (baseline %v)", nd.name, p99, base)
 		// 20% plus a fixed 300µs for timer noise at sub-millisecond p99s.
 		if limit := base*12/10 + 300*time.Microsecond; p99 > limit {
 			t.Errorf("%s: p99 = %v, baseline %v: want ≤ %v", nd.name, p99, base, limit)
 		}
-		// 5,200 sampled traces of ~7 spans overflow the 2,048-span queue.
+		// 4,000 sampled traces of ~7 spans overflow the 2,048-span queue.
 		deadline := time.Now().Add(10 * time.Second)
 		for droppedSpans(t, nd.n.Registry()) == 0 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
