@@ -25,11 +25,9 @@ type qualityParts struct {
 	evaluator  *quality.Evaluator
 	started    time.Time
 
-	mu          sync.Mutex
-	lastDropped float64
-	lastKept    float64
-	lastAt      time.Time
-	dropRate    float64
+	mu       sync.Mutex
+	drops    []dropSample
+	dropRate float64
 }
 
 func (n *Node) buildQuality() error {
@@ -113,12 +111,24 @@ func (n *Node) EvaluateAlerts(ctx context.Context, now time.Time) []quality.Tran
 	return q.evaluator.Evaluate(ctx, now)
 }
 
-// updateDropRate computes the share of telemetry items dropped since the
-// last evaluation, from the telemetry counters.
+// dropWindow is the span over which the telemetry drop share is computed:
+// a few evaluations, so one quiet interval with nothing kept does not read
+// as "no drops".
+const dropWindow = 5 * time.Minute
+
+// dropSample is a reading of the telemetry counters.
+type dropSample struct {
+	at            time.Time
+	dropped, kept float64
+}
+
+// updateDropRate computes the share of telemetry items dropped over the
+// last dropWindow, from the telemetry counters.
 func (q *qualityParts) updateDropRate(n *Node, now time.Time) {
 	var dropped, kept float64
 	mfs, err := n.reg.Gather()
 	if err != nil {
+		n.logger.Warn("gather telemetry counters", slog.String("err", err.Error()))
 		return
 	}
 	for _, mf := range mfs {
@@ -135,8 +145,12 @@ func (q *qualityParts) updateDropRate(n *Node, now time.Time) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	dd, dk := dropped-q.lastDropped, kept-q.lastKept
-	q.lastDropped, q.lastKept, q.lastAt = dropped, kept, now
+	q.drops = append(q.drops, dropSample{now, dropped, kept})
+	for len(q.drops) > 1 && now.Sub(q.drops[0].at) > dropWindow {
+		q.drops = q.drops[1:]
+	}
+	first := q.drops[0]
+	dd, dk := dropped-first.dropped, kept-first.kept
 	if dd+dk > 0 {
 		q.dropRate = dd / (dd + dk)
 	} else {
