@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -146,6 +147,14 @@ func (l *Log) Consume(ctx context.Context, name string, from uint64, h Handler, 
 // deliver calls h until it succeeds. It returns false if ctx is done or the
 // log closed first.
 func (l *Log) deliver(ctx context.Context, log *slog.Logger, name string, h Handler, recs []Record, opt ConsumeOptions) bool {
+	return retryHandle(ctx, log, "event log", l.m.handlerErrors.WithLabelValues(name), h, recs, opt, l.sleep)
+}
+
+// retryHandle calls h with recs until it succeeds, backing off from
+// opt.MinBackoff to opt.MaxBackoff and logging each failure; it never skips
+// a batch. It returns false if ctx is done or sleep reports the bus closed.
+// Both bus implementations deliver through it.
+func retryHandle(ctx context.Context, log *slog.Logger, bus string, failures prometheus.Counter, h Handler, recs []Record, opt ConsumeOptions, sleep func(context.Context, time.Duration) bool) bool {
 	backoff := opt.MinBackoff
 	for attempt := 1; ; attempt++ {
 		err := h.Handle(ctx, recs)
@@ -155,11 +164,11 @@ func (l *Log) deliver(ctx context.Context, log *slog.Logger, name string, h Hand
 		if ctx.Err() != nil {
 			return false
 		}
-		l.m.handlerErrors.WithLabelValues(name).Inc()
-		log.LogAttrs(ctx, slog.LevelError, "event log: consumer handler failed; retrying the batch",
+		failures.Inc()
+		log.LogAttrs(ctx, slog.LevelError, bus+": consumer handler failed; retrying the batch",
 			slog.Uint64("first_offset", recs[0].Offset), slog.Uint64("last_offset", recs[len(recs)-1].Offset),
 			slog.Int("attempt", attempt), slog.Duration("backoff", backoff), slog.Any("err", err))
-		if !l.sleep(ctx, backoff) {
+		if !sleep(ctx, backoff) {
 			return false
 		}
 		backoff = min(2*backoff, opt.MaxBackoff)

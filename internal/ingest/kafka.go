@@ -581,27 +581,18 @@ func (k *Kafka) consumeErr(ctx context.Context, err error) error {
 
 // deliver calls h until it succeeds; false if ctx is done first.
 func (k *Kafka) deliver(ctx context.Context, log *slog.Logger, name string, h Handler, recs []Record, opt ConsumeOptions) bool {
-	backoff := opt.MinBackoff
-	for attempt := 1; ; attempt++ {
-		err := h.Handle(ctx, recs)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		k.m.handlerErrors.WithLabelValues(name).Inc()
-		log.LogAttrs(ctx, slog.LevelError, "kafka: consumer handler failed; retrying the batch",
-			slog.Uint64("first_offset", recs[0].Offset), slog.Uint64("last_offset", recs[len(recs)-1].Offset),
-			slog.Int("attempt", attempt), slog.Duration("backoff", backoff), slog.Any("err", err))
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		}
-		backoff = min(2*backoff, opt.MaxBackoff)
+	return retryHandle(ctx, log, "kafka", k.m.handlerErrors.WithLabelValues(name), h, recs, opt, sleepCtx)
+}
+
+// sleepCtx waits d and reports false if ctx is done first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
