@@ -134,20 +134,13 @@ func (d *decoder) uvarint() uint64 {
 }
 
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
+	// A signed varint is a zig-zag encoded unsigned one (encoding/binary).
+	u := d.uvarint()
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		if n == 0 {
-			d.err = errShort
-		} else {
-			d.err = errVarint
-		}
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	return x
 }
 
 func (d *decoder) bytes() []byte {
