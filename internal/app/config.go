@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/model"
 )
@@ -76,6 +77,33 @@ type Config struct {
 	// Now is the clock of every component (default time.Now). Drills pass
 	// an accelerated simulated clock.
 	Now func() time.Time
+
+	// FeatureStore is where profiles, items and recent activity live:
+	// memory (default; snapshotted to DataDir with a journal of imports)
+	// or redis (Redis is the store of record: no feature snapshot or
+	// journal). New fails when Redis does not answer.
+	FeatureStore string
+	// RedisAddr is the host:port of the Redis server (default
+	// 127.0.0.1:6379).
+	RedisAddr string
+	// RedisPrefix starts every Redis key, so deployments can share a
+	// server (default "sightline:").
+	RedisPrefix string
+
+	// Bus is the event bus: embedded (default; a durable log in DataDir)
+	// or kafka.
+	Bus string
+	// KafkaBrokers are the seed brokers, host:port; required with kafka.
+	KafkaBrokers []string
+	// KafkaTopic is the event topic (default "sightline-events").
+	KafkaTopic string
+	// KafkaGroup prefixes the node's consumer groups (default
+	// "sightline"). Every node keeps a full copy of the model, so each
+	// node needs a group prefix of its own.
+	KafkaGroup string
+	// KafkaPartitions is the partition count used when the topic does not
+	// exist and the node creates it (default 6).
+	KafkaPartitions int32
 }
 
 func (c *Config) defaults() error {
@@ -114,6 +142,30 @@ func (c *Config) defaults() error {
 	}
 	if _, err := c.fsync(); err != nil {
 		return err
+	}
+	if c.RedisAddr == "" {
+		c.RedisAddr = features.DefaultRedisAddr
+	}
+	if c.KafkaTopic == "" {
+		c.KafkaTopic = "sightline-events"
+	}
+	switch c.FeatureStore {
+	case "":
+		c.FeatureStore = StoreMemory
+	case StoreMemory, StoreRedis:
+	default:
+		return fmt.Errorf("feature store %q: want %s or %s", c.FeatureStore, StoreMemory, StoreRedis)
+	}
+	switch c.Bus {
+	case "":
+		c.Bus = BusEmbedded
+	case BusEmbedded:
+	case BusKafka:
+		if len(c.KafkaBrokers) == 0 {
+			return fmt.Errorf("bus %s: no brokers: set the Kafka brokers (--kafka-brokers)", BusKafka)
+		}
+	default:
+		return fmt.Errorf("bus %q: want %s or %s", c.Bus, BusEmbedded, BusKafka)
 	}
 	return nil
 }

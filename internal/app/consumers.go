@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
-	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/model"
 	"github.com/sightline/sightline/internal/quality"
@@ -29,32 +29,39 @@ const (
 // modelUpdater trains the model online from impressions (label 0) and
 // clicks (label 1), joined to the decision that showed the item by
 // request_id. It owns the model's write side; snapshots take its lock so the
-// saved state matches the saved offset exactly.
+// saved state matches the saved positions exactly.
 type modelUpdater struct {
 	n *Node
 
 	mu      sync.Mutex
-	applied uint64 // next offset to apply; state includes everything before
+	applied offsets // next offset to apply per partition; state includes everything before
 	shown   pendingSet
 	joins   atomic.Uint64
 	misses  atomic.Uint64
 }
 
-func (u *modelUpdater) Handle(ctx context.Context, recs []ingest.Record) error {
+// HandlePartition applies the records of partition p it has not applied
+// yet. A feature-store error stops the batch there; the bus delivers it
+// again and the records already applied are skipped.
+func (u *modelUpdater) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	next := u.applied[p]
+	defer func() { u.applied[p] = next }()
 	for i := range recs {
 		r := &recs[i]
-		if r.Offset < u.applied {
+		if r.Offset < next {
 			continue // redelivered: already applied
 		}
-		u.apply(ctx, r)
-		u.applied = r.Offset + 1
+		if err := u.apply(ctx, r); err != nil {
+			return err
+		}
+		next = r.Offset + 1
 	}
 	return nil
 }
 
-func (u *modelUpdater) apply(ctx context.Context, r *ingest.Record) {
+func (u *modelUpdater) apply(ctx context.Context, r *ingest.Record) error {
 	ev := &r.Event
 	var label model.Label
 	key := ev.RequestID + "\x00" + ev.ItemID
@@ -70,40 +77,52 @@ func (u *modelUpdater) apply(ctx context.Context, r *ingest.Record) {
 			label = model.Flip
 		}
 	default:
-		return
+		return nil
 	}
 	_, span := u.n.startEventSpan(ctx, "ModelUpdate", r)
 	defer span.End()
-	x, it, ok := u.context(ctx, ev)
+	x, it, ok, err := u.context(ctx, ev)
+	if err != nil {
+		span.RecordError(err)
+		return fmt.Errorf("model update: %w", err)
+	}
 	if !ok {
 		span.SetAttributes(attribute.Bool("sightline.join.skipped", true))
-		return
+		return nil
 	}
 	u.n.model.Learn(&x, it, label)
+	return nil
 }
 
 // context returns what the model saw when it showed the item: from the
 // decision ring when the decision is recent, else rebuilt from the current
-// features (after a restart, or for organic events).
-func (u *modelUpdater) context(ctx context.Context, ev *event.Event) (model.Context, event.Item, bool) {
+// features (after a restart, or for organic events). It fails only when
+// the feature store does.
+func (u *modelUpdater) context(ctx context.Context, ev *event.Event) (model.Context, event.Item, bool, error) {
 	if ev.RequestID != "" {
 		if j, ok := u.n.engine.Joined(ev.RequestID, ev.ItemID); ok {
 			u.joins.Add(1)
-			return j.Context, j.Item, true
+			return j.Context, j.Item, true, nil
 		}
 	}
 	u.misses.Add(1)
-	it, ok := u.n.store.Item(ev.ItemID)
-	if !ok {
-		return model.Context{}, event.Item{}, false
+	it, ok, err := u.n.store.Item(ctx, ev.ItemID)
+	if err != nil || !ok {
+		return model.Context{}, event.Item{}, false, err
 	}
-	user, _, _ := u.n.store.User(ctx, ev.UserID)
-	act, _ := u.n.store.Activity(ctx, ev.UserID)
+	user, _, err := u.n.store.User(ctx, ev.UserID)
+	if err != nil {
+		return model.Context{}, event.Item{}, false, err
+	}
+	act, err := u.n.store.Activity(ctx, ev.UserID)
+	if err != nil {
+		return model.Context{}, event.Item{}, false, err
+	}
 	ts := ev.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	return model.Context{User: user, Channel: ev.Channel, Hour: ts.Hour(), RecentCategories: act.RecentCategories}, it, true
+	return model.Context{User: user, Channel: ev.Channel, Hour: ts.Hour(), RecentCategories: act.RecentCategories}, it, true, nil
 }
 
 // pendingSet remembers recent (request, item) impressions in two
@@ -138,28 +157,40 @@ func (p *pendingSet) take(k string) bool {
 
 // featureUpdater records events in users' recent activity.
 type featureUpdater struct {
-	store   *features.Memory
+	store   featureStore
 	mu      sync.Mutex
-	applied uint64
+	applied offsets // next offset to apply per partition
+	evs     []*event.Event
 }
 
-func (f *featureUpdater) Handle(_ context.Context, recs []ingest.Record) error {
+// HandlePartition applies the records of partition p it has not applied
+// yet, as one batch; on error the bus delivers the batch again.
+func (f *featureUpdater) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	evs := f.evs[:0]
 	for i := range recs {
-		if recs[i].Offset < f.applied {
-			continue
+		if recs[i].Offset >= f.applied[p] {
+			evs = append(evs, &recs[i].Event)
 		}
-		f.store.Apply(&recs[i].Event)
-		f.applied = recs[i].Offset + 1
 	}
+	if len(evs) == 0 {
+		return nil
+	}
+	err := f.store.Apply(ctx, evs)
+	clear(evs) // recs are reused after Handle: keep no pointer into them
+	f.evs = evs[:0]
+	if err != nil {
+		return fmt.Errorf("feature update: %w", err)
+	}
+	f.applied[p] = recs[len(recs)-1].Offset + 1
 	return nil
 }
 
 // indexUpdater feeds the engine's candidate index (popularity, co-visitation).
 type indexUpdater struct{ n *Node }
 
-func (x indexUpdater) Handle(ctx context.Context, recs []ingest.Record) error {
+func (x indexUpdater) HandlePartition(ctx context.Context, _ int32, recs []ingest.Record) error {
 	for i := range recs {
 		r := &recs[i]
 		_, span := x.n.startEventSpan(ctx, "events process", r)
@@ -176,7 +207,7 @@ type engagementTracker struct {
 	engagement *quality.Engagement
 }
 
-func (t engagementTracker) Handle(_ context.Context, recs []ingest.Record) error {
+func (t engagementTracker) HandlePartition(_ context.Context, _ int32, recs []ingest.Record) error {
 	for i := range recs {
 		ev := &recs[i].Event
 		v := t.engine.Variant(ev.UserID)

@@ -130,7 +130,7 @@ func (n *Node) listFaults(w http.ResponseWriter, _ *http.Request) {
 // faultyStore is the feature source the engine reads, with the feature
 // faults applied.
 type faultyStore struct {
-	store  *features.Memory
+	store  featureStore
 	faults *faultSet
 	budget time.Duration
 }

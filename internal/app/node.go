@@ -42,8 +42,10 @@ type Node struct {
 	reg     *prometheus.Registry
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
-	log     *ingest.Log
-	store   *features.Memory
+	log     eventBus
+	store   featureStore
+	mem     *features.Memory // the store when it is in memory, else nil
+	redis   *features.Redis  // the store when it is Redis, else nil
 	model   *model.Model
 	engine  *engine.Engine
 	live    *quality.Live
@@ -60,9 +62,10 @@ type Node struct {
 	modelUp *modelUpdater
 	featUp  *featureUpdater
 
-	// start offsets of the state consumers, from the snapshots.
-	modelFrom, featFrom uint64
-	// readyAt is the log offset consumers must reach before /readyz passes.
+	// start positions of the state consumers, from the snapshots, and of
+	// the index and engagement consumers.
+	modelFrom, featFrom, indexFrom, statsFrom offsets
+	// readyAt is the bus position consumers must reach before /readyz passes.
 	readyAt uint64
 	restore RestoreReport
 
@@ -73,13 +76,15 @@ type Node struct {
 
 // RestoreReport says what New restored from disk.
 type RestoreReport struct {
-	ModelSnapshot    string   `json:"model_snapshot"` // loaded, none, corrupt
-	FeatureSnapshot  string   `json:"feature_snapshot"`
-	ModelOffset      uint64   `json:"model_offset"`
-	FeatureOffset    uint64   `json:"feature_offset"`
-	JournalReplayed  int      `json:"journal_replayed"`
-	LogNext          uint64   `json:"log_next"`
-	CorruptSnapshots []string `json:"corrupt_snapshots,omitempty"`
+	ModelSnapshot   string `json:"model_snapshot"` // loaded, none, corrupt
+	FeatureSnapshot string `json:"feature_snapshot"`
+	ModelOffset     uint64 `json:"model_offset"`
+	// ModelOffsets are the restored model's positions by partition.
+	ModelOffsets     map[int32]uint64 `json:"model_offsets,omitempty"`
+	FeatureOffset    uint64           `json:"feature_offset"`
+	JournalReplayed  int              `json:"journal_replayed"`
+	LogNext          uint64           `json:"log_next"`
+	CorruptSnapshots []string         `json:"corrupt_snapshots,omitempty"`
 }
 
 // New builds a node from cfg, restoring snapshots and preparing to replay
@@ -124,26 +129,27 @@ func (n *Node) build(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}
-	fsync, _ := cfg.fsync()
-	var err error
-	n.log, err = ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg, Now: cfg.Now})
-	if err != nil {
-		return fmt.Errorf("open event log: %w", err)
-	}
-	n.store, err = features.NewMemory(features.Config{Logger: n.logger, Registerer: n.reg})
-	if err != nil {
+	if err := n.openBus(ctx); err != nil {
 		return err
 	}
-	n.journal, err = openJournal(filepath.Join(cfg.DataDir, "journal"))
-	if err != nil {
-		return fmt.Errorf("open journal: %w", err)
-	}
-	n.restore.LogNext = n.log.Next()
-	n.readyAt = n.log.Next()
-	if err := n.restoreModel(); err != nil {
+	if err := n.openStore(ctx); err != nil {
 		return err
 	}
-	journalFrom, err := n.restoreFeatures()
+	next, err := n.log.Next(ctx)
+	if err != nil {
+		return fmt.Errorf("event bus end: %w", err)
+	}
+	n.restore.LogNext, n.readyAt = next, next
+	if n.indexFrom, err = n.log.Recent(ctx, 2_000_000); err != nil { // popularity decays: recent history suffices
+		return fmt.Errorf("event bus positions: %w", err)
+	}
+	if n.statsFrom, err = n.log.Recent(ctx, 0); err != nil {
+		return fmt.Errorf("event bus positions: %w", err)
+	}
+	if err := n.restoreModel(ctx); err != nil {
+		return err
+	}
+	journalFrom, err := n.restoreFeatures(ctx)
 	if err != nil {
 		return err
 	}
@@ -187,16 +193,75 @@ func (n *Node) build(ctx context.Context) error {
 	}
 	ix := n.engine.Index()
 	n.store.OnItemChange(ix.PutItem) // first, so no item put meanwhile is missed
-	n.store.RangeItems(func(it event.Item) bool { ix.PutItem(it); return true })
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = n.store.RangeItems(lctx, func(it event.Item) bool { ix.PutItem(it); return true })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("load the catalog into the candidate index: %w", err)
+	}
 	ix.Refresh()
-	n.modelUp = &modelUpdater{n: n, applied: n.modelFrom}
-	n.featUp = &featureUpdater{store: n.store, applied: n.featFrom}
+	n.modelUp = &modelUpdater{n: n, applied: n.modelFrom.clone()}
+	n.featUp = &featureUpdater{store: n.store, applied: n.featFrom.clone()}
 	if err := n.buildQuality(); err != nil {
 		return err
 	}
 	n.restoreBaseline(n.modelExtra)
 	n.reg.MustRegister(n.collectors()...)
 	return n.buildHTTP()
+}
+
+// openBus opens the event bus of cfg.Bus.
+func (n *Node) openBus(ctx context.Context) error {
+	cfg := &n.cfg
+	if cfg.Bus == BusKafka {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		k, err := ingest.OpenKafka(ctx, ingest.KafkaConfig{
+			Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic, Partitions: cfg.KafkaPartitions, Group: cfg.KafkaGroup,
+			Logger: n.logger, Registerer: n.reg, Now: cfg.Now,
+		})
+		if err != nil {
+			return fmt.Errorf("open kafka event bus: %w", err)
+		}
+		n.log = kafkaBus{Kafka: k, topic: cfg.KafkaTopic}
+		return nil
+	}
+	fsync, _ := cfg.fsync()
+	l, err := ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg, Now: cfg.Now})
+	if err != nil {
+		return fmt.Errorf("open event log: %w", err)
+	}
+	n.log = embeddedBus{l}
+	return nil
+}
+
+// openStore opens the feature store of cfg.FeatureStore and, for the
+// in-memory one, the journal of imports. A Redis that does not answer fails
+// the start: without it the node has no catalog to serve.
+func (n *Node) openStore(ctx context.Context) error {
+	cfg := &n.cfg
+	if cfg.FeatureStore == StoreRedis {
+		r, err := features.NewRedis(features.RedisConfig{Addr: cfg.RedisAddr, KeyPrefix: cfg.RedisPrefix, Logger: n.logger, Registerer: n.reg})
+		if err != nil {
+			return fmt.Errorf("redis feature store: %w", err)
+		}
+		n.redis, n.store = r, redisStore{r}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := r.Ping(ctx); err != nil {
+			return fmt.Errorf("redis feature store at %s: %w", cfg.RedisAddr, err)
+		}
+		return nil
+	}
+	m, err := features.NewMemory(features.Config{Logger: n.logger, Registerer: n.reg})
+	if err != nil {
+		return err
+	}
+	n.mem, n.store = m, memoryStore{m}
+	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, "journal")); err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	return nil
 }
 
 func (n *Node) modelPath() string    { return filepath.Join(n.cfg.DataDir, "model.snap") }
@@ -211,13 +276,21 @@ func (n *Node) quarantine(path string, err error) {
 	n.restore.CorruptSnapshots = append(n.restore.CorruptSnapshots, filepath.Base(path))
 }
 
-func (n *Node) restoreModel() error {
+func (n *Node) restoreModel(ctx context.Context) error {
 	m, meta, err := model.LoadFile(n.modelPath(), n.cfg.Model)
 	switch {
 	case err == nil:
-		n.model, n.modelFrom, n.modelExtra = m, meta.Offset, meta.Extra
-		n.restore.ModelSnapshot, n.restore.ModelOffset = "loaded", meta.Offset
-		n.logger.Info("model snapshot restored", slog.Uint64("offset", meta.Offset), slog.String("version", m.Version()), slog.Uint64("updates", m.Updates()))
+		n.model, n.modelExtra = m, meta.Extra
+		from, ok := restoredOffsets(n.log, meta.Extra[busOffsetsKey], meta.Offset)
+		if !ok {
+			n.logger.Warn("model snapshot was taken on another event bus: keeping its weights, consuming this bus from its start", slog.String("bus", n.log.ID()))
+			if from, err = n.log.Start(ctx, consumerModel, false); err != nil {
+				return fmt.Errorf("event bus start: %w", err)
+			}
+		}
+		n.modelFrom = from
+		n.restore.ModelSnapshot, n.restore.ModelOffset, n.restore.ModelOffsets = "loaded", from.sum(), from
+		n.logger.Info("model snapshot restored", slog.Uint64("offset", from.sum()), slog.String("version", m.Version()), slog.Uint64("updates", m.Updates()))
 		return nil
 	case errors.Is(err, os.ErrNotExist):
 		n.restore.ModelSnapshot = "none"
@@ -227,19 +300,42 @@ func (n *Node) restoreModel() error {
 	default:
 		return fmt.Errorf("load model snapshot: %w", err)
 	}
-	n.model, err = model.New(n.cfg.Model)
-	n.modelFrom = n.log.Oldest()
+	if n.model, err = model.New(n.cfg.Model); err != nil {
+		return err
+	}
+	n.modelFrom, err = n.log.Start(ctx, consumerModel, false)
 	return err
 }
 
 // restoreFeatures loads the feature snapshot and returns the first journal
-// generation to replay.
-func (n *Node) restoreFeatures() (uint64, error) {
-	off, err := n.store.LoadFile(n.featuresPath())
+// generation to replay. Redis keeps its own state: its feature updater
+// resumes from the position the bus committed for it.
+func (n *Node) restoreFeatures(ctx context.Context) (uint64, error) {
+	var err error
+	if n.mem == nil {
+		n.restore.FeatureSnapshot = "redis"
+		n.featFrom, err = n.log.Start(ctx, consumerFeatures, true)
+		return 0, err
+	}
+	off, err := n.mem.LoadFile(n.featuresPath())
 	switch {
 	case err == nil:
-		n.featFrom = off
-		n.restore.FeatureSnapshot, n.restore.FeatureOffset = "loaded", off
+		n.featFrom = offsets{0: off}
+		if n.log.ID() != BusEmbedded {
+			raw, rerr := loadOffsets(n.featuresPath() + ".offsets")
+			if rerr != nil {
+				return 0, rerr
+			}
+			from, ok := restoredOffsets(n.log, raw, off)
+			if !ok {
+				n.logger.Warn("feature snapshot was taken on another event bus: consuming this bus from its start", slog.String("bus", n.log.ID()))
+				if from, err = n.log.Start(ctx, consumerFeatures, false); err != nil {
+					return 0, fmt.Errorf("event bus start: %w", err)
+				}
+			}
+			n.featFrom = from
+		}
+		n.restore.FeatureSnapshot, n.restore.FeatureOffset = "loaded", n.featFrom.sum()
 		b, rerr := os.ReadFile(n.featuresPath() + ".journal")
 		var gen uint64
 		if rerr == nil {
@@ -254,32 +350,61 @@ func (n *Node) restoreFeatures() (uint64, error) {
 	default:
 		return 0, fmt.Errorf("load feature snapshot: %w", err)
 	}
-	n.featFrom = n.log.Oldest()
-	return 0, nil
+	n.featFrom, err = n.log.Start(ctx, consumerFeatures, false)
+	return 0, err
 }
 
-// Snapshot saves the model and the feature store with the log offsets they
-// include. Each updater is paused only while its state is copied out.
+// Snapshot saves the model and the in-memory feature store with the bus
+// positions they include (per partition, in the model snapshot's extra data
+// and beside the feature snapshot). Each updater is paused only while its
+// state is copied out. A Redis feature store is not snapshotted: Redis is
+// its store of record.
 func (n *Node) Snapshot(ctx context.Context) error {
 	n.snapMu.Lock()
 	defer n.snapMu.Unlock()
 	start := time.Now()
+	extra := n.baselineExtra()
+	if extra == nil {
+		extra = make(map[string]json.RawMessage, 1)
+	}
 	n.modelUp.mu.Lock()
-	modelOffset := n.modelUp.applied
-	err := n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: modelOffset, Created: n.cfg.Now(), Updates: n.model.Updates(), Extra: n.baselineExtra()})
+	modelAt := n.modelUp.applied.clone()
+	raw, err := json.Marshal(busOffsets{Bus: n.log.ID(), Offsets: modelAt})
+	if err == nil {
+		extra[busOffsetsKey] = raw
+		err = n.model.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: modelAt.sum(), Created: n.cfg.Now(), Updates: n.model.Updates(), Extra: extra})
+	}
 	n.modelUp.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("model snapshot: %w", err)
 	}
+	if n.mem != nil {
+		if err := n.snapshotFeatures(ctx); err != nil {
+			return err
+		}
+	}
+	n.logger.InfoContext(ctx, "snapshot saved", slog.Duration("took", time.Since(start)), slog.Uint64("model_offset", modelAt.sum()), slog.String("model_version", n.model.Version()))
+	return nil
+}
+
+// snapshotFeatures saves the in-memory feature store and cuts the journal
+// of imports it includes. The offsets file is written after the snapshot:
+// if a crash falls between the two, the next start applies again a suffix
+// of the events, which changes nothing (featureStore.Apply).
+func (n *Node) snapshotFeatures(ctx context.Context) error {
 	gen, err := n.journal.cut()
 	if err != nil {
 		return fmt.Errorf("cut journal: %w", err)
 	}
 	n.featUp.mu.Lock()
-	err = n.store.SaveFile(n.featuresPath(), n.featUp.applied)
+	featAt := n.featUp.applied.clone()
+	err = n.mem.SaveFile(n.featuresPath(), featAt.sum())
 	n.featUp.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("feature snapshot: %w", err)
+	}
+	if err := saveOffsets(n.featuresPath()+".offsets", n.log, featAt); err != nil {
+		return fmt.Errorf("feature snapshot offsets: %w", err)
 	}
 	if err := writeFileAtomic(n.featuresPath()+".journal", []byte(fmt.Sprint(gen))); err != nil {
 		return err
@@ -287,7 +412,6 @@ func (n *Node) Snapshot(ctx context.Context) error {
 	if err := n.journal.prune(gen); err != nil {
 		n.logger.WarnContext(ctx, "prune journal", slog.String("err", err.Error()))
 	}
-	n.logger.InfoContext(ctx, "snapshot saved", slog.Duration("took", time.Since(start)), slog.Uint64("model_offset", modelOffset), slog.String("model_version", n.model.Version()))
 	return nil
 }
 
@@ -341,24 +465,21 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
 	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
 	bgCtx, stopBG := context.WithCancel(bgCtx)
-	consume := func(name string, from uint64, h ingest.Handler, commit bool) {
+	consume := func(name string, from offsets, h partitionHandler, commit bool) {
 		bg.Go(func() error {
-			err := n.log.Consume(bgCtx, name, from, h, ingest.ConsumeOptions{CommitOffsets: commit, MaxBatch: 1024})
+			err := n.log.Consume(bgCtx, name, from, h, commit)
 			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ingest.ErrClosed) {
 				return fmt.Errorf("consumer %s: %w", name, err)
 			}
 			return nil
 		})
 	}
-	next := n.log.Next()
-	indexFrom := n.log.Oldest()
-	if next > indexFrom+2_000_000 {
-		indexFrom = next - 2_000_000 // popularity decays: recent history suffices
-	}
 	consume(consumerModel, n.modelFrom, n.modelUp, false)
-	consume(consumerFeatures, n.featFrom, n.featUp, false)
-	consume(consumerIndex, indexFrom, indexUpdater{n}, false)
-	consume(consumerStats, next, engagementTracker{live: n.live, engine: n.engine, engagement: n.quality.engagement}, false)
+	// Redis is not snapshotted: the bus keeps the feature updater's
+	// position, and applying a suffix again is harmless.
+	consume(consumerFeatures, n.featFrom, n.featUp, n.redis != nil)
+	consume(consumerIndex, n.indexFrom, indexUpdater{n}, false)
+	consume(consumerStats, n.statsFrom, engagementTracker{live: n.live, engine: n.engine, engagement: n.quality.engagement}, false)
 	if n.cfg.AlertInterval > 0 {
 		bg.Go(func() error {
 			every(bgCtx, n.cfg.AlertInterval, func() { n.EvaluateAlerts(bgCtx, n.cfg.Now()) })
@@ -412,7 +533,10 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 // to the log so far, or ctx ends. Drills call it to keep their simulated
 // clock and the node's state in step.
 func (n *Node) WaitApplied(ctx context.Context) error {
-	target := n.log.Next()
+	target, err := n.log.Next(ctx)
+	if err != nil {
+		return err
+	}
 	for {
 		done := true
 		for _, c := range []string{consumerModel, consumerFeatures, consumerIndex, consumerStats} {
@@ -448,7 +572,11 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 // waitCaughtUp waits until the state consumers have applied everything in
 // the log, or ctx ends.
 func (n *Node) waitCaughtUp(ctx context.Context) {
-	target := n.log.Next()
+	target, err := n.log.Next(ctx)
+	if err != nil {
+		n.logger.Warn("shutdown: event bus end unknown; not waiting for consumers", slog.String("err", err.Error()))
+		return
+	}
 	for {
 		if n.log.Position(consumerModel) >= target && n.log.Position(consumerFeatures) >= target {
 			return
@@ -471,6 +599,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	if n.journal != nil {
 		errs = append(errs, n.journal.close())
+	}
+	if n.redis != nil {
+		errs = append(errs, n.redis.Close())
 	}
 	if n.tel != nil {
 		errs = append(errs, n.tel.Shutdown(ctx))
@@ -514,19 +645,29 @@ type Stats struct {
 	Restore       RestoreReport   `json:"restore"`
 }
 
-// Stats returns the node's live figures.
-func (n *Node) Stats(context.Context) any {
+// Stats returns the node's live figures. Users and Items are -1 while the
+// feature store does not answer.
+func (n *Node) Stats(ctx context.Context) any {
 	_, age := n.log.Lag(consumerModel)
+	applied := n.log.Position(consumerModel)
+	logged, err := n.log.Next(ctx)
+	if err != nil {
+		logged = applied // unknown: report no backlog rather than a wrong one
+	}
+	users, items, err := n.store.Counts(ctx)
+	if err != nil {
+		users, items = -1, -1 // the store is unreachable
+	}
 	return Stats{
 		Snapshot:      n.live.Snapshot(),
 		ModelVersion:  n.model.Version(),
 		ModelUpdates:  n.model.Updates(),
 		Model:         n.model.Eval(),
-		EventsLogged:  n.log.Next(),
-		EventsApplied: n.log.Position(consumerModel),
+		EventsLogged:  logged,
+		EventsApplied: applied,
 		IngestLagSecs: age.Seconds(),
-		Users:         n.store.Users(),
-		Items:         n.store.Items(),
+		Users:         users,
+		Items:         items,
 		Restore:       n.restore,
 	}
 }

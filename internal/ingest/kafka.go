@@ -129,7 +129,8 @@ func (c KafkaConfig) withDefaults() (KafkaConfig, error) {
 // (the sum of end offsets), which is what progress checks need. Consume
 // from 0 resumes from the group's committed offsets, or the start of each
 // partition; Consume from n > 0 starts partition 0 at n and needs a
-// 1-partition topic ([ErrOffsetMapping] otherwise).
+// 1-partition topic ([ErrOffsetMapping] otherwise); [Kafka.ConsumeFrom]
+// takes a start offset per partition.
 type Kafka struct {
 	cfg    KafkaConfig
 	logger *slog.Logger
@@ -436,11 +437,34 @@ func recordOfKafka(r *kgo.Record) (Record, error) {
 // opt.CommitInterval, on revoke and when Consume returns; without it
 // nothing is committed and the caller tracks its own position.
 func (k *Kafka) Consume(ctx context.Context, name string, from uint64, h Handler, opt ConsumeOptions) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
 	if from > 0 && k.parts != 1 {
 		return fmt.Errorf("consume %q from %d on %d partitions: %w", name, from, k.parts, ErrOffsetMapping)
+	}
+	var start map[int32]int64
+	if from > 0 {
+		start = map[int32]int64{0: int64(from)}
+	}
+	return k.ConsumeFrom(ctx, name, start, h, opt)
+}
+
+// PartitionHandler is implemented by a [Handler] that needs to know the
+// partition of the records it is given, such as one that tracks its own
+// position per partition. [Kafka.Consume] and [Kafka.ConsumeFrom] call
+// HandlePartition instead of Handle when h implements it, with the same
+// contract as Handle; every call holds records of one partition.
+type PartitionHandler interface {
+	HandlePartition(ctx context.Context, partition int32, recs []Record) error
+}
+
+// ConsumeFrom is [Kafka.Consume] with a start offset per partition: each
+// partition in from starts exactly at its offset (an offset past the
+// retained range resets to the partition's start), the others at the
+// group's committed offset or their start. An empty from is Consume from 0.
+// Callers that snapshot their state with per-partition offsets resume
+// through it.
+func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int64, h Handler, opt ConsumeOptions) error {
+	if err := checkName(name); err != nil {
+		return err
 	}
 	opt = opt.withDefaults()
 	c, err := k.acquire(name)
@@ -458,9 +482,11 @@ func (k *Kafka) Consume(ctx context.Context, name string, from uint64, h Handler
 	c.pos, c.epoch, c.owned, c.dirty, c.exact = map[int32]int64{}, map[int32]int32{}, map[int32]bool{}, map[int32]bool{}, map[int32]bool{}
 	c.waiting = time.Time{}
 	c.mu.Unlock()
-	if from > 0 {
+	if len(from) > 0 {
 		c.mu.Lock()
-		c.pos[0], c.exact[0] = int64(from), true
+		for p, o := range from {
+			c.pos[p], c.exact[p] = o, true
+		}
 		c.mu.Unlock()
 	} else {
 		offs, err := k.fetchOffsets(ctx, group)
@@ -548,7 +574,11 @@ func (k *Kafka) Consume(ctx context.Context, name string, from uint64, h Handler
 			}
 			if len(recs) > 0 {
 				c.setWaiting(recs[0].AppendTime)
-				if !k.deliver(ctx, log, name, h, recs, opt) {
+				ph := h
+				if p, ok := h.(PartitionHandler); ok {
+					ph = HandlerFunc(func(ctx context.Context, recs []Record) error { return p.HandlePartition(ctx, fp.Partition, recs) })
+				}
+				if !k.deliver(ctx, log, name, ph, recs, opt) {
 					ok = false
 					return
 				}
@@ -819,6 +849,13 @@ func (k *Kafka) Next(ctx context.Context) (uint64, error) {
 		sum += uint64(o)
 	}
 	return sum, nil
+}
+
+// EndOffsets returns the end offset of every partition: the offset the
+// next record appended to it will get.
+func (k *Kafka) EndOffsets(ctx context.Context) (map[int32]int64, error) {
+	ends, err := k.endOffsets(ctx, 0)
+	return maps.Clone(ends), err
 }
 
 // endOffsets returns the end offset of every partition, cached for maxAge.
