@@ -62,7 +62,43 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /admin and /debug/pprof (empty disables them)")
 	fs.DurationVar(&c.QualityWindow, "quality-window", 5*time.Minute, "sliding window of feature null rate, drift (PSI) and CTR signals")
 	fs.DurationVar(&c.AlertInterval, "alert-interval", 15*time.Second, "how often alert rules are evaluated in process")
+	fs.StringVar(&c.FeatureStore, "feature-store", app.StoreMemory, "feature store: memory (snapshotted to --data-dir) or redis (the store of record; see --redis-addr)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "host:port of Redis, with --feature-store redis")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "sightline:", "prefix of every Redis key, so deployments can share a server")
+	fs.StringVar(&c.Bus, "bus", app.BusEmbedded, "event bus: embedded (a durable log in --data-dir) or kafka (see --kafka-brokers)")
+	fs.Var((*listValue)(&c.KafkaBrokers), "kafka-brokers", "Kafka seed brokers, host:port[,host:port...], with --bus kafka")
+	fs.StringVar(&c.KafkaTopic, "kafka-topic", "sightline-events", "Kafka event topic (created if missing)")
+	fs.StringVar(&c.KafkaGroup, "kafka-group", "sightline", "prefix of this node's Kafka consumer groups: unique per node, since every node keeps a full model")
+	fs.Func("kafka-partitions", "partitions of the Kafka topic when the node creates it (default 6)", func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number of partitions, got %q", s)
+		}
+		c.KafkaPartitions = int32(n)
+		return nil
+	})
 	return c, level
+}
+
+// listValue is a flag value of comma-separated strings; empty items are
+// dropped.
+type listValue []string
+
+func (l *listValue) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *listValue) Set(s string) error {
+	*l = (*l)[:0]
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
 }
 
 // finish turns flag values into config values: explicit zeros mean "off"
