@@ -224,7 +224,18 @@ func (n *Node) openBus(ctx context.Context) error {
 			return fmt.Errorf("open kafka event bus: %w", err)
 		}
 		n.log = kafkaBus{Kafka: k, topic: cfg.KafkaTopic}
-		return nil
+		// A topic just created may take a moment to be served.
+		for {
+			_, err := k.EndOffsets(ctx)
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("kafka topic %q: %w", cfg.KafkaTopic, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 	fsync, _ := cfg.fsync()
 	l, err := ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg, Now: cfg.Now})
