@@ -314,6 +314,23 @@ func (e *Engine) Decision(requestID string) (*Decision, bool) {
 	return d, ok
 }
 
+// DecisionTrace is the trace of a recent decision: what the event path
+// needs to link an event to the recommendation it answers.
+type DecisionTrace struct {
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
+	// Sampled reports a head-sampled trace.
+	Sampled bool
+	// Fallback is the decision's fallback reason, if any.
+	Fallback Reason
+}
+
+// DecisionTrace returns the trace of a recent decision by request id, without
+// decoding the whole record; the event consumers call it for every event.
+func (e *Engine) DecisionTrace(requestID string) (DecisionTrace, bool) {
+	return e.ring.trace(requestID)
+}
+
 // Join is what the model saw when it made a decision, for training.
 type Join struct {
 	Context model.Context
@@ -325,16 +342,7 @@ type Join struct {
 // itemID as it was shown, if the decision is still in the ring and showed
 // the item.
 func (e *Engine) Joined(requestID, itemID string) (Join, bool) {
-	d, x, ok := e.ring.get(requestID)
-	if !ok {
-		return Join{}, false
-	}
-	for _, it := range d.Items {
-		if it.ItemID == itemID {
-			return Join{Context: *x, Item: event.Item{ID: it.ItemID, Category: it.Category, Available: true}, Variant: d.Variant}, true
-		}
-	}
-	return Join{}, false
+	return e.ring.joined(requestID, itemID)
 }
 
 // Variant returns the variant of a user.

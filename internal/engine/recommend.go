@@ -54,6 +54,10 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	variant := e.cfg.Split.Assign(req.UserID)
 	scorer := e.scorers[variant]
 	blk := &decisionBlock{}
+	// A trace that is recorded only for tail retention gets its stage spans
+	// after the fact, and only when it will be kept (a fallback or a slow
+	// decision): most requests then record two spans, not six.
+	blk.deferred = span.IsRecording() && !span.SpanContext().IsSampled()
 	d := &blk.d
 	*d = Decision{
 		RequestID:    req.RequestID,
@@ -85,8 +89,8 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 		fb = e.checkRequired(d, &user)
 	}
 	if fb == nil {
-		e.generateCandidates(ctx, sp, act, d)
-		fb = e.infer(ctx, scorer, x, sp, d)
+		e.generateCandidates(ctx, sp, act, blk)
+		fb = e.infer(ctx, scorer, x, sp, blk)
 	}
 	if fb == nil {
 		e.applyRules(ctx, sp, req, act, blk)
@@ -95,6 +99,9 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 		e.fallback(ctx, sp, req, act, blk)
 	}
 	d.Duration = e.cfg.Now().Sub(start)
+	if blk.deferred && (d.Fallback != ReasonNone || d.Duration >= e.cfg.SlowThreshold) {
+		e.stageSpans(ctx, blk)
+	}
 
 	if span.IsRecording() {
 		span.SetAttributes(
@@ -125,6 +132,10 @@ type decisionBlock struct {
 	stages [4]StageTiming
 	items  [10]Item
 	feats  [8]string
+	// starts are the stages' start times, for spans made after the fact.
+	starts [4]time.Time
+	// deferred: stage spans are made by stageSpans at the end, if at all.
+	deferred bool
 }
 
 // noopSpan is what stages get when tracing is off.
@@ -138,15 +149,63 @@ func (e *Engine) startSpan(ctx context.Context, name string, opts ...trace.SpanS
 	return e.tracer.Start(ctx, name, opts...)
 }
 
+// stageSpan starts the span of a stage, unless the block's stage spans are
+// deferred to stageSpans.
+func (e *Engine) stageSpan(ctx context.Context, blk *decisionBlock, name string) (context.Context, trace.Span) {
+	if blk.deferred {
+		return ctx, noopSpan
+	}
+	return e.startSpan(ctx, name)
+}
+
 // stage times one stage and records it on the decision and in metrics.
-func (e *Engine) stage(d *Decision, name string, start time.Time, err error) {
+func (e *Engine) stage(blk *decisionBlock, name string, start time.Time, err error) {
+	d := &blk.d
 	dur := e.cfg.Now().Sub(start)
 	st := StageTiming{Stage: name, Duration: dur}
 	if err != nil {
 		st.Error = err.Error()
 	}
+	if i := len(d.Stages); i < len(blk.starts) {
+		blk.starts[i] = start
+	}
 	d.Stages = append(d.Stages, st)
 	e.met.stage(name, dur)
+}
+
+// stageSpanNames maps stages to their span names (DESIGN.md).
+var stageSpanNames = map[string]string{
+	StageFeatures:   "FeatureFetch",
+	StageCandidates: "CandidateGeneration",
+	StageInference:  "ModelInference",
+	StageRules:      "BusinessRules",
+}
+
+// stageSpans records the stage spans of a deferred block after the fact,
+// with the stages' real start and end times, attributes and errors, as
+// children of the GenerateRecommendations span in ctx.
+func (e *Engine) stageSpans(ctx context.Context, blk *decisionBlock) {
+	d := &blk.d
+	for i, st := range d.Stages {
+		if i >= len(blk.starts) {
+			break
+		}
+		start := blk.starts[i]
+		_, span := e.tracer.Start(ctx, stageSpanNames[st.Stage], trace.WithTimestamp(start))
+		switch {
+		case st.Stage == StageCandidates:
+			span.SetAttributes(attrCandidates.Int(d.Candidates))
+		case st.Stage == StageInference && st.Error == "":
+			span.SetAttributes(attrConfidence.Float64(d.Confidence))
+		case st.Stage == StageRules && d.Fallback != ReasonNone:
+			span.SetAttributes(attrFallback.String(string(d.Fallback)))
+		}
+		if st.Error != "" {
+			span.RecordError(errors.New(st.Error), trace.WithTimestamp(start.Add(st.Duration)))
+			span.SetStatus(codes.Error, st.Error)
+		}
+		span.End(trace.WithTimestamp(start.Add(st.Duration)))
+	}
 }
 
 func endSpan(span trace.Span, err error) {
@@ -162,7 +221,7 @@ func endSpan(span trace.Span, err error) {
 func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decisionBlock) (event.User, features.Activity, *fallbackError) {
 	d := &blk.d
 	start := e.cfg.Now()
-	ctx, span := e.startSpan(ctx, "FeatureFetch")
+	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
 	defer cancel()
 	user, known, err := e.fs.User(ctx, userID)
@@ -173,7 +232,7 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // a store that ignored the deadline still missed it
 	}
-	e.stage(d, StageFeatures, start, err)
+	e.stage(blk, StageFeatures, start, err)
 	endSpan(span, err)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -218,23 +277,25 @@ func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
 }
 
 // generateCandidates is the CandidateGeneration stage.
-func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, d *Decision) {
+func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, blk *decisionBlock) {
+	d := &blk.d
 	start := e.cfg.Now()
-	_, span := e.startSpan(ctx, "CandidateGeneration")
+	_, span := e.stageSpan(ctx, blk, "CandidateGeneration")
 	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
 	d.Candidates = len(sp.cs.items)
 	if span.IsRecording() {
 		span.SetAttributes(attrCandidates.Int(d.Candidates))
 	}
-	e.stage(d, StageCandidates, start, nil)
+	e.stage(blk, StageCandidates, start, nil)
 	span.End()
 }
 
 // infer is the ModelInference stage: score every candidate under the model
 // budget; a panic, error, timeout or low confidence becomes a fallback.
-func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, d *Decision) (fb *fallbackError) {
+func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, blk *decisionBlock) (fb *fallbackError) {
+	d := &blk.d
 	start := e.cfg.Now()
-	ctx, span := e.startSpan(ctx, "ModelInference")
+	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
 	defer cancel()
 	n := len(sp.cs.items)
@@ -243,7 +304,7 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	e.stage(d, StageInference, start, err)
+	e.stage(blk, StageInference, start, err)
 	if err == nil && n > 0 {
 		d.Confidence = slices.Max(sp.scores)
 		span.SetAttributes(attrConfidence.Float64(d.Confidence))
@@ -311,7 +372,7 @@ const reasonRecent = "recent_category"
 func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
 	start := e.cfg.Now()
-	_, span := e.startSpan(ctx, "BusinessRules")
+	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
 	if c, ok := e.scorers[d.Variant].(Calibrated); ok && c.Calibrated() {
@@ -407,7 +468,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	if greedy == "model" { // the popularity control stays unpersonalised
 		e.recentSlots(sp, req.Count, act.RecentCategories, d)
 	}
-	e.stage(d, StageRules, start, nil)
+	e.stage(blk, StageRules, start, nil)
 	span.End()
 }
 
@@ -477,7 +538,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
 	start := e.cfg.Now()
-	_, span := e.startSpan(ctx, "BusinessRules")
+	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	if span.IsRecording() {
 		span.SetAttributes(attrFallback.String(string(d.Fallback)))
 	}
@@ -504,7 +565,7 @@ func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act fea
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: score, Reason: "popular", Propensity: 1})
 		return len(d.Items) < req.Count
 	})
-	e.stage(d, StageRules, start, nil)
+	e.stage(blk, StageRules, start, nil)
 	span.End()
 }
 

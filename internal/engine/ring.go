@@ -1,61 +1,464 @@
 package engine
 
 import (
+	"encoding/binary"
+	"encoding/hex"
+	"hash/maphash"
+	"math"
 	"sync"
+	"time"
 
+	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/model"
 )
 
 // ring keeps the most recent decisions, with the model context of each, for
-// lookup by request id. It is bounded: the oldest record is overwritten.
+// lookup by request id. It is bounded twice: by a number of records and by
+// the bytes of its arena; the oldest record is overwritten.
+//
+// Records are stored encoded in one byte arena and indexed by a map of
+// integers, so the ring holds no pointers: the garbage collector never scans
+// it. Holding tens of thousands of *Decision values instead made every GC
+// cycle mark them, and at high request rates those mark phases, not the
+// request work, set the tail latency. All methods are goroutine-safe.
 type ring struct {
-	mu   sync.Mutex
-	buf  []ringSlot
-	next int
-	byID map[string]int
+	seed maphash.Seed
+
+	mu    sync.Mutex
+	arena []byte
+	head  uint64 // total bytes ever written; the arena holds [head-len, head)
+	slots []ringSlot
+	next  int
+	byID  map[uint64]uint32 // request-id hash → slot
+	// intern holds the few distinct strings Joined returns (categories,
+	// attribute values, channels), so joining allocates nothing.
+	intern map[string]string
 }
 
+// ringSlot locates one record in the arena.
 type ringSlot struct {
-	d *Decision
-	x *model.Context
+	hash uint64
+	pos  uint64 // arena position of the record's first byte
+	n    uint32 // record length; 0: empty
 }
+
+// ringRecordBytes is the arena share of each slot: a decision of 10 items
+// with features and stages encodes to about 500 bytes.
+const ringRecordBytes = 640
+
+// maxInterned bounds the intern table; it is reset when full.
+const maxInterned = 4096
 
 func newRing(n int) *ring {
-	return &ring{buf: make([]ringSlot, n), byID: make(map[string]int, n)}
+	return &ring{
+		seed:   maphash.MakeSeed(),
+		arena:  make([]byte, n*ringRecordBytes),
+		slots:  make([]ringSlot, n),
+		byID:   make(map[uint64]uint32, n),
+		intern: make(map[string]string),
+	}
 }
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (r *ring) put(d *Decision, x *model.Context) {
+	bp := recordPool.Get().(*[]byte)
+	rec := appendRecord((*bp)[:0], d, x)
+	defer func() { *bp = rec; recordPool.Put(bp) }()
+	if len(rec) > len(r.arena) {
+		return // larger than the whole arena: not kept
+	}
+	h := maphash.String(r.seed, d.RequestID)
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old := r.buf[r.next].d; old != nil {
-		if i, ok := r.byID[old.RequestID]; ok && i == r.next {
-			delete(r.byID, old.RequestID)
+	if old := r.slots[r.next]; old.n > 0 {
+		if i, ok := r.byID[old.hash]; ok && int(i) == r.next {
+			delete(r.byID, old.hash)
 		}
 	}
-	r.buf[r.next] = ringSlot{d: d, x: x}
-	r.byID[d.RequestID] = r.next
-	r.next = (r.next + 1) % len(r.buf)
+	pos := r.head
+	r.copyIn(pos, rec)
+	r.head += uint64(len(rec))
+	r.slots[r.next] = ringSlot{hash: h, pos: pos, n: uint32(len(rec))}
+	r.byID[h] = uint32(r.next)
+	r.next = (r.next + 1) % len(r.slots)
 }
 
+func (r *ring) copyIn(pos uint64, rec []byte) {
+	off := int(pos % uint64(len(r.arena)))
+	k := copy(r.arena[off:], rec)
+	copy(r.arena, rec[k:])
+}
+
+// record returns the bytes of the record of id, copied into dst, while the
+// caller holds r.mu. A record whose bytes were overwritten by newer ones, or
+// whose id merely shares the hash, is not found.
+func (r *ring) record(id string, dst []byte) ([]byte, bool) {
+	i, ok := r.byID[maphash.String(r.seed, id)]
+	if !ok {
+		return dst, false
+	}
+	s := r.slots[i]
+	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
+		return dst, false
+	}
+	off := int(s.pos % uint64(len(r.arena)))
+	end := off + int(s.n)
+	if end <= len(r.arena) {
+		dst = append(dst, r.arena[off:end]...)
+	} else {
+		dst = append(dst, r.arena[off:]...)
+		dst = append(dst, r.arena[:end-len(r.arena)]...)
+	}
+	rd := reader{b: dst}
+	if string(rd.bytes()) != id {
+		return dst, false
+	}
+	return dst, true
+}
+
+// get decodes the decision requestID and its model context.
 func (r *ring) get(id string) (*Decision, *model.Context, bool) {
+	bp := recordPool.Get().(*[]byte)
+	defer recordPool.Put(bp)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	i, ok := r.byID[id]
+	rec, ok := r.record(id, (*bp)[:0])
+	r.mu.Unlock()
+	*bp = rec
 	if !ok {
 		return nil, nil, false
 	}
-	s := r.buf[i]
-	return s.d, s.x, true
+	d, x := decodeRecord(rec)
+	return d, x, true
 }
 
-// recent calls fn with up to n most recent decisions, newest first.
-func (r *ring) recent(n int, fn func(*Decision) bool) {
+// joined finds the item itemID of decision id and decodes what training
+// needs, without allocating: strings come from the intern table and the
+// item id is the caller's.
+func (r *ring) joined(id, itemID string) (Join, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k := 1; k <= len(r.buf) && k <= n; k++ {
-		s := r.buf[(r.next-k+len(r.buf))%len(r.buf)]
-		if s.d == nil || !fn(s.d) {
-			return
+	var buf [1024]byte
+	rec, ok := r.record(id, buf[:0])
+	if !ok {
+		return Join{}, false
+	}
+	rd := reader{b: rec}
+	variant := rd.head()
+	found := false
+	var j Join
+	for range rd.uvarint() {
+		iid, cat := rd.item()
+		if !found && string(iid) == itemID {
+			found = true
+			j.Item = event.Item{ID: itemID, Category: r.str(cat), Available: true}
 		}
 	}
+	if !found || rd.err {
+		return Join{}, false
+	}
+	rd.tail()
+	j.Variant = r.str(variant)
+	j.Context.User.AgeBucket = r.str(rd.bytes())
+	j.Context.User.Segment = r.str(rd.bytes())
+	j.Context.User.Region = r.str(rd.bytes())
+	j.Context.User.Device = r.str(rd.bytes())
+	j.Context.Channel = r.str(rd.bytes())
+	j.Context.Hour = int(rd.varint())
+	if n := rd.uvarint(); n > 0 && !rd.err {
+		j.Context.RecentCategories = make([]string, 0, min(n, 16))
+		for range n {
+			j.Context.RecentCategories = append(j.Context.RecentCategories, r.str(rd.bytes()))
+		}
+	}
+	return j, !rd.err
+}
+
+// head skips the decision fields before the items and returns the variant.
+func (rd *reader) head() (variant []byte) {
+	rd.bytes()  // request id
+	rd.varint() // time
+	rd.bytes()  // user hash
+	rd.byte()   // known user
+	rd.bytes()  // segment
+	rd.bytes()  // channel
+	variant = rd.bytes()
+	rd.bytes() // model version
+	for range rd.uvarint() {
+		rd.bytes()
+		if rd.byte() == 1 {
+			rd.bytes()
+		}
+	}
+	rd.uvarint() // candidates
+	return variant
+}
+
+// item reads one item and returns its id and category.
+func (rd *reader) item() (id, category []byte) {
+	id, category = rd.bytes(), rd.bytes()
+	rd.float() // score
+	rd.bytes() // reason
+	rd.float() // propensity
+	return id, category
+}
+
+// tail reads the decision fields after the items, up to the model context.
+func (rd *reader) tail() (fallback, traceID, spanID []byte, sampled bool) {
+	rd.float() // confidence
+	fallback = rd.bytes()
+	rd.bytes() // fallback detail
+	for range rd.uvarint() {
+		rd.bytes()
+		rd.varint()
+		rd.bytes()
+	}
+	rd.varint() // duration
+	traceID, spanID = rd.bytes(), rd.bytes()
+	return fallback, traceID, spanID, rd.byte() == 1
+}
+
+// str returns b as an interned string; the caller holds r.mu.
+func (r *ring) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := r.intern[string(b)]; ok {
+		return s
+	}
+	if len(r.intern) >= maxInterned {
+		clear(r.intern)
+	}
+	s := string(b)
+	r.intern[s] = s
+	return s
+}
+
+// appendRecord encodes d and x. The layout is read back by decodeRecord and
+// ring.joined, field by field in this order.
+func appendRecord(b []byte, d *Decision, x *model.Context) []byte {
+	b = appendString(b, d.RequestID)
+	b = binary.AppendVarint(b, d.Time.UnixNano())
+	b = appendString(b, d.UserHash)
+	b = appendBool(b, d.KnownUser)
+	b = appendString(b, d.Segment)
+	b = appendString(b, d.Channel)
+	b = appendString(b, d.Variant)
+	b = appendString(b, d.ModelVersion)
+	b = binary.AppendUvarint(b, uint64(len(d.Features)))
+	for name, v := range d.Features {
+		b = appendString(b, name)
+		b = appendBool(b, v != nil)
+		if v != nil {
+			b = appendString(b, *v)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(d.Candidates))
+	b = binary.AppendUvarint(b, uint64(len(d.Items)))
+	for _, it := range d.Items {
+		b = appendString(b, it.ItemID)
+		b = appendString(b, it.Category)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.Score))
+		b = appendString(b, it.Reason)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.Propensity))
+	}
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(d.Confidence))
+	b = appendString(b, string(d.Fallback))
+	b = appendString(b, d.FallbackDetail)
+	b = binary.AppendUvarint(b, uint64(len(d.Stages)))
+	for _, st := range d.Stages {
+		b = appendString(b, st.Stage)
+		b = binary.AppendVarint(b, int64(st.Duration))
+		b = appendString(b, st.Error)
+	}
+	b = binary.AppendVarint(b, int64(d.Duration))
+	b = appendString(b, d.TraceID)
+	b = appendString(b, d.SpanID)
+	b = appendBool(b, d.TraceSampled)
+	// The model context: what the model saw (User.ID and Attrs are unused).
+	b = appendString(b, x.User.AgeBucket)
+	b = appendString(b, x.User.Segment)
+	b = appendString(b, x.User.Region)
+	b = appendString(b, x.User.Device)
+	b = appendString(b, x.Channel)
+	b = binary.AppendVarint(b, int64(x.Hour))
+	b = binary.AppendUvarint(b, uint64(len(x.RecentCategories)))
+	for _, c := range x.RecentCategories {
+		b = appendString(b, c)
+	}
+	return b
+}
+
+// decodeRecord decodes a record of appendRecord into fresh values.
+func decodeRecord(rec []byte) (*Decision, *model.Context) {
+	rd := reader{b: rec}
+	d := &Decision{}
+	d.RequestID = string(rd.bytes())
+	d.Time = time.Unix(0, rd.varint())
+	d.UserHash = string(rd.bytes())
+	d.KnownUser = rd.byte() == 1
+	d.Segment = string(rd.bytes())
+	d.Channel = string(rd.bytes())
+	d.Variant = string(rd.bytes())
+	d.ModelVersion = string(rd.bytes())
+	if n := rd.count(); n > 0 {
+		d.Features = make(map[string]*string, n)
+		for range n {
+			name := string(rd.bytes())
+			if rd.byte() == 1 {
+				v := string(rd.bytes())
+				d.Features[name] = &v
+			} else {
+				d.Features[name] = nil
+			}
+		}
+	}
+	d.Candidates = int(rd.uvarint())
+	if n := rd.count(); n > 0 {
+		d.Items = make([]Item, n)
+		for i := range d.Items {
+			it := &d.Items[i]
+			it.ItemID, it.Category = string(rd.bytes()), string(rd.bytes())
+			it.Score = rd.float()
+			it.Reason = string(rd.bytes())
+			it.Propensity = rd.float()
+		}
+	}
+	d.Confidence = rd.float()
+	d.Fallback = Reason(rd.bytes())
+	d.FallbackDetail = string(rd.bytes())
+	if n := rd.count(); n > 0 {
+		d.Stages = make([]StageTiming, n)
+		for i := range d.Stages {
+			st := &d.Stages[i]
+			st.Stage = string(rd.bytes())
+			st.Duration = time.Duration(rd.varint())
+			st.Error = string(rd.bytes())
+		}
+	}
+	d.Duration = time.Duration(rd.varint())
+	d.TraceID = string(rd.bytes())
+	d.SpanID = string(rd.bytes())
+	d.TraceSampled = rd.byte() == 1
+	x := &model.Context{}
+	x.User.AgeBucket = string(rd.bytes())
+	x.User.Segment = string(rd.bytes())
+	x.User.Region = string(rd.bytes())
+	x.User.Device = string(rd.bytes())
+	x.Channel = string(rd.bytes())
+	x.Hour = int(rd.varint())
+	if n := rd.count(); n > 0 {
+		x.RecentCategories = make([]string, n)
+		for i := range x.RecentCategories {
+			x.RecentCategories[i] = string(rd.bytes())
+		}
+	}
+	return d, x
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// reader decodes a record; past the end or on a malformed length it sets
+// err and returns zero values, so callers check err once at the end.
+type reader struct {
+	b   []byte
+	err bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a length, bounded by the bytes left (each element takes at
+// least one byte).
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err, r.b = true, nil
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) bytes() []byte {
+	n := r.count()
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.err = true
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) float() float64 {
+	if len(r.b) < 8 {
+		r.err, r.b = true, nil
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+// trace reads the trace of decision id without allocating.
+func (r *ring) trace(id string) (DecisionTrace, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var buf [1024]byte
+	rec, ok := r.record(id, buf[:0])
+	if !ok {
+		return DecisionTrace{}, false
+	}
+	rd := reader{b: rec}
+	rd.head()
+	for range rd.uvarint() {
+		rd.item()
+	}
+	var t DecisionTrace
+	fb, tid, sid, sampled := rd.tail()
+	t.Fallback, t.Sampled = Reason(r.str(fb)), sampled
+	if rd.err || len(tid) != 2*len(t.TraceID) || len(sid) != 2*len(t.SpanID) {
+		return DecisionTrace{}, false
+	}
+	if _, err := hex.Decode(t.TraceID[:], tid); err != nil {
+		return DecisionTrace{}, false
+	}
+	if _, err := hex.Decode(t.SpanID[:], sid); err != nil {
+		return DecisionTrace{}, false
+	}
+	return t, true
 }

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sightline/sightline/internal/sim"
+)
+
+// discardWriter is a minimal http.ResponseWriter, so BenchmarkHandler
+// measures the node's own work per request (middleware, API, engine,
+// telemetry) without the network, the server loop or a client.
+type discardWriter struct {
+	h      http.Header
+	status int
+	n      int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(status int)      { w.status = status }
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// BenchmarkHandler is POST /v1/recommendations through the node's whole
+// handler chain for 200 candidates scored by the model, with telemetry at
+// its defaults (1% head sampling, tail retention, 1% decision logs), at
+// its minimum (no head sampling, no decision logs), and at 100% sampling.
+// Its ratios are the per-request cost of telemetry.
+func BenchmarkHandler(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"telemetry=default", Config{}},
+		{"telemetry=minimal", Config{TraceSampleRatio: -1, DecisionLogRatio: -1}},
+		{"telemetry=full", Config{TraceSampleRatio: 1}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := tc.cfg
+			cfg.Fsync, cfg.Split = "never", "ftrl=100"
+			n := startNode(b, cfg)
+			w := sim.NewWorld(sim.WorldConfig{Seed: 7, Users: 20000, Items: 2000})
+			if err := w.Load(b.Context(), n.c); err != nil {
+				b.Fatal(err)
+			}
+			n.Engine().Index().Refresh()
+			bodies := make([]string, 1024)
+			for i := range bodies {
+				bodies[i] = `{"user_id":"` + w.User(i*7%len(w.Users())).ID + `","count":10,"context":{"channel":"web"}}`
+			}
+			h := n.Handler()
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, "/v1/recommendations", strings.NewReader(bodies[i%len(bodies)]))
+				req.Header.Set("Content-Type", "application/json")
+				rw := &discardWriter{h: http.Header{}}
+				h.ServeHTTP(rw, req)
+				if rw.status != 0 && rw.status != http.StatusOK {
+					b.Fatalf("status %d", rw.status)
+				}
+				i++
+			}
+		})
+	}
+}

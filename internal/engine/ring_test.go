@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/model"
+)
+
+func ringDecision(id string, items int) (*Decision, *model.Context) {
+	age, seg := "25-34", "new"
+	d := &Decision{
+		RequestID: id, Time: time.Unix(1700000000, 123456789), UserHash: "u-" + id, KnownUser: true,
+		Segment: seg, Channel: "web", Variant: "ftrl", ModelVersion: "ftrl-42",
+		Features:   map[string]*string{"user_age_bucket": &age, "user_segment": &seg, "user_region": nil},
+		Candidates: 200, Confidence: 0.37, Fallback: ReasonLowConfidence, FallbackDetail: "max score 0.001",
+		Stages:   []StageTiming{{Stage: StageFeatures, Duration: 3 * time.Microsecond}, {Stage: StageInference, Duration: time.Millisecond, Error: "timeout"}},
+		Duration: 2 * time.Millisecond, TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8), TraceSampled: true,
+	}
+	for i := range items {
+		d.Items = append(d.Items, Item{ItemID: fmt.Sprintf("%s-i%d", id, i), Category: fmt.Sprintf("c%d", i%3), Score: float64(i) / 10, Reason: "model", Propensity: 0.9})
+	}
+	x := &model.Context{User: event.User{AgeBucket: age, Segment: seg, Region: "eu", Device: "ios"}, Channel: "web", Hour: 17, RecentCategories: []string{"c1", "c2"}}
+	return d, x
+}
+
+func TestRingRoundTrip(t *testing.T) {
+	r := newRing(8)
+	d, x := ringDecision("r1", 10)
+	r.put(d, x)
+	gotD, gotX, ok := r.get("r1")
+	if !ok {
+		t.Fatal("get(r1) not found")
+	}
+	if diff := cmp.Diff(d, gotD, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("get(r1) decision (-put +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(x, gotX, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("get(r1) context (-put +got):\n%s", diff)
+	}
+	j, ok := r.joined("r1", "r1-i4")
+	want := Join{Context: *x, Item: event.Item{ID: "r1-i4", Category: "c1", Available: true}, Variant: "ftrl"}
+	if !ok {
+		t.Fatal("joined(r1, r1-i4) not found")
+	}
+	if diff := cmp.Diff(want, j, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("joined(r1, r1-i4) (-want +got):\n%s", diff)
+	}
+	if _, ok := r.joined("r1", "not-shown"); ok {
+		t.Error("joined(r1, not-shown) found an item the decision did not show")
+	}
+	tr, ok := r.trace("r1")
+	wantTrace := DecisionTrace{Sampled: true, Fallback: ReasonLowConfidence}
+	copy(wantTrace.TraceID[:], strings.Repeat("\xab", 16))
+	copy(wantTrace.SpanID[:], strings.Repeat("\xcd", 8))
+	if !ok || tr != wantTrace {
+		t.Errorf("trace(r1) = %+v, %v, want %+v", tr, ok, wantTrace)
+	}
+	if allocs := testing.AllocsPerRun(50, func() { r.trace("r1") }); allocs > 0 {
+		t.Errorf("trace allocates %v times per call, want 0", allocs)
+	}
+	if _, _, ok := r.get("r2"); ok {
+		t.Error("get(r2) found a decision never put")
+	}
+}
+
+func TestRingEviction(t *testing.T) {
+	t.Run("by count", func(t *testing.T) {
+		r := newRing(4)
+		for i := range 6 {
+			d, x := ringDecision(fmt.Sprint("r", i), 3)
+			r.put(d, x)
+		}
+		for i := range 6 {
+			_, _, ok := r.get(fmt.Sprint("r", i))
+			if want := i >= 2; ok != want {
+				t.Errorf("get(r%d) found = %v, want %v", i, ok, want)
+			}
+		}
+	})
+	t.Run("by bytes", func(t *testing.T) {
+		// Records of 100 items are far larger than the arena's share per
+		// slot: newer ones overwrite the bytes of older ones before their
+		// slots are reused, and those must read as gone, not as garbage.
+		r := newRing(16)
+		var ids []string
+		for i := range 12 {
+			id := fmt.Sprint("big", i)
+			d, x := ringDecision(id, 100)
+			r.put(d, x)
+			ids = append(ids, id)
+		}
+		found := 0
+		for _, id := range ids {
+			d, _, ok := r.get(id)
+			if !ok {
+				continue
+			}
+			found++
+			if d.RequestID != id || len(d.Items) != 100 || d.Items[99].ItemID != id+"-i99" {
+				t.Errorf("get(%s) = %s with %d items, want the record put", id, d.RequestID, len(d.Items))
+			}
+		}
+		if found == 0 || found == len(ids) {
+			t.Errorf("%d of %d big records kept, want the newest only (arena %d bytes)", found, len(ids), len(r.arena))
+		}
+		if _, _, ok := r.get(ids[len(ids)-1]); !ok {
+			t.Error("the newest record is gone")
+		}
+	})
+	t.Run("larger than the arena", func(t *testing.T) {
+		r := newRing(1)
+		d, x := ringDecision("huge", 100)
+		r.put(d, x)
+		if _, _, ok := r.get("huge"); ok {
+			t.Error("a record larger than the arena was kept")
+		}
+	})
+	t.Run("stale index entry", func(t *testing.T) {
+		// An index entry whose slot now holds another request (as after a
+		// hash collision) must not return that other request.
+		r := newRing(4)
+		d, x := ringDecision("a", 2)
+		r.put(d, x)
+		r.byID[maphash.String(r.seed, "b")] = 0
+		if _, _, ok := r.get("b"); ok {
+			t.Error("get(b) returned the record of a")
+		}
+	})
+}
+
+func TestRingJoinedAllocs(t *testing.T) {
+	r := newRing(64)
+	d, x := ringDecision("r1", 10)
+	r.put(d, x)
+	r.joined("r1", "r1-i3") // warm the intern table
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, ok := r.joined("r1", "r1-i3"); !ok {
+			t.Fatal("joined not found")
+		}
+	})
+	// One allocation: the recent-categories slice of the context.
+	if allocs > 1 {
+		t.Errorf("joined allocates %v times per call, want at most 1", allocs)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	d, x := ringDecision("seed", 3)
+	f.Add(appendRecord(nil, d, x))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeRecord(b) // must not panic on any input
+	})
+}
+
+func BenchmarkRingPut(b *testing.B) {
+	r := newRing(50_000)
+	d, x := ringDecision("bench", 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.put(d, x)
+	}
+}
+
+func BenchmarkRingJoined(b *testing.B) {
+	r := newRing(50_000)
+	d, x := ringDecision("bench", 10)
+	r.put(d, x)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.joined("bench", "bench-i7")
+	}
+}
