@@ -3,9 +3,14 @@ package app
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/ingest"
 )
 
 // TestKafkaBus runs nodes on a 3-partition Kafka topic (an in-process
@@ -106,6 +111,61 @@ func restoreSnapshots(t *testing.T, dir string, files map[string][]byte) {
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestKafkaRedis runs the full scale-out shape, Kafka and Redis: a click
+// produced to the topic reaches the user's activity in Redis, and a node
+// stopped leaves the feature updater's position committed in Kafka (it has no
+// snapshot) and the model's uncommitted (its snapshot has it).
+func TestKafkaRedis(t *testing.T) {
+	addr, prefix := testRedis(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(cluster.Close)
+	cfg := Config{FeatureStore: StoreRedis, RedisAddr: addr, RedisPrefix: prefix, Bus: BusKafka, KafkaBrokers: cluster.ListenAddrs(), KafkaPartitions: 3}
+	n1 := startNode(t, cfg)
+	w := smallWorld()
+	if err := w.Load(t.Context(), n1.c); err != nil {
+		t.Fatal(err)
+	}
+	n1.Engine().Index().Refresh()
+	evs := recommendAndEvents(t, n1.c, w, 0, 10)
+	if res, err := n1.c.SendEvents(t.Context(), evs); err != nil || res.Accepted != len(evs) {
+		t.Fatalf("SendEvents = %+v, %v; want all %d accepted", res, err, len(evs))
+	}
+	if err := n1.WaitApplied(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	store, err := features.NewRedis(features.RedisConfig{Addr: addr, KeyPrefix: prefix, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	click := evs[len(evs)-1]
+	if act, err := store.Activity(t.Context(), click.UserID); err != nil || !slices.Contains(act.Clicked, click.ItemID) {
+		t.Fatalf("Redis Activity(%s) = %+v, %v; want the clicked item %s", click.UserID, act, err, click.ItemID)
+	}
+	if err := n1.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	k, err := ingest.OpenKafka(t.Context(), ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	for _, c := range []struct {
+		name string
+		want uint64
+	}{
+		{consumerFeatures, uint64(len(evs))}, // Redis: the bus keeps the position
+		{consumerModel, 0},                   // the snapshot keeps it
+	} {
+		if got, _, err := k.Committed(t.Context(), c.name); err != nil || got != c.want {
+			t.Errorf("committed offsets of %s after stop = %d, %v; want %d", c.name, got, err, c.want)
 		}
 	}
 }
