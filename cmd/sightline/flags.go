@@ -56,6 +56,11 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", time.Minute, "how often model and features are snapshotted")
 	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", 0.01, "head sampling ratio (errors, fallbacks and slow requests are always kept)")
 	fs.DurationVar(&c.SlowThreshold, "slow-threshold", 50*time.Millisecond, "keep every trace slower than this")
+	fs.BoolFunc("tail-retention", "keep every trace with an error, a fallback or a slow request (default true; false records only head-sampled traces, to measure what telemetry costs)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		c.DisableTailRetention = !on
+		return err
+	})
 	fs.Float64Var(&c.DecisionLogRatio, "decision-log-ratio", 0.01, "share of normal decisions logged at INFO (fallbacks always)")
 	fs.StringVar(&c.TraceExporter, "trace-exporter", "none", "trace export: none, otlp (OTEL_EXPORTER_OTLP_* variables), stdout")
 	fs.StringVar(&c.PseudonymKey, "pseudonym-key", "", "key for user id pseudonyms in logs and traces (default: random per process)")

@@ -119,3 +119,38 @@ func canceled() context.Context {
 	cancel()
 	return ctx
 }
+
+func TestTelemetryFlags(t *testing.T) {
+	type tel struct {
+		Ratio, DecisionLogs float64
+		NoTail              bool
+	}
+	tests := []struct {
+		args []string
+		want tel
+	}{
+		{nil, tel{Ratio: 0.01, DecisionLogs: 0.01}},
+		{[]string{"--trace-sample-ratio", "0"}, tel{Ratio: -1, DecisionLogs: 0.01}},
+		{[]string{"--tail-retention=false", "--trace-sample-ratio", "0", "--decision-log-ratio", "0"}, tel{Ratio: -1, DecisionLogs: -1, NoTail: true}},
+		{[]string{"--tail-retention"}, tel{Ratio: 0.01, DecisionLogs: 0.01}},
+	}
+	for _, tt := range tests {
+		fs := newFlagSet("serve", "test")
+		cfg, level := nodeFlags(fs)
+		if err := parse(fs, tt.args); err != nil {
+			t.Fatalf("parse(%q) = %v", tt.args, err)
+		}
+		if err := finish(cfg, *level); err != nil {
+			t.Fatalf("finish(%q) = %v", tt.args, err)
+		}
+		if got := (tel{cfg.TraceSampleRatio, cfg.DecisionLogRatio, cfg.DisableTailRetention}); got != tt.want {
+			t.Errorf("parse(%q) telemetry = %+v, want %+v", tt.args, got, tt.want)
+		}
+	}
+	fs := newFlagSet("serve", "test")
+	fs.SetOutput(new(strings.Builder))
+	nodeFlags(fs)
+	if err := parse(fs, []string{"--tail-retention=maybe"}); err == nil {
+		t.Error("parse(--tail-retention=maybe) = nil, want an error")
+	}
+}

@@ -38,6 +38,10 @@ type Config struct {
 	// TraceSampleRatio is the head sampling ratio (default 0.01; negative
 	// keeps only what tail retention keeps).
 	TraceSampleRatio float64
+	// DisableTailRetention records only head-sampled traces (for measuring
+	// what telemetry costs); by default errors, fallbacks and slow requests
+	// are kept whole.
+	DisableTailRetention bool
 	// SlowThreshold keeps traces slower than this (default 50ms).
 	SlowThreshold time.Duration
 	// DecisionLogRatio is the share of normal decisions logged (default 0.01;

@@ -235,23 +235,19 @@ func (n *Node) startEventSpan(ctx context.Context, name string, r *ingest.Record
 		}
 	}
 	if r.Event.RequestID != "" {
-		if d, ok := n.engine.Decision(r.Event.RequestID); ok {
-			tid, terr := trace.TraceIDFromHex(d.TraceID)
-			sid, serr := trace.SpanIDFromHex(d.SpanID)
-			if terr == nil && serr == nil {
-				// A head-sampled recommendation is followed by all its
-				// events; one kept only by tail retention (a fallback) by
-				// its clicks and conversions, so impressions, ten per
-				// request, do not crowd the flight recorder.
-				kept := d.TraceSampled || (d.Fallback != engine.ReasonNone && r.Event.Type != event.Impression)
-				var flags trace.TraceFlags
-				if kept {
-					flags = trace.FlagsSampled
-				}
-				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags})
-				links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{linkRecommendation}})
-				keep = keep || kept
+		if d, ok := n.engine.DecisionTrace(r.Event.RequestID); ok && d.TraceID.IsValid() && d.SpanID.IsValid() {
+			// A head-sampled recommendation is followed by all its
+			// events; one kept only by tail retention (a fallback) by
+			// its clicks and conversions, so impressions, ten per
+			// request, do not crowd the flight recorder.
+			kept := d.Sampled || (d.Fallback != engine.ReasonNone && r.Event.Type != event.Impression)
+			var flags trace.TraceFlags
+			if kept {
+				flags = trace.FlagsSampled
 			}
+			sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: d.TraceID, SpanID: d.SpanID, TraceFlags: flags})
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{linkRecommendation}})
+			keep = keep || kept
 		}
 	}
 	if !keep {

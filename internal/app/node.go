@@ -96,16 +96,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now}), faults: newFaultSet(cfg.OnFault)}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{
-		ServiceVersion: cfg.Version,
-		SampleRatio:    cfg.TraceSampleRatio,
-		SlowThreshold:  cfg.SlowThreshold,
-		Exporter:       cfg.TraceExporter,
-		PseudonymKey:   []byte(cfg.PseudonymKey),
-		LogWriter:      cfg.LogWriter,
-		LogLevel:       cfg.LogLevel,
-		Registerer:     n.reg,
-		Gatherer:       n.reg,
-		ExportFault:    func() bool { return n.faults.active(FaultTelemetryOutage) },
+		ServiceVersion:       cfg.Version,
+		SampleRatio:          cfg.TraceSampleRatio,
+		DisableTailRetention: cfg.DisableTailRetention,
+		SlowThreshold:        cfg.SlowThreshold,
+		Exporter:             cfg.TraceExporter,
+		PseudonymKey:         []byte(cfg.PseudonymKey),
+		LogWriter:            cfg.LogWriter,
+		LogLevel:             cfg.LogLevel,
+		Registerer:           n.reg,
+		Gatherer:             n.reg,
+		ExportFault:          func() bool { return n.faults.active(FaultTelemetryOutage) },
 		ContextAttrs: func(ctx context.Context) []slog.Attr {
 			if id := api.RequestIDFromContext(ctx); id != "" {
 				return []slog.Attr{slog.String("request_id", id)}

@@ -12,10 +12,14 @@ import (
 )
 
 // newSampler returns the head sampler: ParentBased(TraceIDRatioBased(ratio))
-// whose drop decisions are turned into RecordOnly, so the tail processor
-// sees every span.
-func newSampler(ratio float64) sdktrace.Sampler {
-	return sdktrace.AlwaysRecord(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)))
+// whose drop decisions are turned into RecordOnly when tail retention is on,
+// so the tail processor sees every span.
+func newSampler(ratio float64, tail bool) sdktrace.Sampler {
+	head := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
+	if !tail {
+		return head
+	}
+	return sdktrace.AlwaysRecord(head)
 }
 
 // keptSink receives the spans of kept traces, already redacted. It must not

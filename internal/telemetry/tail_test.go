@@ -54,6 +54,7 @@ func TestTailRetention(t *testing.T) {
 		stage   string
 		mutate  func(trace.Span)
 		reason  string // "" means dropped
+		noTail  bool   // Config.DisableTailRetention
 	}{
 		{name: "plain fast trace is dropped", ratio: -1, rootDur: time.Millisecond},
 		{name: "error keeps", ratio: -1, rootDur: time.Millisecond, stage: "ModelInference", reason: ReasonError,
@@ -65,10 +66,14 @@ func TestTailRetention(t *testing.T) {
 		{name: "slow root keeps", ratio: -1, rootDur: 50 * time.Millisecond, reason: ReasonSlow},
 		{name: "just under slow is dropped", ratio: -1, rootDur: 49 * time.Millisecond},
 		{name: "ratio 1 keeps everything", ratio: 1, rootDur: time.Millisecond, reason: ReasonSampled},
+		{name: "tail retention off: an error is not recorded", ratio: -1, rootDur: time.Millisecond, stage: "ModelInference", noTail: true,
+			mutate: func(s trace.Span) { s.RecordError(errors.New("boom")); s.SetStatus(codes.Error, "boom") }},
+		{name: "tail retention off: slow is not recorded", ratio: -1, rootDur: time.Second, noTail: true},
+		{name: "tail retention off: sampled is kept", ratio: 1, rootDur: time.Millisecond, noTail: true, reason: ReasonSampled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tel := newTest(t, Config{SampleRatio: tt.ratio})
+			tel := newTest(t, Config{SampleRatio: tt.ratio, DisableTailRetention: tt.noTail})
 			id := request(tel, tt.rootDur, tt.stage, tt.mutate)
 			tv, ok := tel.Flight().Trace(id)
 			if kept := tt.reason != ""; ok != kept {
@@ -84,7 +89,7 @@ func TestTailRetention(t *testing.T) {
 				}
 			}
 			wantDropped := 1.0
-			if tt.reason != "" {
+			if tt.reason != "" || tt.noTail { // without tail retention nothing unsampled is recorded
 				wantDropped = 0
 			}
 			if got := counter(tel.m.dropped); got != wantDropped {

@@ -66,6 +66,11 @@ type Config struct {
 	// SampleRatio is the head sampling ratio in [0, 1]; 0 means the default
 	// 0.01 and a negative value means 0 (tail retention only).
 	SampleRatio float64
+	// DisableTailRetention turns tail retention off: only head-sampled
+	// traces are recorded, and traces with errors, fallbacks or slow
+	// requests are not kept unless sampled. For measuring what telemetry
+	// costs; the zero value keeps tail retention on.
+	DisableTailRetention bool
 	// SlowThreshold keeps every trace whose local root lasts at least this
 	// long; 0 means 50ms and a negative value disables the rule.
 	SlowThreshold time.Duration
@@ -273,7 +278,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		maxDecided:  4 * cfg.MaxInflightTraces,
 	}, t.redactor, t, t.m)
 	t.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithSampler(newSampler(cfg.SampleRatio)),
+		sdktrace.WithSampler(newSampler(cfg.SampleRatio, !cfg.DisableTailRetention)),
 		sdktrace.WithResource(res),
 		sdktrace.WithSpanProcessor(t.tail),
 	)
