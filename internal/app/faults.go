@@ -136,24 +136,57 @@ type faultyStore struct {
 }
 
 func (s faultyStore) User(ctx context.Context, id string) (event.User, bool, error) {
+	if err := s.slow(ctx); err != nil {
+		return event.User{}, false, err
+	}
+	u, ok, err := s.store.User(ctx, id)
+	return s.etlNull(u, ok), ok, err
+}
+
+// slow applies the slow-feature-store fault: a third of the calls wait just
+// past the feature budget.
+func (s faultyStore) slow(ctx context.Context) error {
 	if s.faults.active(FaultSlowFeatureStore) && s.faults.share(3) {
 		t := time.NewTimer(s.budget + s.budget/4) // just past the deadline
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return event.User{}, false, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
-	u, ok, err := s.store.User(ctx, id)
-	if ok && s.faults.active(FaultETLNullAge) && u.Segment == "new" {
+	return nil
+}
+
+// etlNull applies the etl-null-age fault to a profile.
+func (s faultyStore) etlNull(u event.User, known bool) event.User {
+	if known && s.faults.active(FaultETLNullAge) && u.Segment == "new" {
 		u.AgeBucket = "" // what the broken ETL wrote for new users
 	}
-	return u, ok, err
+	return u
 }
 
 func (s faultyStore) Activity(ctx context.Context, id string) (features.Activity, error) {
 	return s.store.Activity(ctx, id)
+}
+
+// Features is User and Activity in one call, one round trip when the store
+// can ([engine.CombinedSource], as Redis does).
+func (s faultyStore) Features(ctx context.Context, id string) (event.User, bool, features.Activity, error) {
+	c, ok := s.store.(engine.CombinedSource)
+	if !ok {
+		u, known, err := s.User(ctx, id)
+		if err != nil {
+			return u, known, features.Activity{}, err
+		}
+		act, err := s.store.Activity(ctx, id)
+		return u, known, act, err
+	}
+	if err := s.slow(ctx); err != nil {
+		return event.User{}, false, features.Activity{}, err
+	}
+	u, known, act, err := c.Features(ctx, id)
+	return s.etlNull(u, known), known, act, err
 }
 
 // faultyScorer is the FTRL scorer with the model fault applied.

@@ -32,6 +32,13 @@ type FeatureSource interface {
 	Activity(ctx context.Context, userID string) (features.Activity, error)
 }
 
+// CombinedSource is implemented by feature sources that return the profile
+// and the recent activity in one call, as Redis does in one round trip; the
+// engine then makes that one call on the request path instead of two.
+type CombinedSource interface {
+	Features(ctx context.Context, id string) (event.User, bool, features.Activity, error)
+}
+
 // Scorer scores candidate items for one request, writing P(click) (or a
 // ranking score in 0..1) for items[i] into out[i]. It is called on the
 // request path with the inference deadline in ctx and must be safe for

@@ -279,3 +279,55 @@ func TestJoinedAndPopularity(t *testing.T) {
 		t.Errorf("UserHash = %q, want a pseudonym", d.UserHash)
 	}
 }
+
+// combinedStore answers profile and activity in one call, and fails the
+// test if the engine makes the two separate calls instead.
+type combinedStore struct {
+	fakeStore
+	t     *testing.T
+	calls int
+}
+
+func (c *combinedStore) Features(ctx context.Context, id string) (event.User, bool, features.Activity, error) {
+	c.calls++
+	u, ok, err := c.fakeStore.User(ctx, id)
+	return u, ok, c.act[id], err
+}
+
+func (c *combinedStore) User(context.Context, string) (event.User, bool, error) {
+	c.t.Error("User called on a CombinedSource")
+	return event.User{}, false, nil
+}
+
+func (c *combinedStore) Activity(context.Context, string) (features.Activity, error) {
+	c.t.Error("Activity called on a CombinedSource")
+	return features.Activity{}, nil
+}
+
+func TestCombinedSource(t *testing.T) {
+	cs := &combinedStore{fakeStore: fakeStore{users: knownUsers(), act: map[string]features.Activity{"alice": {Clicked: []string{"i00-000"}}}}, t: t}
+	sc := fakeScorer{score: func(event.Item) float64 { return 0.1 }}
+	e, err := New(cs, Config{Split: model.Split{{Name: "ftrl", Weight: 1}}, Scorers: map[string]Scorer{"ftrl": &sc}, Explore: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range catalog(8, 20) {
+		e.Index().PutItem(it)
+	}
+	e.Index().Refresh()
+	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
+	if err != nil {
+		t.Fatalf("Recommend: %v", err)
+	}
+	if cs.calls != 1 {
+		t.Errorf("Features called %d times, want 1", cs.calls)
+	}
+	if d.Fallback != ReasonNone || !d.KnownUser || d.Segment != "regular" {
+		t.Errorf("decision fallback %q known %v segment %q, want a model decision for the known user", d.Fallback, d.KnownUser, d.Segment)
+	}
+	for _, it := range d.Items {
+		if it.ItemID == "i00-000" {
+			t.Error("the clicked item from the combined activity was recommended again")
+		}
+	}
+}

@@ -224,9 +224,15 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
 	defer cancel()
-	user, known, err := e.fs.User(ctx, userID)
-	var act features.Activity
-	if err == nil {
+	var (
+		user  event.User
+		known bool
+		act   features.Activity
+		err   error
+	)
+	if c, ok := e.fs.(CombinedSource); ok {
+		user, known, act, err = c.Features(ctx, userID)
+	} else if user, known, err = e.fs.User(ctx, userID); err == nil {
 		act, err = e.fs.Activity(ctx, userID)
 	}
 	if err == nil && ctx.Err() != nil {
