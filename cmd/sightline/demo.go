@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sightline/sightline/client"
@@ -65,6 +66,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	otel.SetErrorHandler(node.Telemetry().ErrorHandler())
 	ln, err := node.Listen()
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/sightline/sightline/internal/app"
 )
 
@@ -21,5 +23,6 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	otel.SetErrorHandler(n.Telemetry().ErrorHandler())
 	return n.Run(ctx)
 }

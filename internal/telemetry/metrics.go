@@ -42,6 +42,7 @@ type metrics struct {
 	kept      *prometheus.CounterVec
 	dropped   prometheus.Counter
 	telemetry *prometheus.CounterVec
+	sdkErrors prometheus.Counter
 
 	keptByReason   map[string]prometheus.Counter
 	droppedSpans   prometheus.Counter
@@ -59,12 +60,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sightline_traces_dropped_total",
-			Help: "Traces recorded in process and discarded by tail retention.",
+			Help: "Traces tail retention discarded (including unsampled hot-route requests it never had to record).",
 		}),
 		telemetry: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sightline_telemetry_dropped_total",
 			Help: "Telemetry items dropped because a bounded buffer was full or an export failed, by signal.",
 		}, []string{"signal"}),
+		sdkErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sightline_telemetry_errors_total",
+			Help: "Errors the OpenTelemetry SDK reported (failed exports, dropped data); logged at most once per 10s.",
+		}),
 	}
 	m.keptByReason = map[string]prometheus.Counter{}
 	for _, r := range []string{ReasonSampled, ReasonError, ReasonFallback, ReasonSlow, ReasonLinked} {
@@ -77,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	for _, c := range []prometheus.Collector{m.kept, m.dropped, m.telemetry} {
+	for _, c := range []prometheus.Collector{m.kept, m.dropped, m.telemetry, m.sdkErrors} {
 		err = errors.Join(err, reg.Register(c))
 	}
 	if err != nil {
