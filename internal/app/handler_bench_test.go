@@ -1,6 +1,7 @@
 package app
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -33,35 +34,53 @@ func BenchmarkHandler(b *testing.B) {
 	}{
 		{"telemetry=default", Config{}},
 		{"telemetry=minimal", Config{TraceSampleRatio: -1, DecisionLogRatio: -1}},
+		{"telemetry=off", Config{TraceSampleRatio: -1, DisableTailRetention: true, DecisionLogRatio: -1, LogLevel: slog.LevelError}},
 		{"telemetry=full", Config{TraceSampleRatio: 1}},
 	} {
-		b.Run(tc.name, func(b *testing.B) {
-			cfg := tc.cfg
-			cfg.Fsync, cfg.Split = "never", "ftrl=100"
-			n := startNode(b, cfg)
-			w := sim.NewWorld(sim.WorldConfig{Seed: 7, Users: 20000, Items: 2000})
-			if err := w.Load(b.Context(), n.c); err != nil {
-				b.Fatal(err)
+		for _, parallel := range []bool{false, true} {
+			name := tc.name
+			if parallel {
+				name += "/parallel"
 			}
-			n.Engine().Index().Refresh()
-			bodies := make([]string, 1024)
-			for i := range bodies {
-				bodies[i] = `{"user_id":"` + w.User(i*7%len(w.Users())).ID + `","count":10,"context":{"channel":"web"}}`
-			}
-			h := n.Handler()
-			b.ReportAllocs()
-			b.ResetTimer()
-			i := 0
-			for b.Loop() {
-				req, _ := http.NewRequest(http.MethodPost, "/v1/recommendations", strings.NewReader(bodies[i%len(bodies)]))
-				req.Header.Set("Content-Type", "application/json")
-				rw := &discardWriter{h: http.Header{}}
-				h.ServeHTTP(rw, req)
-				if rw.status != 0 && rw.status != http.StatusOK {
-					b.Fatalf("status %d", rw.status)
+			b.Run(name, func(b *testing.B) {
+				cfg := tc.cfg
+				cfg.Fsync, cfg.Split = "never", "ftrl=100"
+				n := startNode(b, cfg)
+				w := sim.NewWorld(sim.WorldConfig{Seed: 7, Users: 20000, Items: 2000})
+				if err := w.Load(b.Context(), n.c); err != nil {
+					b.Fatal(err)
 				}
-				i++
-			}
-		})
+				n.Engine().Index().Refresh()
+				bodies := make([]string, 1024)
+				for i := range bodies {
+					bodies[i] = `{"user_id":"` + w.User(i*7%len(w.Users())).ID + `","count":10,"context":{"channel":"web"}}`
+				}
+				h := n.Handler()
+				serve := func(i int) {
+					req, _ := http.NewRequest(http.MethodPost, "/v1/recommendations", strings.NewReader(bodies[i%len(bodies)]))
+					req.Header.Set("Content-Type", "application/json")
+					rw := &discardWriter{h: http.Header{}}
+					h.ServeHTTP(rw, req)
+					if rw.status != 0 && rw.status != http.StatusOK {
+						b.Errorf("status %d", rw.status)
+					}
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				if parallel {
+					// Concurrent requests, as a server on GOMAXPROCS cores
+					// sees them: contention shows here.
+					b.RunParallel(func(pb *testing.PB) {
+						for i := 0; pb.Next(); i++ {
+							serve(i)
+						}
+					})
+					return
+				}
+				for i := 0; b.Loop(); i++ {
+					serve(i)
+				}
+			})
+		}
 	}
 }

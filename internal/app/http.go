@@ -62,12 +62,33 @@ func (n *Node) buildHTTP() error {
 // traceRoute wraps each API route in an OpenTelemetry server span named
 // "{METHOD} {route}", extracting W3C trace context and baggage, and counts
 // responses by route and status class.
+//
+// The hot route, POST /v1/recommendations, gets a deferred server span
+// (telemetry.DeferredServer): recorded only when tail retention keeps the
+// trace or the request is head-sampled, so an ordinary request records no
+// span. Every other route keeps the standard otelhttp span.
 func (n *Node) traceRoute(h http.Handler) http.Handler {
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(sw, r)
 		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.status)).Inc()
 	})
+	hot := n.tel.DeferredServer(counted)
+	other := n.otelRoute(counted)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Pattern == hotRoute {
+			hot.ServeHTTP(w, r)
+			return
+		}
+		other.ServeHTTP(w, r)
+	})
+}
+
+// hotRoute is the route whose server span is deferred.
+const hotRoute = "POST /v1/recommendations"
+
+// otelRoute wraps h in the standard otelhttp server span.
+func (n *Node) otelRoute(counted http.Handler) http.Handler {
 	return otelhttp.NewHandler(counted, "",
 		otelhttp.WithTracerProvider(n.tel.TracerProvider()),
 		otelhttp.WithPropagators(n.prop),

@@ -48,16 +48,25 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	if req.RequestID == "" {
 		req.RequestID = e.newRequestID()
 	}
-	ctx, span := e.startSpan(ctx, "GenerateRecommendations", e.rootOpt)
+	blk := &decisionBlock{}
+	// An unsampled trace gets its engine spans after the fact, and only
+	// when tail retention will keep it (a fallback or a slow decision):
+	// most requests then record no span at all (the server span is
+	// deferred too, see telemetry.DeferredServer), not six. Under an
+	// unsampled parent the whole engine part is deferred; without a
+	// parent, the stages are.
+	span := noopSpan
+	blk.begin = time.Now()
+	if parent := trace.SpanContextFromContext(ctx); e.tracing && parent.IsValid() && !parent.IsSampled() {
+		blk.deferred, blk.deferredRoot = true, true
+	} else {
+		ctx, span = e.startSpan(ctx, "GenerateRecommendations", e.rootOpt)
+		blk.deferred = span.IsRecording() && !span.SpanContext().IsSampled()
+	}
 	defer span.End()
 
 	variant := e.cfg.Split.Assign(req.UserID)
 	scorer := e.scorers[variant]
-	blk := &decisionBlock{}
-	// A trace that is recorded only for tail retention gets its stage spans
-	// after the fact, and only when it will be kept (a fallback or a slow
-	// decision): most requests then record two spans, not six.
-	blk.deferred = span.IsRecording() && !span.SpanContext().IsSampled()
 	d := &blk.d
 	*d = Decision{
 		RequestID:    req.RequestID,
@@ -69,8 +78,8 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 		Stages:       blk.stages[:0],
 	}
 	sc := span.SpanContext()
-	if !e.tracing {
-		sc = trace.SpanContextFromContext(ctx) // what a no-op span reports
+	if !e.tracing || blk.deferredRoot {
+		sc = trace.SpanContextFromContext(ctx) // the parent's
 	}
 	if sc.IsValid() {
 		d.TraceID = sc.TraceID().String()
@@ -100,27 +109,49 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	}
 	d.Duration = e.cfg.Now().Sub(start)
 	if blk.deferred && (d.Fallback != ReasonNone || d.Duration >= e.cfg.SlowThreshold) {
-		e.stageSpans(ctx, blk)
-	}
-
-	if span.IsRecording() {
-		span.SetAttributes(
-			attrRequestID.String(d.RequestID),
-			attrUserHash.String(d.UserHash),
-			attrVariant.String(d.Variant),
-			attrModel.String(d.ModelVersion),
-			attrConfidence.Float64(d.Confidence),
-			attrCandidates.Int(d.Candidates),
-			attrChannel.String(e.Channel(d.Channel)),
-		)
-		if d.Fallback != ReasonNone {
-			span.SetAttributes(attrFallback.String(string(d.Fallback)))
-			span.AddEvent("fallback", trace.WithAttributes(attrFallback.String(string(d.Fallback)), attribute.String("detail", d.FallbackDetail)))
+		if blk.deferredRoot {
+			end := time.Now()
+			gctx, gspan := e.tracer.Start(ctx, "GenerateRecommendations", e.rootOpt, trace.WithTimestamp(blk.begin))
+			e.annotate(gspan, d, end)
+			e.stageSpans(gctx, blk)
+			gspan.End(trace.WithTimestamp(end))
+		} else {
+			e.stageSpans(ctx, blk)
 		}
+	}
+	if span.IsRecording() {
+		e.annotate(span, d, time.Now())
 	}
 	e.ring.put(d, x)
 	e.record(ctx, d)
 	return d, nil
+}
+
+// now is the wall clock when the block's spans are deferred, and the zero
+// time otherwise (live spans take their own times).
+func (blk *decisionBlock) now() time.Time {
+	if blk.deferred {
+		return time.Now()
+	}
+	return time.Time{}
+}
+
+// annotate sets the decision's attributes on its GenerateRecommendations span.
+func (e *Engine) annotate(span trace.Span, d *Decision, now time.Time) {
+	span.SetAttributes(
+		attrRequestID.String(d.RequestID),
+		attrUserHash.String(d.UserHash),
+		attrVariant.String(d.Variant),
+		attrModel.String(d.ModelVersion),
+		attrConfidence.Float64(d.Confidence),
+		attrCandidates.Int(d.Candidates),
+		attrChannel.String(e.Channel(d.Channel)),
+	)
+	if d.Fallback != ReasonNone {
+		span.SetAttributes(attrFallback.String(string(d.Fallback)))
+		span.AddEvent("fallback", trace.WithAttributes(attrFallback.String(string(d.Fallback)), attribute.String("detail", d.FallbackDetail)),
+			trace.WithTimestamp(now))
+	}
 }
 
 // decisionBlock holds a decision and what it points to in one allocation:
@@ -132,10 +163,14 @@ type decisionBlock struct {
 	stages [4]StageTiming
 	items  [10]Item
 	feats  [8]string
-	// starts are the stages' start times, for spans made after the fact.
-	starts [4]time.Time
-	// deferred: stage spans are made by stageSpans at the end, if at all.
-	deferred bool
+	// spans are the stages' start and end times on the wall clock (which
+	// spans use; Config.Now may be a simulated clock), kept for spans made
+	// after the fact; begin is the decision's.
+	spans [4][2]time.Time
+	begin time.Time
+	// deferred: stage spans are made by stageSpans at the end, if at all;
+	// deferredRoot: so is the GenerateRecommendations span.
+	deferred, deferredRoot bool
 }
 
 // noopSpan is what stages get when tracing is off.
@@ -159,15 +194,15 @@ func (e *Engine) stageSpan(ctx context.Context, blk *decisionBlock, name string)
 }
 
 // stage times one stage and records it on the decision and in metrics.
-func (e *Engine) stage(blk *decisionBlock, name string, start time.Time, err error) {
+func (e *Engine) stage(blk *decisionBlock, name string, start, real time.Time, err error) {
 	d := &blk.d
 	dur := e.cfg.Now().Sub(start)
 	st := StageTiming{Stage: name, Duration: dur}
 	if err != nil {
 		st.Error = err.Error()
 	}
-	if i := len(d.Stages); i < len(blk.starts) {
-		blk.starts[i] = start
+	if i := len(d.Stages); i < len(blk.spans) {
+		blk.spans[i] = [2]time.Time{real, blk.now()}
 	}
 	d.Stages = append(d.Stages, st)
 	e.met.stage(name, dur)
@@ -187,10 +222,10 @@ var stageSpanNames = map[string]string{
 func (e *Engine) stageSpans(ctx context.Context, blk *decisionBlock) {
 	d := &blk.d
 	for i, st := range d.Stages {
-		if i >= len(blk.starts) {
+		if i >= len(blk.spans) {
 			break
 		}
-		start := blk.starts[i]
+		start, end := blk.spans[i][0], blk.spans[i][1]
 		_, span := e.tracer.Start(ctx, stageSpanNames[st.Stage], trace.WithTimestamp(start))
 		switch {
 		case st.Stage == StageCandidates:
@@ -201,10 +236,10 @@ func (e *Engine) stageSpans(ctx context.Context, blk *decisionBlock) {
 			span.SetAttributes(attrFallback.String(string(d.Fallback)))
 		}
 		if st.Error != "" {
-			span.RecordError(errors.New(st.Error), trace.WithTimestamp(start.Add(st.Duration)))
+			span.RecordError(errors.New(st.Error), trace.WithTimestamp(end))
 			span.SetStatus(codes.Error, st.Error)
 		}
-		span.End(trace.WithTimestamp(start.Add(st.Duration)))
+		span.End(trace.WithTimestamp(end))
 	}
 }
 
@@ -220,7 +255,7 @@ func endSpan(span trace.Span, err error) {
 // the feature budget.
 func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decisionBlock) (event.User, features.Activity, *fallbackError) {
 	d := &blk.d
-	start := e.cfg.Now()
+	start, real := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
 	defer cancel()
@@ -238,7 +273,7 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // a store that ignored the deadline still missed it
 	}
-	e.stage(blk, StageFeatures, start, err)
+	e.stage(blk, StageFeatures, start, real, err)
 	endSpan(span, err)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -285,14 +320,14 @@ func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
 // generateCandidates is the CandidateGeneration stage.
 func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start := e.cfg.Now()
+	start, real := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "CandidateGeneration")
 	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
 	d.Candidates = len(sp.cs.items)
 	if span.IsRecording() {
 		span.SetAttributes(attrCandidates.Int(d.Candidates))
 	}
-	e.stage(blk, StageCandidates, start, nil)
+	e.stage(blk, StageCandidates, start, real, nil)
 	span.End()
 }
 
@@ -300,7 +335,7 @@ func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act featur
 // budget; a panic, error, timeout or low confidence becomes a fallback.
 func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, blk *decisionBlock) (fb *fallbackError) {
 	d := &blk.d
-	start := e.cfg.Now()
+	start, real := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
 	defer cancel()
@@ -310,7 +345,7 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	e.stage(blk, StageInference, start, err)
+	e.stage(blk, StageInference, start, real, err)
 	if err == nil && n > 0 {
 		d.Confidence = slices.Max(sp.scores)
 		span.SetAttributes(attrConfidence.Float64(d.Confidence))
@@ -377,7 +412,7 @@ const reasonRecent = "recent_category"
 // user's most recent categories get their slots (Config.RecentSlots).
 func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start := e.cfg.Now()
+	start, real := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
@@ -474,7 +509,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	if greedy == "model" { // the popularity control stays unpersonalised
 		e.recentSlots(sp, req.Count, act.RecentCategories, d)
 	}
-	e.stage(blk, StageRules, start, nil)
+	e.stage(blk, StageRules, start, real, nil)
 	span.End()
 }
 
@@ -543,7 +578,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 // exclusion and diversity rules. It is deterministic: propensity 1.
 func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start := e.cfg.Now()
+	start, real := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	if span.IsRecording() {
 		span.SetAttributes(attrFallback.String(string(d.Fallback)))
@@ -571,7 +606,7 @@ func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act fea
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: score, Reason: "popular", Propensity: 1})
 		return len(d.Items) < req.Count
 	})
-	e.stage(blk, StageRules, start, nil)
+	e.stage(blk, StageRules, start, real, nil)
 	span.End()
 }
 

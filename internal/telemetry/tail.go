@@ -13,13 +13,14 @@ import (
 
 // newSampler returns the head sampler: ParentBased(TraceIDRatioBased(ratio))
 // whose drop decisions are turned into RecordOnly when tail retention is on,
-// so the tail processor sees every span.
+// so the tail processor sees every span (but the deferred ones, see
+// tailSampler).
 func newSampler(ratio float64, tail bool) sdktrace.Sampler {
 	head := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
 	if !tail {
 		return head
 	}
-	return sdktrace.AlwaysRecord(head)
+	return tailSampler{head: head}
 }
 
 // keptSink receives the spans of kept traces, already redacted. It must not

@@ -279,6 +279,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}, t.redactor, t, t.m)
 	t.tp = sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(newSampler(cfg.SampleRatio, !cfg.DisableTailRetention)),
+		sdktrace.WithIDGenerator(idGenerator{}),
 		sdktrace.WithResource(res),
 		sdktrace.WithSpanProcessor(t.tail),
 	)

@@ -1,0 +1,218 @@
+package telemetry
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Deferred recording. With tail retention on, every span of an unsampled
+// trace used to be recorded so the tail processor could decide at the root
+// whether to keep it; almost all such traces were then dropped, and
+// recording them was most of what telemetry cost per request. On a hot
+// route, [Telemetry.DeferredServer] starts the server span without recording
+// it (it still has its ids, so logs and the response carry them) and makes it
+// after the fact, with the request's own ids and times, only when tail
+// retention will keep the trace. Code under it does the same with its own
+// spans (the engine: only on a fallback or a slow decision), so a kept trace
+// is still whole.
+
+type ctxKey int
+
+const (
+	// deferKey marks the start of a deferred server span: the sampler does
+	// not turn its drop decision into RecordOnly.
+	deferKey ctxKey = iota
+	// forcedKey carries the ids a span made after the fact must have.
+	forcedKey
+)
+
+type forcedIDs struct {
+	trace trace.TraceID
+	span  trace.SpanID
+}
+
+// tailSampler is the head sampler with tail retention: the drop decisions of
+// head (ParentBased(TraceIDRatioBased)) become RecordOnly, so the tail
+// processor sees the spans, except for the start of a deferred server span.
+type tailSampler struct{ head sdktrace.Sampler }
+
+var _ sdktrace.Sampler = tailSampler{}
+
+func (s tailSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	r := s.head.ShouldSample(p)
+	if r.Decision == sdktrace.Drop && p.ParentContext.Value(deferKey) == nil {
+		r.Decision = sdktrace.RecordOnly
+	}
+	return r
+}
+
+func (s tailSampler) Description() string { return "TailRetention{" + s.head.Description() + "}" }
+
+// idGenerator makes random ids, except for a span made after the fact,
+// which gets the ids carried in its context. Safe for concurrent use.
+type idGenerator struct{}
+
+var _ sdktrace.IDGenerator = idGenerator{}
+
+func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if f, ok := ctx.Value(forcedKey).(forcedIDs); ok {
+		return f.trace, f.span
+	}
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		putUint64(tid[:8], rand.Uint64())
+		putUint64(tid[8:], rand.Uint64())
+	}
+	return tid, newSpanID()
+}
+
+func (idGenerator) NewSpanID(ctx context.Context, tid trace.TraceID) trace.SpanID {
+	if f, ok := ctx.Value(forcedKey).(forcedIDs); ok && f.trace == tid {
+		return f.span
+	}
+	return newSpanID()
+}
+
+func newSpanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		putUint64(sid[:], rand.Uint64())
+	}
+	return sid
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+}
+
+// DeferredServer wraps h, the handler of a hot route, in a server span named
+// "{METHOD} {route}" (r.Pattern), with W3C trace context extracted from the
+// request. A head-sampled request gets a live span. Otherwise, with tail
+// retention on, the span is made after the fact, with the ids its logs and
+// children already carry, when tail retention will keep the trace: a 5xx, a
+// request slower than the slow threshold, or spans recorded under it (the
+// engine records its spans only for a fallback or a slow decision). With tail
+// retention off it is never recorded. It records less than the standard
+// otelhttp handler (the attributes below, no request or response sizes).
+func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
+	tracer := t.tp.Tracer("github.com/sightline/sightline/internal/telemetry")
+	tail := !t.cfg.DisableTailRetention
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		parent := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		name := r.Pattern
+		if name == "" {
+			name = r.Method
+		}
+		_, span := tracer.Start(context.WithValue(parent, deferKey, true), name,
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+		sw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r.WithContext(trace.ContextWithSpan(parent, span)))
+		end := time.Now()
+		if span.IsRecording() {
+			span.SetAttributes(serverAttrs(r, sw.status)...)
+			setServerStatus(span, sw.status)
+			span.End(trace.WithTimestamp(end))
+			return
+		}
+		sc := span.SpanContext()
+		if !tail || !sc.IsValid() {
+			return
+		}
+		if sw.status < http.StatusInternalServerError && (t.cfg.SlowThreshold <= 0 || end.Sub(start) < t.cfg.SlowThreshold) && !t.tail.pending(sc.TraceID()) {
+			t.m.dropped.Inc() // what the tail processor would have done
+			return
+		}
+		ctx := context.WithValue(parent, forcedKey, forcedIDs{trace: sc.TraceID(), span: sc.SpanID()})
+		_, made := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+			trace.WithAttributes(serverAttrs(r, sw.status)...))
+		setServerStatus(made, sw.status)
+		made.End(trace.WithTimestamp(end))
+	})
+}
+
+// serverAttrs are the HTTP semantic-convention attributes of a server span.
+func serverAttrs(r *http.Request, status int) []attribute.KeyValue {
+	route := r.Pattern
+	if i := strings.IndexByte(route, ' '); i >= 0 {
+		route = route[i+1:]
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", r.Method),
+		attribute.String("http.route", route),
+		attribute.String("url.path", r.URL.Path),
+		attribute.String("url.scheme", scheme),
+		attribute.String("network.protocol.version", strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)),
+		attribute.Int("http.response.status_code", status),
+	}
+	if host, port, err := net.SplitHostPort(r.Host); err == nil {
+		attrs = append(attrs, attribute.String("server.address", host))
+		if p, err := strconv.Atoi(port); err == nil {
+			attrs = append(attrs, attribute.Int("server.port", p))
+		}
+	} else if r.Host != "" {
+		attrs = append(attrs, attribute.String("server.address", r.Host))
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, attribute.String("user_agent.original", ua))
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		attrs = append(attrs, attribute.String("client.address", host))
+	}
+	return attrs
+}
+
+// setServerStatus marks a 5xx as an error, as the HTTP conventions say for
+// server spans (a 4xx is the client's error).
+func setServerStatus(span trace.Span, status int) {
+	if status >= http.StatusInternalServerError {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+}
+
+// statusRecorder records the status code a handler writes.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// pending reports whether spans of trace id are buffered, waiting for their
+// local root.
+func (p *tailProcessor) pending(id trace.TraceID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight[id] != nil
+}
