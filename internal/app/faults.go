@@ -203,3 +203,11 @@ func (s faultyScorer) Score(ctx context.Context, x *model.Context, items []event
 	}
 	return s.ModelScorer.Score(ctx, x, items, out)
 }
+
+// ScoreLogits is Score for logits (engine.LogitScorer), with the same fault.
+func (s faultyScorer) ScoreLogits(ctx context.Context, x *model.Context, items []event.Item, out []float64) error {
+	if s.faults.active(FaultModelErrors) && s.faults.share(3) {
+		return errInjected
+	}
+	return s.ModelScorer.ScoreLogits(ctx, x, items, out)
+}

@@ -49,6 +49,17 @@ type Scorer interface {
 	Version() string
 }
 
+// LogitScorer is implemented by scorers that can write scores on a monotone
+// scale (logits) instead of probabilities: the engine ranks the candidates by
+// them and converts with Probability only what it records (the confidence,
+// the items shown), saving a transcendental function per candidate. Same
+// contract as Score; a wrapper that changes Score must change ScoreLogits
+// alike.
+type LogitScorer interface {
+	ScoreLogits(ctx context.Context, x *model.Context, items []event.Item, out []float64) error
+	Probability(logit float64) float64
+}
+
 // Calibrated is implemented by scorers whose scores are probabilities; only
 // their decisions are checked against Config.MinConfidence.
 type Calibrated interface {
@@ -205,8 +216,11 @@ type Engine struct {
 // scratch is per-request working memory, pooled. Nothing in it outlives the
 // request: the decision copies what it keeps.
 type scratch struct {
-	cs      candidateSet
-	scores  []float64
+	cs     candidateSet
+	scores []float64
+	// prob converts scores to probabilities when the scorer wrote logits
+	// (nil: scores are what is recorded).
+	prob    func(float64) float64
 	ranked  []ranked // eligible candidates, ranked by rank
 	rank    ranking
 	cat     []int32 // per candidate: its entry in cats, -1 if not eligible

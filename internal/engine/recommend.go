@@ -341,13 +341,18 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	defer cancel()
 	n := len(sp.cs.items)
 	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
-	err := safeScore(ctx, s, x, sp.cs.items, sp.scores)
+	ls, logits := s.(LogitScorer)
+	sp.prob = nil
+	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.scores)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
+	if logits {
+		sp.prob = ls.Probability
+	}
 	e.stage(blk, StageInference, start, real, err)
 	if err == nil && n > 0 {
-		d.Confidence = slices.Max(sp.scores)
+		d.Confidence = sp.probability(slices.Max(sp.scores))
 		span.SetAttributes(attrConfidence.Float64(d.Confidence))
 		if c, ok := s.(Calibrated); ok && c.Calibrated() && e.cfg.MinConfidence > 0 && d.Confidence < e.cfg.MinConfidence {
 			fb = &fallbackError{ReasonLowConfidence, fmt.Sprintf("top score %.4f below the %.4f minimum", d.Confidence, e.cfg.MinConfidence)}
@@ -363,14 +368,27 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	return fb
 }
 
-// safeScore calls the scorer, turning a panic into an error.
-func safeScore(ctx context.Context, s Scorer, x *model.Context, items []event.Item, out []float64) (err error) {
+// safeScore calls the scorer (for logits when ls is not nil), turning a
+// panic into an error.
+func safeScore(ctx context.Context, s Scorer, ls LogitScorer, x *model.Context, items []event.Item, out []float64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("scorer panicked: %v", r)
 		}
 	}()
+	if ls != nil {
+		return ls.ScoreLogits(ctx, x, items, out)
+	}
 	return s.Score(ctx, x, items, out)
+}
+
+// probability turns a score of sp.scores into what the decision records:
+// the scorer's probability when it scored logits.
+func (sp *scratch) probability(v float64) float64 {
+	if sp.prob == nil {
+		return v
+	}
+	return sp.prob(v)
 }
 
 // rulesFilter reports whether a candidate may be shown at all.
@@ -504,7 +522,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		if c.shown == e.cfg.MaxPerCategory {
 			eligible -= c.left
 		}
-		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reason, Propensity: prop})
+		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: sp.probability(scores[pick]), Reason: reason, Propensity: prop})
 	}
 	if greedy == "model" { // the popularity control stays unpersonalised
 		e.recentSlots(sp, req.Count, act.RecentCategories, d)
@@ -570,7 +588,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 		}
 		sp.cats[k].shown++
 		it := &items[pick]
-		d.Items[slot] = Item{ItemID: it.ID, Category: it.Category, Score: scores[pick], Reason: reasonRecent, Propensity: 1}
+		d.Items[slot] = Item{ItemID: it.ID, Category: it.Category, Score: sp.probability(scores[pick]), Reason: reasonRecent, Propensity: 1}
 	}
 }
 

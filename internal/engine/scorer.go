@@ -31,6 +31,18 @@ func (s *ModelScorer) Score(_ context.Context, x *model.Context, items []event.I
 	return nil
 }
 
+// ScoreLogits implements LogitScorer.
+func (s *ModelScorer) ScoreLogits(_ context.Context, x *model.Context, items []event.Item, out []float64) error {
+	p := s.pool.Get().(*model.Prepared)
+	s.m.Prepare(x, p)
+	s.m.Logits(p, items, out)
+	s.pool.Put(p)
+	return nil
+}
+
+// Probability implements LogitScorer.
+func (s *ModelScorer) Probability(logit float64) float64 { return model.Sigmoid(logit) }
+
 // Version implements Scorer.
 func (s *ModelScorer) Version() string { return s.m.Version() }
 

@@ -297,6 +297,18 @@ func sigmoid(x float64) float64 {
 // small direct-mapped cache on the stack), not once per item: candidates
 // share a few dozen categories, and the crosses are most of the work.
 func (m *Model) Score(p *Prepared, items []event.Item, out []float64) {
+	m.Logits(p, items, out)
+	for i := range items {
+		out[i] = sigmoid(out[i])
+	}
+}
+
+// Logits is Score without the final sigmoid: out[i] is the logit of the
+// click probability of items[i], Sigmoid(out[i]) the probability. Ranking by
+// logits ranks as by probabilities (the sigmoid is increasing), so a caller
+// that converts only what it shows saves one exp per item. Same contract as
+// Score.
+func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 	_ = out[:len(items)]
 	base := m.weight(m.bias)
 	for _, h := range p.req {
@@ -314,9 +326,12 @@ func (m *Model) Score(p *Prepared, items []event.Item, out []float64) {
 			}
 			s += e.s
 		}
-		out[i] = sigmoid(s)
+		out[i] = s
 	}
 }
+
+// Sigmoid turns a logit of Logits into a probability.
+func Sigmoid(logit float64) float64 { return sigmoid(logit) }
 
 // catCacheSize is the number of per-category sums Score caches per call.
 const catCacheSize = 64

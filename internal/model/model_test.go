@@ -425,3 +425,25 @@ func TestCachedWeights(t *testing.T) {
 		}
 	}
 }
+
+func TestLogitsAreScoreBeforeSigmoid(t *testing.T) {
+	m := newTestModel(t, Config{Bits: 16, L1: -1})
+	x := testContext()
+	items := []event.Item{{ID: "i1", Category: "sports"}, {ID: "i2", Category: "news"}, {ID: "i3"}}
+	for i, l := range []Label{Positive, Negative, Positive} {
+		m.Learn(&x, items[i], l)
+	}
+	var p Prepared
+	m.Prepare(&x, &p)
+	probs, logits := make([]float64, 3), make([]float64, 3)
+	m.Score(&p, items, probs)
+	m.Logits(&p, items, logits)
+	for i := range items {
+		if got := Sigmoid(logits[i]); got != probs[i] {
+			t.Errorf("Sigmoid(Logits(%s)) = %v, want Score = %v", items[i].ID, got, probs[i])
+		}
+	}
+	if !(logits[0] > logits[1]) || !(probs[0] > probs[1]) {
+		t.Errorf("logits %v and probabilities %v disagree on the order", logits, probs)
+	}
+}
