@@ -80,9 +80,16 @@ func catalog(cats, n int) []event.Item {
 
 func newTestEngine(t *testing.T, fs *fakeStore, sc *fakeScorer, mutate func(*Config)) *Engine {
 	t.Helper()
+	return newEngineFor(t, fs, sc, mutate)
+}
+
+// newEngineFor is an engine over fs with s as its only variant, no
+// exploration, and the catalog of 8 categories of 20 items indexed.
+func newEngineFor(t *testing.T, fs FeatureSource, s Scorer, mutate func(*Config)) *Engine {
+	t.Helper()
 	cfg := Config{
 		Split:   model.Split{{Name: "ftrl", Weight: 1}},
-		Scorers: map[string]Scorer{"ftrl": sc},
+		Scorers: map[string]Scorer{"ftrl": s},
 		Explore: -1,
 	}
 	if mutate != nil {
@@ -307,14 +314,7 @@ func (c *combinedStore) Activity(context.Context, string) (features.Activity, er
 func TestCombinedSource(t *testing.T) {
 	cs := &combinedStore{fakeStore: fakeStore{users: knownUsers(), act: map[string]features.Activity{"alice": {Clicked: []string{"i00-000"}}}}, t: t}
 	sc := fakeScorer{score: func(event.Item) float64 { return 0.1 }}
-	e, err := New(cs, Config{Split: model.Split{{Name: "ftrl", Weight: 1}}, Scorers: map[string]Scorer{"ftrl": &sc}, Explore: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range catalog(8, 20) {
-		e.Index().PutItem(it)
-	}
-	e.Index().Refresh()
+	e := newEngineFor(t, cs, &sc, nil)
 	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
 	if err != nil {
 		t.Fatalf("Recommend: %v", err)

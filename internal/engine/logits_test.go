@@ -33,14 +33,7 @@ func TestLogitScorerRecordsProbabilities(t *testing.T) {
 	logits := NewModelScorer(m)
 	probs := probScorer{logits}
 	decide := func(s Scorer) *Decision {
-		e, err := New(&fs, Config{Split: model.Split{{Name: "ftrl", Weight: 1}}, Scorers: map[string]Scorer{"ftrl": s}, Explore: -1, RecentSlots: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range catalog(8, 20) {
-			e.Index().PutItem(it)
-		}
-		e.Index().Refresh()
+		e := newEngineFor(t, &fs, s, func(c *Config) { c.RecentSlots = -1 })
 		d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
 		if err != nil {
 			t.Fatal(err)
