@@ -69,9 +69,9 @@ func (n *Node) buildHTTP() error {
 // span. Every other route keeps the standard otelhttp span.
 func (n *Node) traceRoute(h http.Handler) http.Handler {
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := telemetry.StatusOf(w) // the deferred server span's, on the hot route
 		h.ServeHTTP(sw, r)
-		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.status)).Inc()
+		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.Status())).Inc()
 	})
 	hot := n.tel.DeferredServer(counted)
 	other := n.otelRoute(counted)
@@ -268,20 +268,6 @@ func (m modelInfo) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(modelInfoDesc, prometheus.GaugeValue, 1, v.Name, v.Version)
 	}
 }
-
-// statusWriter records the status code a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func statusClass(code int) string {
 	switch {

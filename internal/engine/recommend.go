@@ -56,9 +56,9 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	// unsampled parent the whole engine part is deferred; without a
 	// parent, the stages are.
 	span := noopSpan
-	blk.begin = time.Now()
 	if parent := trace.SpanContextFromContext(ctx); e.tracing && parent.IsValid() && !parent.IsSampled() {
 		blk.deferred, blk.deferredRoot = true, true
+		blk.begin = time.Now()
 	} else {
 		ctx, span = e.startSpan(ctx, "GenerateRecommendations", e.rootOpt)
 		blk.deferred = span.IsRecording() && !span.SpanContext().IsSampled()
@@ -165,7 +165,7 @@ type decisionBlock struct {
 	feats  [8]string
 	// spans are the stages' start and end times on the wall clock (which
 	// spans use; Config.Now may be a simulated clock), kept for spans made
-	// after the fact; begin is the decision's.
+	// after the fact; begin is the decision's, when its span is deferred.
 	spans [4][2]time.Time
 	begin time.Time
 	// deferred: stage spans are made by stageSpans at the end, if at all;

@@ -22,12 +22,14 @@ func NewModelScorer(m *model.Model) *ModelScorer {
 	return s
 }
 
-// Score implements Scorer.
-func (s *ModelScorer) Score(_ context.Context, x *model.Context, items []event.Item, out []float64) error {
-	p := s.pool.Get().(*model.Prepared)
-	s.m.Prepare(x, p)
-	s.m.Score(p, items, out)
-	s.pool.Put(p)
+// Score implements Scorer: the probabilities of ScoreLogits.
+func (s *ModelScorer) Score(ctx context.Context, x *model.Context, items []event.Item, out []float64) error {
+	if err := s.ScoreLogits(ctx, x, items, out); err != nil {
+		return err
+	}
+	for i := range items {
+		out[i] = model.Sigmoid(out[i])
+	}
 	return nil
 }
 

@@ -119,12 +119,12 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 		}
 		_, span := tracer.Start(context.WithValue(parent, deferKey, true), name,
 			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
-		sw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		sw := StatusOf(w)
 		h.ServeHTTP(sw, r.WithContext(trace.ContextWithSpan(parent, span)))
 		end := time.Now()
 		if span.IsRecording() {
-			span.SetAttributes(serverAttrs(r, sw.status)...)
-			setServerStatus(span, sw.status)
+			span.SetAttributes(serverAttrs(r, sw.Status())...)
+			setServerStatus(span, sw.Status())
 			span.End(trace.WithTimestamp(end))
 			return
 		}
@@ -132,14 +132,14 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 		if !tail || !sc.IsValid() {
 			return
 		}
-		if sw.status < http.StatusInternalServerError && (t.cfg.SlowThreshold <= 0 || end.Sub(start) < t.cfg.SlowThreshold) && !t.tail.pending(sc.TraceID()) {
+		if sw.Status() < http.StatusInternalServerError && (t.cfg.SlowThreshold <= 0 || end.Sub(start) < t.cfg.SlowThreshold) && !t.tail.pending(sc.TraceID()) {
 			t.m.dropped.Inc() // what the tail processor would have done
 			return
 		}
 		ctx := context.WithValue(parent, forcedKey, forcedIDs{trace: sc.TraceID(), span: sc.SpanID()})
 		_, made := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-			trace.WithAttributes(serverAttrs(r, sw.status)...))
-		setServerStatus(made, sw.status)
+			trace.WithAttributes(serverAttrs(r, sw.Status())...))
+		setServerStatus(made, sw.Status())
 		made.End(trace.WithTimestamp(end))
 	})
 }
@@ -187,27 +187,42 @@ func setServerStatus(span trace.Span, status int) {
 	}
 }
 
-// statusRecorder records the status code a handler writes.
-type statusRecorder struct {
+// StatusWriter records the status code a handler writes (200 unless it
+// writes another first). Middleware that needs the status shares one:
+// [StatusOf] returns w itself when w already is one.
+type StatusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
+// StatusOf returns w as a *StatusWriter, wrapping it unless it is one.
+func StatusOf(w http.ResponseWriter) *StatusWriter {
+	if sw, ok := w.(*StatusWriter); ok {
+		return sw
+	}
+	return &StatusWriter{ResponseWriter: w, status: http.StatusOK}
+}
+
+// Status is the status code written so far.
+func (s *StatusWriter) Status() int { return s.status }
+
+// WriteHeader records the first status code written.
+func (s *StatusWriter) WriteHeader(code int) {
 	if !s.wrote {
 		s.status, s.wrote = code, true
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
+// Write marks the status as written (200 if WriteHeader was not called).
+func (s *StatusWriter) Write(b []byte) (int, error) {
 	s.wrote = true
 	return s.ResponseWriter.Write(b)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // pending reports whether spans of trace id are buffered, waiting for their
 // local root.

@@ -119,3 +119,22 @@ func TestDeferredServer(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusOf(t *testing.T) {
+	rec := httptest.NewRecorder()
+	sw := StatusOf(rec)
+	if StatusOf(sw) != sw {
+		t.Error("StatusOf(a *StatusWriter) wrapped it again")
+	}
+	if got := sw.Status(); got != http.StatusOK {
+		t.Errorf("Status() before any write = %d, want 200", got)
+	}
+	sw.WriteHeader(http.StatusTeapot)
+	sw.WriteHeader(http.StatusInternalServerError) // superfluous, as net/http says
+	if got := sw.Status(); got != http.StatusTeapot {
+		t.Errorf("Status() = %d, want the first code written, 418", got)
+	}
+	if http.NewResponseController(sw).Flush() != nil {
+		t.Error("ResponseController cannot reach the recorder through Unwrap")
+	}
+}
