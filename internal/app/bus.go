@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sightline/sightline/internal/event"
@@ -224,4 +225,40 @@ func (o offsets) clone() offsets {
 		return offsets{}
 	}
 	return maps.Clone(o)
+}
+
+// openBus opens the event bus of cfg.Bus.
+func (n *Node) openBus(ctx context.Context) error {
+	cfg := &n.cfg
+	if cfg.Bus == BusKafka {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		k, err := ingest.OpenKafka(ctx, ingest.KafkaConfig{
+			Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic, Partitions: cfg.KafkaPartitions, Group: cfg.KafkaGroup,
+			Logger: n.logger, Registerer: n.reg, Now: cfg.Now,
+		})
+		if err != nil {
+			return fmt.Errorf("open kafka event bus: %w", err)
+		}
+		n.log = kafkaBus{Kafka: k, topic: cfg.KafkaTopic}
+		// A topic just created may take a moment to be served.
+		for {
+			_, err := k.EndOffsets(ctx)
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("kafka topic %q: %w", cfg.KafkaTopic, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	fsync, _ := cfg.fsync()
+	l, err := ingest.Open(filepath.Join(cfg.DataDir, "events"), ingest.Config{Fsync: fsync, Logger: n.logger, Registerer: n.reg, Now: cfg.Now})
+	if err != nil {
+		return fmt.Errorf("open event log: %w", err)
+	}
+	n.log = embeddedBus{l}
+	return nil
 }

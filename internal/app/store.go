@@ -2,6 +2,9 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"time"
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/features"
@@ -85,4 +88,33 @@ func (r redisStore) Counts(ctx context.Context) (int, int, error) {
 	}
 	items, err := r.Items(ctx)
 	return users, items, err
+}
+
+// openStore opens the feature store of cfg.FeatureStore and, for the
+// in-memory one, the journal of imports. A Redis that does not answer fails
+// the start: without it the node has no catalog to serve.
+func (n *Node) openStore(ctx context.Context) error {
+	cfg := &n.cfg
+	if cfg.FeatureStore == StoreRedis {
+		r, err := features.NewRedis(features.RedisConfig{Addr: cfg.RedisAddr, KeyPrefix: cfg.RedisPrefix, Logger: n.logger, Registerer: n.reg})
+		if err != nil {
+			return fmt.Errorf("redis feature store: %w", err)
+		}
+		n.redis, n.store = r, redisStore{r}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := r.Ping(ctx); err != nil {
+			return fmt.Errorf("redis feature store at %s: %w", cfg.RedisAddr, err)
+		}
+		return nil
+	}
+	m, err := features.NewMemory(features.Config{Logger: n.logger, Registerer: n.reg})
+	if err != nil {
+		return err
+	}
+	n.mem, n.store = m, memoryStore{m}
+	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, "journal")); err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	return nil
 }
