@@ -123,6 +123,11 @@ type Config struct {
 	// OnDecision, if set, is called synchronously with every decision (stats,
 	// quality monitors). It must be cheap and must not retain or modify d.
 	OnDecision func(d *Decision)
+	// OnRecord, if set, is called synchronously with the encoded record of
+	// every decision (see [RecordVersion]), after it is kept in the
+	// engine's ring: an API node publishes it on the decision stream. rec
+	// is valid only during the call; OnRecord must not block.
+	OnRecord func(requestID string, rec []byte)
 	// Logger receives decision and error logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil registers nothing.
@@ -351,6 +356,10 @@ type DecisionTrace struct {
 func (e *Engine) DecisionTrace(requestID string) (DecisionTrace, bool) {
 	return e.ring.trace(requestID)
 }
+
+// Ring returns the engine's ring of recent decision records: on a node
+// that learns, the event path joins events to decisions through it.
+func (e *Engine) Ring() *Ring { return &Ring{r: e.ring} }
 
 // Join is what the model saw when it made a decision, for training.
 type Join struct {

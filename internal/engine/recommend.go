@@ -122,7 +122,14 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	if span.IsRecording() {
 		e.annotate(span, d, time.Now())
 	}
-	e.ring.put(d, x)
+	bp := recordPool.Get().(*[]byte)
+	rec := appendRecord((*bp)[:0], d, x)
+	e.ring.put(d.RequestID, rec)
+	if e.cfg.OnRecord != nil {
+		e.cfg.OnRecord(d.RequestID, rec)
+	}
+	*bp = rec
+	recordPool.Put(bp)
 	e.record(ctx, d)
 	return d, nil
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -61,14 +60,12 @@ func newRing(n int) *ring {
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func (r *ring) put(d *Decision, x *model.Context) {
-	bp := recordPool.Get().(*[]byte)
-	rec := appendRecord((*bp)[:0], d, x)
-	defer func() { *bp = rec; recordPool.Put(bp) }()
+// put stores the encoded record rec of the decision id.
+func (r *ring) put(id string, rec []byte) {
 	if len(rec) > len(r.arena) {
 		return // larger than the whole arena: not kept
 	}
-	h := maphash.String(r.seed, d.RequestID)
+	h := maphash.String(r.seed, id)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -112,7 +109,7 @@ func (r *ring) record(id string, dst []byte) ([]byte, bool) {
 		dst = append(dst, r.arena[:end-len(r.arena)]...)
 	}
 	rd := reader{b: dst}
-	if string(rd.bytes()) != id {
+	if rd.byte() != RecordVersion || string(rd.bytes()) != id {
 		return dst, false
 	}
 	return dst, true
@@ -177,6 +174,7 @@ func (r *ring) joined(id, itemID string) (Join, bool) {
 
 // head skips the decision fields before the items and returns the variant.
 func (rd *reader) head() (variant []byte) {
+	rd.byte()   // record version
 	rd.bytes()  // request id
 	rd.varint() // time
 	rd.bytes()  // user hash
@@ -238,6 +236,7 @@ func (r *ring) str(b []byte) string {
 // appendRecord encodes d and x. The layout is read back by decodeRecord and
 // ring.joined, field by field in this order.
 func appendRecord(b []byte, d *Decision, x *model.Context) []byte {
+	b = append(b, RecordVersion)
 	b = appendString(b, d.RequestID)
 	b = binary.AppendVarint(b, d.Time.UnixNano())
 	b = appendString(b, d.UserHash)
@@ -292,8 +291,15 @@ func appendRecord(b []byte, d *Decision, x *model.Context) []byte {
 
 // decodeRecord decodes a record of appendRecord into fresh values.
 func decodeRecord(rec []byte) (*Decision, *model.Context) {
+	d, x, _ := decodeChecked(rec)
+	return d, x
+}
+
+// decodeChecked is decodeRecord reporting whether the record read whole.
+func decodeChecked(rec []byte) (*Decision, *model.Context, bool) {
 	rd := reader{b: rec}
 	d := &Decision{}
+	rd.byte() // record version
 	d.RequestID = string(rd.bytes())
 	d.Time = time.Unix(0, rd.varint())
 	d.UserHash = string(rd.bytes())
@@ -354,7 +360,7 @@ func decodeRecord(rec []byte) (*Decision, *model.Context) {
 			x.RecentCategories[i] = string(rd.bytes())
 		}
 	}
-	return d, x
+	return d, x, !rd.err
 }
 
 func appendString(b []byte, s string) []byte {
@@ -451,13 +457,9 @@ func (r *ring) trace(id string) (DecisionTrace, bool) {
 	var t DecisionTrace
 	fb, tid, sid, sampled := rd.tail()
 	t.Fallback, t.Sampled = Reason(r.str(fb)), sampled
-	if rd.err || len(tid) != 2*len(t.TraceID) || len(sid) != 2*len(t.SpanID) {
-		return DecisionTrace{}, false
-	}
-	if _, err := hex.Decode(t.TraceID[:], tid); err != nil {
-		return DecisionTrace{}, false
-	}
-	if _, err := hex.Decode(t.SpanID[:], sid); err != nil {
+	var ok2 bool
+	t.TraceID, t.SpanID, ok2 = traceIDs(tid, sid)
+	if rd.err || !ok2 {
 		return DecisionTrace{}, false
 	}
 	return t, true

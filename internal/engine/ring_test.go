@@ -34,7 +34,7 @@ func ringDecision(id string, items int) (*Decision, *model.Context) {
 func TestRingRoundTrip(t *testing.T) {
 	r := newRing(8)
 	d, x := ringDecision("r1", 10)
-	r.put(d, x)
+	r.put(d.RequestID, appendRecord(nil, d, x))
 	gotD, gotX, ok := r.get("r1")
 	if !ok {
 		t.Fatal("get(r1) not found")
@@ -76,7 +76,7 @@ func TestRingEviction(t *testing.T) {
 		r := newRing(4)
 		for i := range 6 {
 			d, x := ringDecision(fmt.Sprint("r", i), 3)
-			r.put(d, x)
+			r.put(d.RequestID, appendRecord(nil, d, x))
 		}
 		for i := range 6 {
 			_, _, ok := r.get(fmt.Sprint("r", i))
@@ -94,7 +94,7 @@ func TestRingEviction(t *testing.T) {
 		for i := range 12 {
 			id := fmt.Sprint("big", i)
 			d, x := ringDecision(id, 100)
-			r.put(d, x)
+			r.put(d.RequestID, appendRecord(nil, d, x))
 			ids = append(ids, id)
 		}
 		found := 0
@@ -118,7 +118,7 @@ func TestRingEviction(t *testing.T) {
 	t.Run("larger than the arena", func(t *testing.T) {
 		r := newRing(1)
 		d, x := ringDecision("huge", 100)
-		r.put(d, x)
+		r.put(d.RequestID, appendRecord(nil, d, x))
 		if _, _, ok := r.get("huge"); ok {
 			t.Error("a record larger than the arena was kept")
 		}
@@ -128,7 +128,7 @@ func TestRingEviction(t *testing.T) {
 		// hash collision) must not return that other request.
 		r := newRing(4)
 		d, x := ringDecision("a", 2)
-		r.put(d, x)
+		r.put(d.RequestID, appendRecord(nil, d, x))
 		r.byID[maphash.String(r.seed, "b")] = 0
 		if _, _, ok := r.get("b"); ok {
 			t.Error("get(b) returned the record of a")
@@ -139,7 +139,7 @@ func TestRingEviction(t *testing.T) {
 func TestRingJoinedAllocs(t *testing.T) {
 	r := newRing(64)
 	d, x := ringDecision("r1", 10)
-	r.put(d, x)
+	r.put(d.RequestID, appendRecord(nil, d, x))
 	r.joined("r1", "r1-i3") // warm the intern table
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, ok := r.joined("r1", "r1-i3"); !ok {
@@ -167,14 +167,14 @@ func BenchmarkRingPut(b *testing.B) {
 	d, x := ringDecision("bench", 10)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.put(d, x)
+		r.put(d.RequestID, appendRecord(nil, d, x))
 	}
 }
 
 func BenchmarkRingJoined(b *testing.B) {
 	r := newRing(50_000)
 	d, x := ringDecision("bench", 10)
-	r.put(d, x)
+	r.put(d.RequestID, appendRecord(nil, d, x))
 	b.ReportAllocs()
 	for b.Loop() {
 		r.joined("bench", "bench-i7")
