@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -292,4 +293,36 @@ func LoadFile(path string, cfg Config) (*Model, SnapshotMeta, error) {
 		return nil, SnapshotMeta{}, fmt.Errorf("load model snapshot %s: %w", filepath.Base(path), err)
 	}
 	return m, meta, nil
+}
+
+// VersionOf returns the Version of the model that ReadSnapshot would
+// restore from data, reading only the snapshot's header (no checksum check,
+// no state): a trainer names the version it publishes as the nodes that
+// load it will serve it.
+func VersionOf(data []byte) (string, error) {
+	const head = len(snapshotMagic) + 8
+	if len(data) < head || string(data[:len(snapshotMagic)]) != snapshotMagic {
+		return "", corrupt("bad magic number")
+	}
+	rest := data[len(snapshotMagic):]
+	if v := binary.LittleEndian.Uint32(rest); v != snapshotVersion {
+		return "", corrupt("format version %d, want %d", v, snapshotVersion)
+	}
+	hdrLen := uint64(binary.LittleEndian.Uint32(rest[4:]))
+	rest = rest[8:]
+	if hdrLen > uint64(len(rest)) {
+		return "", corrupt("header length %d exceeds the %d bytes left", hdrLen, len(rest))
+	}
+	var hdr snapshotHeader
+	if err := json.Unmarshal(rest[:hdrLen], &hdr); err != nil {
+		return "", corrupt("header: %v", err)
+	}
+	if hdr.VersionEvery == 0 {
+		hdr.VersionEvery = DefaultVersionEvery
+	}
+	name := hdr.Name
+	if name == "" {
+		name = DefaultName
+	}
+	return name + "-v" + strconv.FormatUint(hdr.Generation+1, 10) + "." + strconv.FormatUint(hdr.Meta.Updates/hdr.VersionEvery, 10), nil
 }

@@ -238,3 +238,32 @@ func FuzzReadSnapshot(f *testing.F) {
 		check(append(bytes.Clone(b), sum[:]...), Config{Bits: 5})
 	})
 }
+
+func TestVersionOf(t *testing.T) {
+	m, err := New(Config{Bits: 8, VersionEvery: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := Context{User: event.User{AgeBucket: "18-24"}, Channel: "web"}
+	for range 5 {
+		m.Learn(&x, event.Item{ID: "a", Category: "c"}, Positive)
+	}
+	var buf bytes.Buffer
+	if err := m.WriteSnapshot(&buf, SnapshotMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := VersionOf(buf.Bytes())
+	if err != nil {
+		t.Fatalf("VersionOf: %v", err)
+	}
+	restored, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := restored.Version(); got != want {
+		t.Errorf("VersionOf(snapshot) = %q, want the restored model's %q", got, want)
+	}
+	if _, err := VersionOf([]byte("garbage")); err == nil {
+		t.Error("VersionOf(garbage) = nil error")
+	}
+}

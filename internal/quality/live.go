@@ -1,6 +1,7 @@
 package quality
 
 import (
+	"github.com/sightline/sightline/internal/event"
 	"math"
 	"slices"
 	"sync"
@@ -107,6 +108,12 @@ func (l *Live) ObserveRequest(r Request) {
 		b.fallbacks[r.Reason]++
 	}
 	b.hist[histIndex(r.Duration.Seconds())]++
+}
+
+// ObserveEvent records an event of type t for a variant, as
+// ObserveEngagement does; the channel is not broken down here.
+func (l *Live) ObserveEvent(variant, _ string, t event.Type) {
+	l.ObserveEngagement(variant, t == event.Impression, t == event.Click)
 }
 
 // ObserveEngagement records an interaction for a variant: impression or
