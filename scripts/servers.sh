@@ -193,5 +193,9 @@ servers_start_redis() {
     return 1
   fi
   export SIGHTLINE_TEST_REDIS="127.0.0.1:$port"
+  # The cluster test (internal/cluster) runs, stops and restarts
+  # redis-servers of its own from this binary.
+  SIGHTLINE_TEST_REDIS_SERVER=$(command -v redis-server)
+  export SIGHTLINE_TEST_REDIS_SERVER
   echo "servers: redis ready on $SIGHTLINE_TEST_REDIS (log $dir/redis.log)" >&2
 }
