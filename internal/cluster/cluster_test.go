@@ -286,7 +286,10 @@ func (c *cluster) startNode(name, role string) *node {
 	return c.startNodes([]struct{ name, role string }{{name, role}})[0]
 }
 
-// startNodes starts the nodes at once and waits until each serves HTTP.
+// startNodes starts the nodes at once and waits until each serves HTTP. A
+// node that exits while starting beside others is an error (nodes of a
+// cluster start together), and is started once more alone so the
+// scenarios can run.
 func (c *cluster) startNodes(specs []struct{ name, role string }) []*node {
 	t := c.t
 	t.Helper()
@@ -294,21 +297,41 @@ func (c *cluster) startNodes(specs []struct{ name, role string }) []*node {
 		n     *node
 		ready <-chan string
 	}
-	var all []started
-	for _, s := range specs {
+	start := func(name, logName, role string) started {
 		var env []string
 		if c.jaeger != nil {
-			env = c.jaeger.env(s.name)
+			env = c.jaeger.env(name)
 		}
 		p, ready := startProc(t, c.logDir, procConfig{
-			name: s.name, bin: c.bin, args: c.nodeArgs(s.name, s.role), env: childEnv(env),
+			name: logName, bin: c.bin, args: c.nodeArgs(name, role), env: childEnv(env),
 			ready: servingAddr,
 		})
-		all = append(all, started{&node{name: s.name, role: s.role, p: p}, ready})
+		return started{&node{name: name, role: role, p: p}, ready}
+	}
+	var all []started
+	for _, s := range specs {
+		all = append(all, start(s.name, s.name, s.role))
 	}
 	out := make([]*node, 0, len(all))
 	for _, s := range all {
-		addr := waitReady(t, s.n.p, s.ready, 60*time.Second)
+		var addr string
+		if len(all) > 1 {
+			select {
+			case addr = <-s.ready:
+			case <-s.n.p.done:
+				select {
+				case addr = <-s.ready: // served, then exited: reported by the scenarios
+				default:
+					t.Errorf("%s exited while starting together with %d other nodes (%s); last lines:\n%s\nstarting it again alone",
+						s.n.name, len(all)-1, s.n.p.exitState(), s.n.p.log.tail(10))
+					s = start(s.n.name, s.n.name+"-second-start", s.n.role)
+				}
+			case <-time.After(60 * time.Second):
+			}
+		}
+		if addr == "" {
+			addr = waitReady(t, s.n.p, s.ready, 60*time.Second)
+		}
 		s.n.base = "http://" + addr
 		cl, err := client.New(s.n.base, client.WithHTTPClient(c.hc))
 		if err != nil {
