@@ -4,6 +4,8 @@
 #   - promtool check rules and promtool test rules on the alert rules
 #   - every alert has a runbook (docs/runbooks/<Alert>.md), a runbook_url that
 #     points at it, and at least one test in the promtool unit tests
+#   - the tests' group_eval_order names every rule group, in the rules
+#     file's order (promtool silently evaluates unlisted groups last)
 #   - every PromQL expression of the Grafana dashboards parses: they are
 #     written into a temporary rules file as recording rules (Grafana
 #     variables replaced by plain values) and checked with promtool.
@@ -60,9 +62,14 @@ for a, u in zip(alerts, urls):
 for f in sorted(os.listdir("docs/runbooks")):
     if f.endswith(".md") and f != "README.md" and f[:-3] not in alerts:
         bad.append(f"docs/runbooks/{f}: no alert of that name")
+groups = re.findall(r'^\s*- name:\s*(\S+)', rules, re.M)
+m = re.search(r'^group_eval_order:\n((?:\s+- \S+\n)+)', tests, re.M)
+order = re.findall(r'- (\S+)', m.group(1)) if m else []
+if order != groups:
+    bad.append(f"{sys.argv[2]}: group_eval_order {order}, want the rule groups in file order {groups}")
 if bad:
     print("\n".join(bad)); sys.exit(1)
-print(f"  SUCCESS: {len(alerts)} alerts, each with runbook and tests")
+print(f"  SUCCESS: {len(alerts)} alerts, each with runbook and tests; {len(groups)} groups in group_eval_order")
 PY
 
 echo "-- Grafana dashboard expressions"
