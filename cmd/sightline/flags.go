@@ -73,7 +73,13 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.StringVar(&c.Bus, "bus", app.BusEmbedded, "event bus: embedded (a durable log in --data-dir) or kafka (see --kafka-brokers)")
 	fs.Var((*listValue)(&c.KafkaBrokers), "kafka-brokers", "Kafka seed brokers, host:port[,host:port...], with --bus kafka")
 	fs.StringVar(&c.KafkaTopic, "kafka-topic", "sightline-events", "Kafka event topic (created if missing)")
-	fs.StringVar(&c.KafkaGroup, "kafka-group", "sightline", "prefix of this node's Kafka consumer groups: unique per node, since every node keeps a full model")
+	fs.StringVar(&c.KafkaGroup, "kafka-group", "sightline", "prefix of this node's Kafka consumer groups: with --role all, unique per node (each keeps a full model); the nodes of a cluster share one and add their role and --node-name")
+	fs.StringVar(&c.Role, "role", app.RoleAll, "what the node does: all (one node: serves and learns), api (stateless serving node of a cluster) or trainer (learns and publishes models; one active, the others standby); api and trainer need --bus kafka and --feature-store redis")
+	fs.StringVar(&c.NodeName, "node-name", "", "name of the node in the cluster (trainer lease, stats, logs); default host name and port")
+	fs.StringVar(&c.KafkaDecisionsTopic, "kafka-decisions-topic", "sightline-decisions", "Kafka topic of the decision stream: API nodes publish each decision's training context, the trainer joins events to it")
+	fs.DurationVar(&c.PublishInterval, "publish-interval", time.Second, "trainer: how often the active trainer publishes its model when it changed")
+	fs.DurationVar(&c.FollowInterval, "follow-interval", 250*time.Millisecond, "api: how often an API node looks for a newer published model")
+	fs.DurationVar(&c.TrainerLease, "trainer-lease", 3*time.Second, "trainer: time-to-live of the active trainer's lease; a standby takes over within about this long after the active one dies")
 	fs.Func("kafka-partitions", "partitions of the Kafka topic when the node creates it (default 6)", func(s string) error {
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n <= 0 {

@@ -95,9 +95,20 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {
 		RequestID: RequestIDFromContext(r.Context()),
 		Errors:    p.errors,
 	}
+	if body.Title == "" {
+		body.Title = http.StatusText(p.status)
+	}
 	h := w.Header()
 	if p.status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "1")
 	}
 	writeJSON(w, p.status, "application/problem+json", &body)
+}
+
+// WriteProblem writes an application/problem+json answer for the routes a
+// node mounts beside the API (operational and admin routes), so every error
+// answer of the process has one shape. slug names the problem type under
+// https://sightline.dev/problems/; detail says what to fix.
+func WriteProblem(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
+	writeProblem(w, r, &problem{status: status, slug: slug, detail: detail})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,27 +13,14 @@ import (
 	"github.com/sightline/sightline/internal/ingest"
 )
 
-// offsets are consumer positions by partition: the next offset to read in
-// each. The embedded log is partition 0 only.
-type offsets map[int32]uint64
-
-// sum adds the positions up: for the embedded log the offset itself; for
-// Kafka a figure comparable only with eventBus.Next.
-func (o offsets) sum() uint64 {
-	var s uint64
-	for _, v := range o {
-		s += v
-	}
-	return s
-}
+// offsets are consumer positions by partition.
+type offsets = ingest.Offsets
 
 // partitionHandler is what the node's consumers implement: Handle of
 // ingest.Handler with the partition of the records. The bus calls it from
 // one goroutine per consumer; a returned error makes the bus deliver the
 // same batch again.
-type partitionHandler interface {
-	HandlePartition(ctx context.Context, partition int32, recs []ingest.Record) error
-}
+type partitionHandler = ingest.PartitionHandler
 
 // eventBus is what the node needs of its event bus: the embedded log
 // ([ingest.Log]) or Kafka ([ingest.Kafka]). All methods are safe for
@@ -218,15 +204,6 @@ func loadOffsets(path string) ([]byte, error) {
 	return raw, nil
 }
 
-// clone copies o, so an updater's positions and a snapshot's do not
-// share a map.
-func (o offsets) clone() offsets {
-	if o == nil {
-		return offsets{}
-	}
-	return maps.Clone(o)
-}
-
 // openBus opens the event bus of cfg.Bus.
 func (n *Node) openBus(ctx context.Context) error {
 	cfg := &n.cfg
@@ -234,7 +211,7 @@ func (n *Node) openBus(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		k, err := ingest.OpenKafka(ctx, ingest.KafkaConfig{
-			Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic, Partitions: cfg.KafkaPartitions, Group: cfg.KafkaGroup,
+			Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic, Partitions: cfg.KafkaPartitions, Group: cfg.kafkaGroup(),
 			Logger: n.logger, Registerer: n.reg, Now: cfg.Now,
 		})
 		if err != nil {

@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"io"
 	"log/slog"
 	"time"
@@ -102,13 +104,50 @@ type Config struct {
 	// KafkaTopic is the event topic (default "sightline-events").
 	KafkaTopic string
 	// KafkaGroup prefixes the node's consumer groups (default
-	// "sightline"). Every node keeps a full copy of the model, so each
-	// node needs a group prefix of its own.
+	// "sightline"). A --role all node keeps a full copy of the model, so
+	// each such node needs a group prefix of its own; the nodes of a
+	// cluster share one, and each adds its role and name to it
+	// (kafkaGroup).
 	KafkaGroup string
 	// KafkaPartitions is the partition count used when the topic does not
 	// exist and the node creates it (default 6).
 	KafkaPartitions int32
+
+	// Role is what the node does: all (default; serves, learns and keeps
+	// its own state, one node), api (a stateless serving node of a
+	// cluster) or trainer (the learner of a cluster; one active, the
+	// others standby). api and trainer need Bus kafka and FeatureStore
+	// redis; docs/scaling.md has the picture.
+	Role string
+	// NodeName names the node in the cluster state, logs and the trainer
+	// lease (default: host name and listen port).
+	NodeName string
+	// KafkaDecisionsTopic is the decision stream: API nodes publish each
+	// decision's training context to it, the trainer joins events to them
+	// (default "sightline-decisions").
+	KafkaDecisionsTopic string
+	// PublishInterval is how often the active trainer publishes a model
+	// snapshot when the model changed (default 1s).
+	PublishInterval time.Duration
+	// FollowInterval is how often API nodes look for a newer published
+	// model (default 250ms).
+	FollowInterval time.Duration
+	// TrainerLease is the time-to-live of the active trainer's lease: a
+	// standby takes over at most this long (plus a third) after the
+	// active one dies (default 3s).
+	TrainerLease time.Duration
+	// DecisionRing is the number of recent decisions kept for joining
+	// events to them (default 50,000; on a trainer, of the whole cluster:
+	// size it to the decisions of the click delay you expect).
+	DecisionRing int
 }
+
+// Roles, the values of Config.Role.
+const (
+	RoleAll     = "all"
+	RoleAPI     = "api"
+	RoleTrainer = "trainer"
+)
 
 func (c *Config) defaults() error {
 	if c.Addr == "" {
@@ -160,6 +199,33 @@ func (c *Config) defaults() error {
 	default:
 		return fmt.Errorf("feature store %q: want %s or %s", c.FeatureStore, StoreMemory, StoreRedis)
 	}
+	if c.KafkaDecisionsTopic == "" {
+		c.KafkaDecisionsTopic = "sightline-decisions"
+	}
+	if c.PublishInterval <= 0 {
+		c.PublishInterval = time.Second
+	}
+	if c.FollowInterval <= 0 {
+		c.FollowInterval = 250 * time.Millisecond
+	}
+	if c.TrainerLease <= 0 {
+		c.TrainerLease = 3 * time.Second
+	}
+	if c.NodeName == "" {
+		host, _ := os.Hostname()
+		c.NodeName = host + c.Addr[strings.LastIndexByte(c.Addr, ':'):]
+	}
+	switch c.Role {
+	case "":
+		c.Role = RoleAll
+	case RoleAll:
+	case RoleAPI, RoleTrainer:
+		if c.Bus != BusKafka || c.FeatureStore != StoreRedis {
+			return fmt.Errorf("role %s: needs --bus %s and --feature-store %s: the nodes of a cluster share them", c.Role, BusKafka, StoreRedis)
+		}
+	default:
+		return fmt.Errorf("role %q: want %s, %s or %s", c.Role, RoleAll, RoleAPI, RoleTrainer)
+	}
 	switch c.Bus {
 	case "":
 		c.Bus = BusEmbedded
@@ -172,6 +238,27 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("bus %q: want %s or %s", c.Bus, BusEmbedded, BusKafka)
 	}
 	return nil
+}
+
+// kafkaGroup is the prefix of the node's consumer groups. The nodes of a
+// cluster consume from positions they choose (an API node from the recent
+// end, the active trainer from the published snapshot's offsets), so each
+// has groups of its own: nodes sharing a group would split the partitions,
+// and a standby trainer would wait for a dead one's session to time out.
+func (c *Config) kafkaGroup() string {
+	g := c.KafkaGroup
+	if g == "" {
+		g = "sightline"
+	}
+	if c.Role == RoleAll {
+		return g
+	}
+	return g + "-" + c.Role + "-" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, c.NodeName)
 }
 
 func (c *Config) fsync() (ingest.FsyncPolicy, error) {

@@ -35,7 +35,7 @@ type consoleStats struct{ n *Node }
 
 func (c consoleStats) Overview(context.Context) console.Overview {
 	_, lag := c.n.log.Lag(consumerModel)
-	return console.Overview{Stats: c.n.live.Snapshot(), ModelVersion: c.n.model.Version(), IngestLag: lag}
+	return console.Overview{Stats: c.n.live.Snapshot(), ModelVersion: c.n.model().Version(), IngestLag: lag}
 }
 
 type consoleAlerts struct{ n *Node }
@@ -144,7 +144,7 @@ func (c consoleQuality) Confidence() []console.BucketView {
 }
 
 func (c consoleQuality) Calibration() console.CalibrationView {
-	ev := c.n.model.Eval()
+	ev := c.n.model().Eval()
 	return console.CalibrationView{MeanPredicted: ev.MeanPredicted, Observed: ev.ObservedCTR, Samples: ev.Count}
 }
 

@@ -113,11 +113,11 @@ func (n *Node) adminFaults(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeProblem(w, http.StatusBadRequest, "bad-request", `body must be {"name": "<fault>", "active": true|false}: `+err.Error())
+		writeProblem(w, r, http.StatusBadRequest, "bad-request", `body must be {"name": "<fault>", "active": true|false}: `+err.Error())
 		return
 	}
 	if err := n.SetFault(req.Name, req.Active); err != nil {
-		writeProblem(w, http.StatusBadRequest, "unknown-fault", err.Error())
+		writeProblem(w, r, http.StatusBadRequest, "unknown-fault", err.Error())
 		return
 	}
 	writeJSON(w, map[string]any{"faults": n.FaultStates()})

@@ -189,7 +189,7 @@ func (c catalog) finish(res features.LoadResult, err error) (api.ImportResult, e
 func (n *Node) listTraces(w http.ResponseWriter, r *http.Request) {
 	f, err := telemetry.ParseFilter(r.URL.Query())
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "bad-query", err.Error())
+		writeProblem(w, r, http.StatusBadRequest, "bad-query", err.Error())
 		return
 	}
 	writeJSON(w, map[string]any{"traces": n.tel.Flight().Query(f)})
@@ -199,7 +199,7 @@ func (n *Node) getTrace(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("trace_id"))
 	t, ok := n.tel.Flight().Trace(id)
 	if !ok {
-		writeProblem(w, http.StatusNotFound, "trace-not-found", fmt.Sprintf("trace %q is not in the flight recorder: only recent traces kept by tail retention (errors, fallbacks, slow requests, sampled) are held", id))
+		writeProblem(w, r, http.StatusNotFound, "trace-not-found", fmt.Sprintf("trace %q is not in the flight recorder: only recent traces kept by tail retention (errors, fallbacks, slow requests, sampled) are held", id))
 		return
 	}
 	writeJSON(w, t)
@@ -208,7 +208,7 @@ func (n *Node) getTrace(w http.ResponseWriter, r *http.Request) {
 func (n *Node) listLogs(w http.ResponseWriter, r *http.Request) {
 	f, err := telemetry.ParseLogFilter(r.URL.Query())
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "bad-query", err.Error())
+		writeProblem(w, r, http.StatusBadRequest, "bad-query", err.Error())
 		return
 	}
 	writeJSON(w, map[string]any{"logs": n.tel.Logs().Query(f)})
@@ -216,10 +216,10 @@ func (n *Node) listLogs(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 	if err := n.Snapshot(r.Context()); err != nil {
-		writeProblem(w, http.StatusServiceUnavailable, "snapshot-failed", err.Error())
+		writeProblem(w, r, http.StatusServiceUnavailable, "snapshot-failed", err.Error())
 		return
 	}
-	writeJSON(w, map[string]any{"model_version": n.model.Version(), "model_offset": n.log.Position(consumerModel)})
+	writeJSON(w, map[string]any{"model_version": n.model().Version(), "model_offset": n.log.Position(consumerModel)})
 }
 
 // collectors are the node-level metrics: model info and updates.
@@ -232,8 +232,13 @@ func (n *Node) collectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sightline_model_updates_total",
 			Help: "Online model updates applied.",
-		}, func() float64 { return float64(n.model.Updates()) }),
+		}, func() float64 { return float64(n.model().Updates()) }),
 		modelInfo{n},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sightline_node_info",
+			Help:        "Always 1: the node's role in the cluster (all, api, trainer) and build version.",
+			ConstLabels: prometheus.Labels{"role": n.cfg.Role, "version": n.cfg.Version},
+		}, func() float64 { return 1 }),
 		n.httpRequests,
 		// Online evaluation of the FTRL model over its window (progressive
 		// validation: each prediction scored before the model learns from it).
@@ -241,17 +246,17 @@ func (n *Node) collectors() []prometheus.Collector {
 			Name:        "sightline_model_log_loss",
 			Help:        "Online log loss of the model over the evaluation window.",
 			ConstLabels: prometheus.Labels{"variant": "ftrl"},
-		}, func() float64 { return n.model.Eval().LogLoss }),
+		}, func() float64 { return n.model().Eval().LogLoss }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "sightline_model_mean_predicted",
 			Help:        "Mean predicted click probability of impressions over the evaluation window (calibration, with sightline_model_observed_ctr).",
 			ConstLabels: prometheus.Labels{"variant": "ftrl"},
-		}, func() float64 { return n.model.Eval().MeanPredicted }),
+		}, func() float64 { return n.model().Eval().MeanPredicted }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "sightline_model_observed_ctr",
 			Help:        "Observed click-through rate of the impressions the model was evaluated on, over the evaluation window.",
 			ConstLabels: prometheus.Labels{"variant": "ftrl"},
-		}, func() float64 { return n.model.Eval().ObservedCTR }),
+		}, func() float64 { return n.model().Eval().ObservedCTR }),
 	}
 }
 

@@ -176,7 +176,7 @@ func (in qualityInputs) TelemetryDropRate() float64 {
 }
 
 func (in qualityInputs) Calibration() (float64, float64, int64) {
-	ev := in.n.model.Eval()
+	ev := in.n.model().Eval()
 	return ev.MeanPredicted, ev.ObservedCTR, ev.Count
 }
 

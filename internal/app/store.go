@@ -43,52 +43,15 @@ type featureStore interface {
 	// candidate index with both.
 	RangeItems(ctx context.Context, fn func(event.Item) bool) error
 	OnItemChange(fn func(event.Item))
+	// Run delivers the item changes of other nodes (Redis's catalog
+	// stream) to the OnItemChange functions until ctx is done.
+	Run(ctx context.Context) error
 }
 
-// memoryStore adapts the in-memory store, which never fails, to
-// featureStore.
-type memoryStore struct{ *features.Memory }
-
-var _ featureStore = memoryStore{}
-
-func (m memoryStore) Item(_ context.Context, id string) (event.Item, bool, error) {
-	it, ok := m.Memory.Item(id)
-	return it, ok, nil
-}
-
-func (m memoryStore) Apply(_ context.Context, evs []*event.Event) error {
-	for _, ev := range evs {
-		m.Memory.Apply(ev)
-	}
-	return nil
-}
-
-func (m memoryStore) Counts(context.Context) (int, int, error) {
-	return m.Users(), m.Items(), nil
-}
-
-func (m memoryStore) RangeItems(_ context.Context, fn func(event.Item) bool) error {
-	m.Memory.RangeItems(fn)
-	return nil
-}
-
-// redisStore adapts the Redis store to featureStore.
-type redisStore struct{ *features.Redis }
-
-var _ featureStore = redisStore{}
-
-func (r redisStore) Apply(ctx context.Context, evs []*event.Event) error {
-	return r.Redis.Apply(ctx, evs...)
-}
-
-func (r redisStore) Counts(ctx context.Context) (int, int, error) {
-	users, err := r.Users(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	items, err := r.Items(ctx)
-	return users, items, err
-}
+var (
+	_ featureStore = (*features.Memory)(nil)
+	_ featureStore = (*features.Redis)(nil)
+)
 
 // openStore opens the feature store of cfg.FeatureStore and, for the
 // in-memory one, the journal of imports. A Redis that does not answer fails
@@ -100,7 +63,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("redis feature store: %w", err)
 		}
-		n.redis, n.store = r, redisStore{r}
+		n.redis, n.store = r, r
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := r.Ping(ctx); err != nil {
@@ -112,7 +75,7 @@ func (n *Node) openStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.mem, n.store = m, memoryStore{m}
+	n.mem, n.store = m, m
 	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, "journal")); err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}

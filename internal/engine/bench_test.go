@@ -43,7 +43,7 @@ func benchEngine(b *testing.B) *Engine {
 	for i := range 50_000 {
 		ev := event.Event{ID: fmt.Sprint(i), Type: event.Click, UserID: fmt.Sprintf("u%05d", i%10_000), ItemID: fmt.Sprintf("i%05d", (i*7919)%10_000), Timestamp: now}
 		e.Observe(ctx, &ev)
-		store.Apply(&ev)
+		_ = store.Apply(ctx, []*event.Event{&ev})
 	}
 	e.Index().Refresh()
 	return e

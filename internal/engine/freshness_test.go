@@ -56,7 +56,7 @@ func TestClickChangesNextRecommendation(t *testing.T) {
 				it := event.Item{ID: fmt.Sprintf("i%02d-%03d", i%5, i%30), Category: fmt.Sprintf("c%02d", i%5), Available: true}
 				ev := event.Event{ID: fmt.Sprint(i), Type: event.Click, UserID: fmt.Sprintf("o%d", i%50), ItemID: it.ID, Timestamp: now}
 				e.Observe(ctx, &ev)
-				store.Apply(&ev)
+				_ = store.Apply(ctx, []*event.Event{&ev})
 				m.Learn(&x, it, model.Positive)
 				m.Learn(&x, event.Item{ID: fmt.Sprintf("i%02d-%03d", 5+i%15, i%30), Category: fmt.Sprintf("c%02d", 5+i%15), Available: true}, model.Negative)
 			}
@@ -87,7 +87,7 @@ func TestClickChangesNextRecommendation(t *testing.T) {
 			for k := range 3 {
 				ev := event.Event{ID: fmt.Sprint("click", k), Type: event.Click, UserID: "u1", ItemID: fmt.Sprintf("i17-%03d", k), Timestamp: time.Now()}
 				e.Observe(ctx, &ev)
-				store.Apply(&ev)
+				_ = store.Apply(ctx, []*event.Event{&ev})
 			}
 			after := shown()
 			if after[target] != tc.wantVisible {

@@ -55,14 +55,23 @@ func pushFront(list []uint32, n uint32, v uint32) uint32 {
 	return n
 }
 
-// Apply updates recent activity from one event. Clicks and conversions move
-// the item, and its category when the item is in the catalog, to the front of
-// the user's recent lists; impressions and invalid events change nothing.
-// Re-applying an event that was just applied changes nothing, so redelivery
-// after a restart is harmless.
+// Apply updates recent activity from events, in order. Clicks and
+// conversions move the item, and its category when the item is in the
+// catalog, to the front of the user's recent lists; impressions, nil and
+// invalid events change nothing. Re-applying a sequence of events that was
+// just applied, or any suffix of it, changes nothing, so redelivery after a
+// restart is harmless.
 //
-// Event consumers call Apply concurrently; it locks one user shard.
-func (m *Memory) Apply(ev *event.Event) {
+// Event consumers call Apply concurrently; it locks one user shard per
+// event, does not use ctx and never fails.
+func (m *Memory) Apply(_ context.Context, evs []*event.Event) error {
+	for _, ev := range evs {
+		m.apply(ev)
+	}
+	return nil
+}
+
+func (m *Memory) apply(ev *event.Event) {
 	if ev == nil || (ev.Type != event.Click && ev.Type != event.Conversion) ||
 		ev.UserID == "" || ev.ItemID == "" || len(ev.UserID) > event.MaxIDLen || len(ev.ItemID) > event.MaxIDLen {
 		return

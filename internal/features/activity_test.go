@@ -1,6 +1,7 @@
 package features
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,6 +15,13 @@ import (
 
 func click(user, item string) *event.Event {
 	return &event.Event{ID: "e-" + user + "-" + item, Type: event.Click, UserID: user, ItemID: item}
+}
+
+// apply applies evs to m, in order. The in-memory store never fails.
+func apply(m *Memory, evs ...*event.Event) {
+	if err := m.Apply(context.Background(), evs); err != nil {
+		panic(err)
+	}
 }
 
 func TestApplyActivity(t *testing.T) {
@@ -98,7 +106,7 @@ func TestApplyActivity(t *testing.T) {
 				}
 			}
 			for _, ev := range tt.events {
-				m.Apply(ev)
+				apply(m, ev)
 			}
 			got, err := m.Activity(t.Context(), "u")
 			if err != nil {
@@ -115,10 +123,10 @@ func TestApplyReapplyIsHarmless(t *testing.T) {
 	m := newTestMemory(t, Config{})
 	evs := []*event.Event{click("u", "a"), click("u", "b"), click("u", "c")}
 	for _, ev := range evs {
-		m.Apply(ev)
+		apply(m, ev)
 	}
 	want, _ := m.Activity(t.Context(), "u")
-	m.Apply(evs[2]) // redelivery of the last event
+	apply(m, evs[2]) // redelivery of the last event
 	got, _ := m.Activity(t.Context(), "u")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Activity(u) after redelivery mismatch (-want +got):\n%s", diff)
@@ -130,8 +138,8 @@ func TestActivityCopies(t *testing.T) {
 	if err := m.PutItem(t.Context(), event.Item{ID: "a", Category: "c"}); err != nil {
 		t.Fatal(err)
 	}
-	m.Apply(click("u", "a"))
-	m.Apply(click("u", "b"))
+	apply(m, click("u", "a"))
+	apply(m, click("u", "b"))
 	got, _ := m.Activity(t.Context(), "u")
 	got.RecentItems[0] = "changed"
 	got.RecentCategories[0] = "changed"
@@ -159,10 +167,10 @@ func TestApplyMaxSymbols(t *testing.T) {
 	if err := m.PutItem(t.Context(), event.Item{ID: "a", Category: "ca"}); err != nil {
 		t.Fatal(err)
 	}
-	m.Apply(click("u", "a")) // symbols: a, ca
-	m.Apply(click("u", "b")) // symbols: b (table now full)
-	m.Apply(click("u", "c")) // dropped
-	m.Apply(click("v", "a")) // known symbols still work
+	apply(m, click("u", "a")) // symbols: a, ca
+	apply(m, click("u", "b")) // symbols: b (table now full)
+	apply(m, click("u", "c")) // dropped
+	apply(m, click("v", "a")) // known symbols still work
 	got, _ := m.Activity(t.Context(), "u")
 	want := Activity{RecentItems: []string{"b", "a"}, RecentCategories: []string{"ca"}, Clicked: []string{"b", "a"}}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -223,7 +231,7 @@ func TestConcurrent(t *testing.T) {
 						t.Error(err)
 					}
 				default:
-					m.Apply(click(u, it))
+					apply(m, click(u, it))
 				}
 			}
 		})
@@ -236,7 +244,9 @@ func TestConcurrent(t *testing.T) {
 				if _, err := m.Activity(ctx, u); err != nil {
 					t.Error(err)
 				}
-				m.Item(fmt.Sprintf("i%d", i%items))
+				if _, _, err := m.Item(ctx, fmt.Sprintf("i%d", i%items)); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}
@@ -245,8 +255,12 @@ func TestConcurrent(t *testing.T) {
 			if err := m.WriteSnapshot(discard{}, 1); err != nil {
 				t.Error(err)
 			}
-			m.RangeItems(func(event.Item) bool { return true })
-			_, _ = m.Users(), m.Items()
+			if err := m.RangeItems(ctx, func(event.Item) bool { return true }); err != nil {
+				t.Error(err)
+			}
+			if _, _, err := m.Counts(ctx); err != nil {
+				t.Error(err)
+			}
 		}
 	})
 	wg.Wait()
@@ -274,8 +288,8 @@ func TestConcurrent(t *testing.T) {
 			}
 		}
 	}
-	if m.Users() != users {
-		t.Errorf("Users() = %d, want %d", m.Users(), users)
+	if m.userCount() != users {
+		t.Errorf("Users() = %d, want %d", m.userCount(), users)
 	}
 }
 

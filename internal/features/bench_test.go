@@ -48,7 +48,7 @@ func benchStore(b *testing.B, users int, reg prometheus.Registerer) (*Memory, []
 		}
 		if i%4 == 0 {
 			for j := range 30 {
-				m.Apply(click(u.ID, fmt.Sprintf("item-%d", (i+j*37)%1000)))
+				apply(m, click(u.ID, fmt.Sprintf("item-%d", (i+j*37)%1000)))
 			}
 		}
 	}
@@ -107,10 +107,14 @@ func BenchmarkApply(b *testing.B) {
 	for i := range evs {
 		evs[i] = click(ids[(i*13)%len(ids)], fmt.Sprintf("item-%d", (i*31)%1000))
 	}
+	ctx := b.Context()
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Apply(evs[i%len(evs)])
+		k := i % len(evs)
+		if err := m.Apply(ctx, evs[k:k+1]); err != nil {
+			b.Fatal(err)
+		}
 		i++
 	}
 }
@@ -121,12 +125,17 @@ func BenchmarkApplyParallel(b *testing.B) {
 	for i := range evs {
 		evs[i] = click(ids[(i*13)%len(ids)], fmt.Sprintf("item-%d", (i*31)%1000))
 	}
+	ctx := b.Context()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			m.Apply(evs[i%len(evs)])
+			k := i % len(evs)
+			if err := m.Apply(ctx, evs[k:k+1]); err != nil {
+				b.Error(err)
+				return
+			}
 			i++
 		}
 	})

@@ -210,11 +210,11 @@ func TestLoadItems(t *testing.T) {
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("LoadItems() result mismatch (-want +got):\n%s", diff)
 	}
-	if got, ok := m.Item("i1"); !ok || !cmp.Equal(got, event.Item{ID: "i1", Category: "shoes", Tags: []string{"a", "b"}, Available: true}) {
-		t.Errorf("Item(i1) = %+v, %v after LoadItems", got, ok)
+	if got, ok, err := m.Item(t.Context(), "i1"); err != nil || !ok || !cmp.Equal(got, event.Item{ID: "i1", Category: "shoes", Tags: []string{"a", "b"}, Available: true}) {
+		t.Errorf("Item(i1) = %+v, %v, %v after LoadItems", got, ok, err)
 	}
-	if m.Items() != 2 {
-		t.Errorf("Items() = %d after LoadItems, want 2", m.Items())
+	if _, items, err := m.Counts(t.Context()); items != 2 || err != nil {
+		t.Errorf("Counts() items = %d, %v after LoadItems, want 2", items, err)
 	}
 }
 

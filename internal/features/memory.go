@@ -278,24 +278,15 @@ func (st *state) putUser(u event.User) {
 	sh.mu.Unlock()
 }
 
-// Users returns the number of user profiles (users put with PutUser or
-// restored from a snapshot; users known only from their events are not
-// counted).
-func (m *Memory) Users() int {
-	return int(m.st.Load().nUsers.Load())
-}
-
-// Item returns the catalog item id and whether it exists. The returned
-// Tags slice is shared with the store and must not be modified.
+// Item returns the catalog item id and whether it exists; an unknown item is
+// not an error. The returned Tags slice is shared with the store and must
+// not be modified.
 //
-// The engine calls Item for every candidate; it does not block beyond a
-// shard read lock.
-func (m *Memory) Item(id string) (event.Item, bool) {
-	sh := m.st.Load().itemShard(id)
-	sh.mu.RLock()
-	it, ok := sh.m[id]
-	sh.mu.RUnlock()
-	return it, ok
+// The model updater calls Item for every event; it does not block beyond a
+// shard read lock, does not use ctx and never fails.
+func (m *Memory) Item(_ context.Context, id string) (event.Item, bool, error) {
+	it, ok := m.itemIn(m.st.Load(), id)
+	return it, ok, nil
 }
 
 // PutItem validates it, replaces the catalog entry it.ID with it, and then
@@ -331,29 +322,39 @@ func (st *state) putItem(it event.Item) {
 	}
 }
 
-// Items returns the number of catalog items.
-func (m *Memory) Items() int {
-	return int(m.st.Load().nItems.Load())
+// Counts returns the number of user profiles (users put with PutUser or
+// restored from a snapshot; users known only from their events are not
+// counted) and of catalog items. It never fails.
+func (m *Memory) Counts(context.Context) (users, items int, err error) {
+	return m.userCount(), m.itemCount(), nil
 }
+
+func (m *Memory) userCount() int { return int(m.st.Load().nUsers.Load()) }
+func (m *Memory) itemCount() int { return int(m.st.Load().nItems.Load()) }
 
 // RangeItems calls fn for each catalog item, in no particular order, until
 // fn returns false. It copies one shard at a time and calls fn without
 // holding a lock, so fn may call any method of m; items changed during the
-// iteration may or may not be seen.
-func (m *Memory) RangeItems(fn func(event.Item) bool) {
+// iteration may or may not be seen. It checks ctx between shards and
+// returns its error when it is done; otherwise it returns nil.
+func (m *Memory) RangeItems(ctx context.Context, fn func(event.Item) bool) error {
 	st := m.st.Load()
 	var buf []event.Item
 	for i := range st.items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		sh := &st.items[i]
 		sh.mu.RLock()
 		buf = slices.AppendSeq(buf[:0], maps.Values(sh.m))
 		sh.mu.RUnlock()
 		for _, it := range buf {
 			if !fn(it) {
-				return
+				return nil
 			}
 		}
 	}
+	return nil
 }
 
 // OnItemChange registers fn to be called after each PutItem with the stored
@@ -365,4 +366,13 @@ func (m *Memory) OnItemChange(fn func(event.Item)) {
 	m.notifyMu.Lock()
 	defer m.notifyMu.Unlock()
 	m.callbacks = append(m.callbacks, fn)
+}
+
+// Run returns nil when ctx is done. The in-memory store calls its
+// OnItemChange functions synchronously, from PutItem and ReadSnapshot, so
+// it has nothing to run; Run exists so that it has the shape of
+// [Redis.Run] and a node starts either the same way.
+func (m *Memory) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
 }

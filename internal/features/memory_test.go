@@ -165,8 +165,8 @@ func TestPutUserInvalid(t *testing.T) {
 			t.Errorf("PutUser(%.20q) error = %v, want %v", tt.u.ID, err, tt.want)
 		}
 	}
-	if m.Users() != 0 {
-		t.Errorf("Users() = %d after invalid puts, want 0", m.Users())
+	if m.userCount() != 0 {
+		t.Errorf("Users() = %d after invalid puts, want 0", m.userCount())
 	}
 }
 
@@ -195,8 +195,8 @@ func TestUsersCount(t *testing.T) {
 		}
 	}
 	// Users known only from events are not profiles.
-	m.Apply(&event.Event{ID: "e", Type: event.Click, UserID: "d", ItemID: "i"})
-	if got := m.Users(); got != 3 {
+	apply(m, &event.Event{ID: "e", Type: event.Click, UserID: "d", ItemID: "i"})
+	if got := m.userCount(); got != 3 {
 		t.Errorf("Users() = %d, want 3", got)
 	}
 	if _, known, _ := m.User(ctx, "d"); known {
@@ -206,7 +206,7 @@ func TestUsersCount(t *testing.T) {
 	if err := m.PutUser(ctx, event.User{ID: "d"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Users(); got != 4 {
+	if got := m.userCount(); got != 4 {
 		t.Errorf("Users() = %d, want 4", got)
 	}
 }
@@ -248,16 +248,16 @@ func TestItems(t *testing.T) {
 		{"i3", event.Item{}, false},
 	}
 	for _, tt := range tests {
-		got, ok := m.Item(tt.id)
-		if ok != tt.ok {
-			t.Errorf("Item(%q) ok = %v, want %v", tt.id, ok, tt.ok)
+		got, ok, err := m.Item(ctx, tt.id)
+		if ok != tt.ok || err != nil {
+			t.Errorf("Item(%q) ok = %v, %v, want %v, nil", tt.id, ok, err, tt.ok)
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("Item(%q) mismatch (-want +got):\n%s", tt.id, diff)
 		}
 	}
-	if got := m.Items(); got != 2 {
-		t.Errorf("Items() = %d, want 2", got)
+	if users, items, err := m.Counts(ctx); users != 0 || items != 2 || err != nil {
+		t.Errorf("Counts() = %d, %d, %v, want 0, 2, nil", users, items, err)
 	}
 	if err := m.PutItem(ctx, event.Item{ID: "i3"}); !errors.Is(err, event.ErrMissingField) {
 		t.Errorf("PutItem(no category) error = %v, want %v", err, event.ErrMissingField)
@@ -265,11 +265,11 @@ func TestItems(t *testing.T) {
 	if err := m.PutItem(ctx, event.Item{ID: "i4", Category: "c", Tags: tags}); err != nil {
 		t.Fatal(err)
 	}
-	if it, _ := m.Item("i4"); it.Tags[0] != "changed by caller" || len(it.Tags) != 2 {
+	if it, _, _ := m.Item(ctx, "i4"); it.Tags[0] != "changed by caller" || len(it.Tags) != 2 {
 		t.Errorf("Item(i4).Tags = %q, want %q", it.Tags, tags)
 	}
 	tags[1] = "changed again"
-	if it, _ := m.Item("i4"); it.Tags[1] != "sale" {
+	if it, _, _ := m.Item(ctx, "i4"); it.Tags[1] != "sale" {
 		t.Errorf("Item(i4).Tags[1] = %q after the caller changed its slice, want %q", it.Tags[1], "sale")
 	}
 }
@@ -286,7 +286,7 @@ func TestRangeItems(t *testing.T) {
 		}
 	}
 	got := map[string]string{}
-	m.RangeItems(func(it event.Item) bool {
+	err := m.RangeItems(ctx, func(it event.Item) bool {
 		got[it.ID] = it.Category
 		// fn runs without locks: calling back into the store must not deadlock.
 		if err := m.PutItem(ctx, event.Item{ID: it.ID, Category: it.Category}); err != nil {
@@ -294,13 +294,20 @@ func TestRangeItems(t *testing.T) {
 		}
 		return true
 	})
+	if err != nil {
+		t.Fatalf("RangeItems() = %v", err)
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("RangeItems() mismatch (-want +got):\n%s", diff)
 	}
 	n := 0
-	m.RangeItems(func(event.Item) bool { n++; return n < 7 })
-	if n != 7 {
-		t.Errorf("RangeItems() called fn %d times after it returned false on call 7, want 7", n)
+	if err := m.RangeItems(ctx, func(event.Item) bool { n++; return n < 7 }); err != nil || n != 7 {
+		t.Errorf("RangeItems() called fn %d times after it returned false on call 7, err %v, want 7, nil", n, err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := m.RangeItems(canceled, func(event.Item) bool { return true }); !errors.Is(err, context.Canceled) {
+		t.Errorf("RangeItems(canceled ctx) = %v, want context.Canceled", err)
 	}
 }
 

@@ -34,11 +34,11 @@ func newMetrics(reg prometheus.Registerer, m *Memory) (*metrics, error) {
 	users := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sightline_features_users",
 		Help: "User profiles in the feature store.",
-	}, func() float64 { return float64(m.Users()) })
+	}, func() float64 { return float64(m.userCount()) })
 	items := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sightline_features_items",
 		Help: "Items in the feature store's catalog.",
-	}, func() float64 { return float64(m.Items()) })
+	}, func() float64 { return float64(m.itemCount()) })
 	for _, c := range []prometheus.Collector{users, items, lookups, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register features metrics: %w", err)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +115,8 @@ func (c RedisConfig) withDefaults() (RedisConfig, error) {
 //	                   available ("1" or "0")
 //	P n:users    int   number of user profiles
 //	P n:items    int   number of catalog items
+//	P catalog    stream one entry per PutItem: id, then the fields of the
+//	                   item hash; capped at about 100,000 entries
 //
 // Writes that touch several keys run as Lua scripts, so they are atomic.
 // The scripts touch a user's keys together with an item's, so the store
@@ -130,12 +131,10 @@ type Redis struct {
 	met    *redisMetrics
 	users  string // key of the user counter
 	items  string // key of the item counter
+	stream string // key of the catalog stream
 	ttlArg string // ActivityTTL in ms for the apply script, "0" for none
 
-	// notifyMu serializes PutItem with its OnItemChange notifications, so
-	// subscribers see this node's changes in store order.
-	notifyMu  sync.Mutex
-	callbacks []func(event.Item)
+	tail catalogTail
 }
 
 // putHash replaces the hash KEYS[1] by the field/value pairs in ARGV and
@@ -178,6 +177,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		cfg:    cfg,
 		users:  cfg.KeyPrefix + "n:users",
 		items:  cfg.KeyPrefix + "n:items",
+		stream: cfg.KeyPrefix + "catalog",
 		ttlArg: strconv.FormatInt(cfg.ActivityTTL.Milliseconds(), 10),
 	}
 	r.c = redis.NewClient(&redis.Options{
@@ -374,30 +374,30 @@ func (r *Redis) PutUser(ctx context.Context, u event.User) error {
 	return nil
 }
 
-// Users returns the number of user profiles (users put with PutUser; users
-// known only from their events are not counted).
-func (r *Redis) Users(ctx context.Context) (int, error) {
-	return r.count(ctx, r.users)
-}
-
-// Items returns the number of catalog items.
-func (r *Redis) Items(ctx context.Context) (int, error) {
-	return r.count(ctx, r.items)
-}
-
-func (r *Redis) count(ctx context.Context, key string) (int, error) {
-	n, err := r.c.Get(ctx, key).Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
+// Counts returns the number of user profiles (users put with PutUser; users
+// known only from their events are not counted) and of catalog items, in
+// one round trip.
+func (r *Redis) Counts(ctx context.Context) (users, items int, err error) {
+	vals, err := r.c.MGet(ctx, r.users, r.items).Result()
 	if err != nil {
-		return 0, r.fail(ctx, opCount, err)
+		return 0, 0, r.fail(ctx, opCount, err)
 	}
-	return n, nil
+	var n [2]int
+	for i, v := range vals {
+		if v == nil {
+			continue // no profile or item yet
+		}
+		s, _ := v.(string)
+		if n[i], err = strconv.Atoi(s); err != nil {
+			r.met.errors.WithLabelValues(opCount, "corrupt").Inc()
+			return 0, 0, fmt.Errorf("redis count: %v", err)
+		}
+	}
+	return n[0], n[1], nil
 }
 
 // Apply updates recent activity from events, in order, exactly as
-// [Memory.Apply] does for each: clicks and conversions move the item, and
+// [Memory.Apply] does: clicks and conversions move the item, and
 // its category when the item is in the catalog, to the front of the user's
 // recent lists; impressions and invalid events change nothing. Each event is
 // applied atomically; the events go in pipelines of up to 256, one round
@@ -406,7 +406,7 @@ func (r *Redis) count(ctx context.Context, key string) (int, error) {
 // Re-applying a sequence of events that was just applied, or any suffix of
 // it, changes nothing, so an ingest consumer may retry a batch whose Apply
 // failed part-way. Event consumers call Apply concurrently.
-func (r *Redis) Apply(ctx context.Context, evs ...*event.Event) error {
+func (r *Redis) Apply(ctx context.Context, evs []*event.Event) error {
 	batch := evs[:0:0]
 	flush := func() error {
 		if len(batch) == 0 {
@@ -475,9 +475,8 @@ func isNoScript(err error) bool {
 // Item returns the catalog item id and whether it exists; an unknown item is
 // not an error. It makes one round trip.
 //
-// Unlike [Memory.Item] it takes a ctx and may fail: the engine does not call
-// it, since its candidate index keeps its own copy of the catalog, fed by
-// [Redis.RangeItems] and [Redis.OnItemChange].
+// The engine does not call it: its candidate index keeps its own copy of
+// the catalog, fed by [Redis.RangeItems] and [Redis.OnItemChange].
 func (r *Redis) Item(ctx context.Context, id string) (event.Item, bool, error) {
 	h, err := r.c.HGetAll(ctx, r.itemKey(id)).Result()
 	if err != nil {
@@ -507,10 +506,11 @@ func decodeItem(id string, h map[string]string) (event.Item, error) {
 	return it, nil
 }
 
-// PutItem validates it, replaces the catalog entry it.ID with it, and then
-// calls every function registered with OnItemChange. Only this node's
-// callbacks run: other nodes learn of the change when they next call
-// RangeItems.
+// PutItem validates it and replaces the catalog entry it.ID with it. In the
+// same atomic step it appends the item to the catalog stream, from which
+// [Redis.Run], on this node and on every other node sharing the key
+// prefix, calls the functions registered with OnItemChange. It makes one
+// round trip.
 func (r *Redis) PutItem(ctx context.Context, it event.Item) error {
 	if err := it.Validate(); err != nil {
 		return fmt.Errorf("put item: %w", err)
@@ -519,24 +519,16 @@ func (r *Redis) PutItem(ctx context.Context, it event.Item) error {
 	if it.Available {
 		avail = "1"
 	}
-	args := []any{"category", it.Category, "available", avail}
+	args := []any{catalogStreamLen, it.ID, "category", it.Category, "available", avail}
 	if len(it.Tags) > 0 {
 		tags, err := json.Marshal(it.Tags)
 		if err != nil {
 			return fmt.Errorf("put item: tags: %w", err)
 		}
 		args = append(args, "tags", tags)
-		it.Tags = append([]string(nil), it.Tags...)
-	} else {
-		it.Tags = nil
 	}
-	r.notifyMu.Lock()
-	defer r.notifyMu.Unlock()
-	if err := r.run(ctx, putHash, []string{r.itemKey(it.ID), r.items}, args); err != nil {
+	if err := r.run(ctx, putItemScript, []string{r.itemKey(it.ID), r.items, r.stream}, args); err != nil {
 		return r.fail(ctx, opPutItem, err)
-	}
-	for _, fn := range r.callbacks {
-		fn(it)
 	}
 	return nil
 }
@@ -600,17 +592,6 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-// OnItemChange registers fn to be called after each successful PutItem on
-// this node, with the stored item. Calls are serialized and in the order of
-// the changes. fn runs on the writer's goroutine: it must be cheap and must
-// not block; it may call Item or RangeItems but not PutItem or
-// OnItemChange.
-func (r *Redis) OnItemChange(fn func(event.Item)) {
-	r.notifyMu.Lock()
-	defer r.notifyMu.Unlock()
-	r.callbacks = append(r.callbacks, fn)
-}
-
 // Operations, the values of the op label of the error counter.
 const (
 	opPing       = "ping"
@@ -623,6 +604,7 @@ const (
 	opPutItem    = "put_item"
 	opRangeItems = "range_items"
 	opCount      = "count"
+	opTail       = "catalog_tail"
 )
 
 // fail counts err and returns it wrapped with the operation. Timeouts,
@@ -651,6 +633,8 @@ func (r *Redis) fail(ctx context.Context, op string, err error) error {
 type redisMetrics struct {
 	hit, miss prometheus.Counter
 	errors    *prometheus.CounterVec
+	changes   prometheus.Counter // catalog stream entries delivered
+	resyncs   prometheus.Counter // catalog reloads of a tail that lost entries
 }
 
 func newRedisMetrics(reg prometheus.Registerer, c *redis.Client) (*redisMetrics, error) {
@@ -660,9 +644,17 @@ func newRedisMetrics(reg prometheus.Registerer, c *redis.Client) (*redisMetrics,
 	}, []string{"result"})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sightline_features_redis_errors_total",
-		Help: "Failed Redis feature-store operations, by operation and kind (timeout, error, corrupt).",
+		Help: "Failed Redis feature-store operations, by operation (catalog_tail for the catalog stream tail) and kind (timeout, error, corrupt).",
 	}, []string{"op", "kind"})
-	met := &redisMetrics{hit: lookups.WithLabelValues("hit"), miss: lookups.WithLabelValues("miss"), errors: errs}
+	changes := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sightline_features_catalog_changes_total",
+		Help: "Catalog changes read from the Redis catalog stream (puts by any node) and passed to the node's candidate index.",
+	})
+	resyncs := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sightline_features_catalog_resyncs_total",
+		Help: "Times the catalog stream tail fell so far behind that unread changes were trimmed, and the whole catalog was reloaded instead.",
+	})
+	met := &redisMetrics{hit: lookups.WithLabelValues("hit"), miss: lookups.WithLabelValues("miss"), errors: errs, changes: changes, resyncs: resyncs}
 	if reg == nil {
 		return met, nil
 	}
@@ -670,7 +662,7 @@ func newRedisMetrics(reg prometheus.Registerer, c *redis.Client) (*redisMetrics,
 		Name: "sightline_features_redis_connections",
 		Help: "Open connections to Redis in the feature store's pool.",
 	}, func() float64 { return float64(c.PoolStats().TotalConns) })
-	for _, col := range []prometheus.Collector{lookups, errs, conns} {
+	for _, col := range []prometheus.Collector{lookups, errs, changes, resyncs, conns} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register redis features metrics: %w", err)
 		}

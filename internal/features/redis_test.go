@@ -117,7 +117,7 @@ func TestRedisUserRoundTrip(t *testing.T) {
 	if got, ok, err := r.User(ctx, "nobody"); err != nil || ok || !cmp.Equal(got, event.User{}) {
 		t.Errorf("User(unknown) = %+v, %v, %v, want zero, false, nil", got, ok, err)
 	}
-	if n, err := r.Users(ctx); n != 4 || err != nil {
+	if n, _, err := r.Counts(ctx); n != 4 || err != nil {
 		t.Errorf("Users() = %d, %v, want 4 (u1 put twice)", n, err)
 	}
 	if err := r.PutUser(ctx, event.User{}); !errors.Is(err, event.ErrMissingField) {
@@ -164,14 +164,14 @@ func TestRedisActivityMatchesMemory(t *testing.T) {
 	}
 	evs = append(evs, nil)
 	for i, ev := range evs {
-		m.Apply(ev)
+		apply(m, ev)
 		if i%3 == 0 { // both single events and batches
-			if err := r.Apply(ctx, ev); err != nil {
+			if err := r.Apply(ctx, []*event.Event{ev}); err != nil {
 				t.Fatalf("Apply(%d) = %v", i, err)
 			}
 		}
 		if i%3 == 2 {
-			if err := r.Apply(ctx, evs[i-1:i+1]...); err != nil {
+			if err := r.Apply(ctx, evs[i-1:i+1]); err != nil {
 				t.Fatalf("Apply(%d..%d) = %v", i-1, i, err)
 			}
 		}
@@ -218,7 +218,7 @@ func TestRedisActivityOrder(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, item := range tc.items {
-				if err := r.Apply(ctx, click(item)); err != nil {
+				if err := r.Apply(ctx, []*event.Event{click(item)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -247,7 +247,7 @@ func TestRedisApplyIdempotent(t *testing.T) {
 	for _, it := range []int{0, 1, 2, 1, 3, 4, 0, 5, 2} {
 		evs = append(evs, &event.Event{ID: strconv.Itoa(len(evs)), Type: event.Conversion, UserID: "u", ItemID: "i" + strconv.Itoa(it)})
 	}
-	if err := r.Apply(ctx, evs...); err != nil {
+	if err := r.Apply(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
 	want, err := r.Activity(ctx, "u")
@@ -255,7 +255,7 @@ func TestRedisApplyIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for from := range evs {
-		if err := r.Apply(ctx, evs[from:]...); err != nil {
+		if err := r.Apply(ctx, evs[from:]); err != nil {
 			t.Fatal(err)
 		}
 		got, err := r.Activity(ctx, "u")
@@ -271,7 +271,7 @@ func TestRedisApplyIdempotent(t *testing.T) {
 func TestRedisActivityTTL(t *testing.T) {
 	r := newTestRedis(t, RedisConfig{ActivityTTL: time.Hour})
 	ctx := context.Background()
-	if err := r.Apply(ctx, &event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}); err != nil {
+	if err := r.Apply(ctx, []*event.Event{&event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}}); err != nil {
 		t.Fatal(err)
 	}
 	keys := r.activityKeys("u")
@@ -294,8 +294,9 @@ func TestRedisItems(t *testing.T) {
 	if err := other.PutItem(ctx, event.Item{ID: "foreign", Category: "c"}); err != nil {
 		t.Fatal(err)
 	}
-	var changed []event.Item
-	r.OnItemChange(func(it event.Item) { changed = append(changed, it) })
+	changes := make(chan event.Item, 10)
+	r.OnItemChange(func(it event.Item) { changes <- it })
+	runTail(t, r)
 	items := []event.Item{
 		{ID: "a", Category: "books", Tags: []string{"new", "x,y"}, Available: true},
 		{ID: "b:1", Category: "music"},
@@ -307,7 +308,7 @@ func TestRedisItems(t *testing.T) {
 		}
 	}
 	items[2].Tags = nil // empty tags read back as nil
-	if diff := cmp.Diff(items, changed); diff != "" {
+	if diff := cmp.Diff(items, receive(t, changes, len(items))); diff != "" {
 		t.Errorf("OnItemChange calls (-want +got):\n%s", diff)
 	}
 	for _, want := range items {
@@ -326,7 +327,7 @@ func TestRedisItems(t *testing.T) {
 		t.Fatal(err)
 	}
 	items[0] = event.Item{ID: "a", Category: "film"}
-	if n, err := r.Items(ctx); n != 3 || err != nil {
+	if _, n, err := r.Counts(ctx); n != 3 || err != nil {
 		t.Errorf("Items() = %d, %v, want 3", n, err)
 	}
 	var ranged []event.Item
@@ -355,7 +356,7 @@ func TestRedisFeatures(t *testing.T) {
 	if err := errors.Join(
 		r.PutUser(ctx, u),
 		r.PutItem(ctx, event.Item{ID: "i", Category: "c"}),
-		r.Apply(ctx, &event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}),
+		r.Apply(ctx, []*event.Event{&event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}}),
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func TestRedisFeatures(t *testing.T) {
 		t.Errorf("Features(u) activity (-want +got):\n%s", diff)
 	}
 	// Activity without a profile: unknown user, activity still returned.
-	if err := r.Apply(ctx, &event.Event{ID: "e2", Type: event.Click, UserID: "anon", ItemID: "i"}); err != nil {
+	if err := r.Apply(ctx, []*event.Event{&event.Event{ID: "e2", Type: event.Click, UserID: "anon", ItemID: "i"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, a, err := r.Features(ctx, "anon"); ok || err != nil || !cmp.Equal(a, wantA) {
@@ -400,7 +401,7 @@ func TestRedisConcurrent(t *testing.T) {
 				v := strconv.Itoa(w)
 				u := event.User{ID: uid, Segment: v, Region: v, Attrs: map[string]string{"w": v}}
 				ev := &event.Event{ID: "e", Type: event.Click, UserID: uid, ItemID: "i" + strconv.Itoa((i+w)%10)}
-				if err := errors.Join(r.PutUser(ctx, u), r.Apply(ctx, ev)); err != nil {
+				if err := errors.Join(r.PutUser(ctx, u), r.Apply(ctx, []*event.Event{ev})); err != nil {
 					errs <- err
 					return
 				}
@@ -429,7 +430,7 @@ func TestRedisConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n, err := r.Users(ctx); n != 5 || err != nil {
+	if n, _, err := r.Counts(ctx); n != 5 || err != nil {
 		t.Errorf("Users() = %d, %v, want 5", n, err)
 	}
 }
@@ -508,7 +509,7 @@ func TestRedisDeadline(t *testing.T) {
 		{"apply with deadline", func() error {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 			defer cancel()
-			return r.Apply(ctx, &event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"})
+			return r.Apply(ctx, []*event.Event{&event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}})
 		}, context.DeadlineExceeded},
 	}
 	for _, tc := range tests {
@@ -564,12 +565,12 @@ func TestRedisServerDown(t *testing.T) {
 				"Features": func() error { _, _, _, err := r.Features(ctx, "u"); return err },
 				"PutUser":  func() error { return r.PutUser(ctx, event.User{ID: "u"}) },
 				"Apply": func() error {
-					return r.Apply(ctx, &event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"})
+					return r.Apply(ctx, []*event.Event{&event.Event{ID: "e", Type: event.Click, UserID: "u", ItemID: "i"}})
 				},
 				"Item":       func() error { _, _, err := r.Item(ctx, "i"); return err },
 				"PutItem":    func() error { return r.PutItem(ctx, event.Item{ID: "i", Category: "c"}) },
 				"RangeItems": func() error { return r.RangeItems(ctx, func(event.Item) bool { return true }) },
-				"Users":      func() error { _, err := r.Users(ctx); return err },
+				"Counts":     func() error { _, _, err := r.Counts(ctx); return err },
 			}
 			for name, call := range calls {
 				start := time.Now()
@@ -616,7 +617,7 @@ func TestRedisScriptReload(t *testing.T) {
 		if err := r.c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := errors.Join(r.Apply(ctx, ev), r.PutUser(ctx, event.User{ID: "u"})); err != nil {
+		if err := errors.Join(r.Apply(ctx, []*event.Event{ev}), r.PutUser(ctx, event.User{ID: "u"})); err != nil {
 			t.Fatalf("round %d: Apply, PutUser after SCRIPT FLUSH = %v", i, err)
 		}
 	}
@@ -634,7 +635,7 @@ func BenchmarkRedisFeatures(b *testing.B) {
 	for i := range 60 {
 		id := "i" + strconv.Itoa(i)
 		if err := errors.Join(r.PutItem(ctx, event.Item{ID: id, Category: "c" + strconv.Itoa(i%9)}),
-			r.Apply(ctx, &event.Event{ID: id, Type: event.Click, UserID: "u", ItemID: id})); err != nil {
+			r.Apply(ctx, []*event.Event{&event.Event{ID: id, Type: event.Click, UserID: "u", ItemID: id}})); err != nil {
 			b.Fatal(err)
 		}
 	}

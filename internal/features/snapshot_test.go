@@ -48,9 +48,9 @@ func populate(t testing.TB, m *Memory, n int) {
 		}
 	}
 	for i := range 3 * n {
-		m.Apply(click(fmt.Sprintf("user-%d", i%n), fmt.Sprintf("item-%d", (i*11)%(n+3)))) // some items not in the catalog
+		apply(m, click(fmt.Sprintf("user-%d", i%n), fmt.Sprintf("item-%d", (i*11)%(n+3)))) // some items not in the catalog
 	}
-	m.Apply(click("anonymous", "item-1")) // activity without a profile
+	apply(m, click("anonymous", "item-1")) // activity without a profile
 }
 
 // contents returns everything observable in m, for comparison.
@@ -64,8 +64,11 @@ type contents struct {
 
 func dump(t testing.TB, m *Memory, ids []string) contents {
 	t.Helper()
-	c := contents{Users: map[string]event.User{}, Items: map[string]event.Item{}, Activity: map[string]Activity{},
-		NUsers: m.Users(), NItems: m.Items()}
+	c := contents{Users: map[string]event.User{}, Items: map[string]event.Item{}, Activity: map[string]Activity{}}
+	var err error
+	if c.NUsers, c.NItems, err = m.Counts(t.Context()); err != nil {
+		t.Fatalf("Counts() = %v", err)
+	}
 	for _, id := range ids {
 		if u, ok, _ := m.User(t.Context(), id); ok {
 			c.Users[id] = u
@@ -78,7 +81,9 @@ func dump(t testing.TB, m *Memory, ids []string) contents {
 			c.Activity[id] = a
 		}
 	}
-	m.RangeItems(func(it event.Item) bool { c.Items[it.ID] = it; return true })
+	if err := m.RangeItems(t.Context(), func(it event.Item) bool { c.Items[it.ID] = it; return true }); err != nil {
+		t.Fatalf("RangeItems() = %v", err)
+	}
 	return c
 }
 
@@ -117,7 +122,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := dst.PutItem(t.Context(), event.Item{ID: "stale", Category: "c"}); err != nil {
 		t.Fatal(err)
 	}
-	dst.Apply(click("stale", "x"))
+	apply(dst, click("stale", "x"))
 	var notified int
 	dst.OnItemChange(func(event.Item) { notified++ })
 
@@ -134,7 +139,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	// The restored store keeps working: activity continues from the
 	// restored lists.
-	dst.Apply(click("user-1", "item-2"))
+	apply(dst, click("user-1", "item-2"))
 	a, _ := dst.Activity(t.Context(), "user-1")
 	if a.RecentItems[0] != "item-2" || a.RecentCategories[0] != "cat-2" {
 		t.Errorf("Activity(user-1) after a restore and a click = %+v, want item-2 / cat-2 first", a)
@@ -153,8 +158,8 @@ func TestSnapshotEmpty(t *testing.T) {
 	if err != nil || off != 0 {
 		t.Fatalf("ReadSnapshot(empty) = %d, %v, want 0, nil", off, err)
 	}
-	if m.Users() != 0 || m.Items() != 0 {
-		t.Errorf("after restoring an empty snapshot Users() = %d, Items() = %d, want 0, 0", m.Users(), m.Items())
+	if m.userCount() != 0 || m.itemCount() != 0 {
+		t.Errorf("after restoring an empty snapshot Users() = %d, Items() = %d, want 0, 0", m.userCount(), m.itemCount())
 	}
 	if a, _ := m.Activity(t.Context(), "user-1"); a.Clicked != nil {
 		t.Errorf("Activity(user-1) after restoring an empty snapshot = %+v, want empty", a)
@@ -164,7 +169,7 @@ func TestSnapshotEmpty(t *testing.T) {
 func TestSnapshotSmallerLists(t *testing.T) {
 	src := newTestMemory(t, Config{})
 	for i := range 30 {
-		src.Apply(click("u", fmt.Sprintf("i%d", i)))
+		apply(src, click("u", fmt.Sprintf("i%d", i)))
 	}
 	dst := newTestMemory(t, Config{RecentItems: 2, ClickedItems: 3})
 	if _, err := dst.ReadSnapshot(bytes.NewReader(snapshot(t, src, 0))); err != nil {
@@ -206,7 +211,7 @@ func TestSnapshotCorruption(t *testing.T) {
 		if !errors.Is(err, ErrCorruptSnapshot) {
 			t.Fatalf("ReadSnapshot(%s) = %d, %v, want error wrapping %v", name, off, err, ErrCorruptSnapshot)
 		}
-		if _, known, _ := m.User(t.Context(), "keep"); !known || m.Users() != 1 {
+		if _, known, _ := m.User(t.Context(), "keep"); !known || m.userCount() != 1 {
 			t.Errorf("after ReadSnapshot(%s) failed, the store was changed", name)
 		}
 	}
@@ -257,8 +262,8 @@ func TestSnapshotCorruption(t *testing.T) {
 	}
 	t.Run("multi-frame round trip", func(t *testing.T) {
 		m := newTestMemory(t, Config{})
-		if _, err := m.ReadSnapshot(bytes.NewReader(join(fr...))); err != nil || m.Users() != 12000 {
-			t.Errorf("ReadSnapshot(all frames) error = %v, Users() = %d, want nil, 12000", err, m.Users())
+		if _, err := m.ReadSnapshot(bytes.NewReader(join(fr...))); err != nil || m.userCount() != 12000 {
+			t.Errorf("ReadSnapshot(all frames) error = %v, Users() = %d, want nil, 12000", err, m.userCount())
 		}
 	})
 }
@@ -437,7 +442,7 @@ func TestSnapshotDuringWrites(t *testing.T) {
 			if err := m.PutUser(ctx, event.User{ID: fmt.Sprintf("new-%d", i), Segment: "s"}); err != nil {
 				t.Fatal(err)
 			}
-			m.Apply(click(fmt.Sprintf("old-%d", i%before), "item"))
+			apply(m, click(fmt.Sprintf("old-%d", i%before), "item"))
 			continue
 		}
 		break
@@ -451,7 +456,7 @@ func TestSnapshotDuringWrites(t *testing.T) {
 			t.Fatalf("User(old-%d) missing from a snapshot taken after it was put", i)
 		}
 	}
-	if dst.Users() < before || dst.Users() > m.Users() {
-		t.Errorf("restored Users() = %d, want between %d and %d", dst.Users(), before, m.Users())
+	if dst.userCount() < before || dst.userCount() > m.userCount() {
+		t.Errorf("restored Users() = %d, want between %d and %d", dst.userCount(), before, m.userCount())
 	}
 }

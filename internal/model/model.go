@@ -193,7 +193,7 @@ type Model struct {
 	coords    []coord
 	w         []atomic.Uint64 // w[i] = weightOf(coords[i]) as float64 bits; Learn keeps it current
 	updates   atomic.Uint64
-	gen       uint64 // snapshot generation; fixed after construction
+	gen       uint64 // snapshot generation; changed only under mu
 	version   atomic.Pointer[string]
 	eval      evaluator
 	mu        sync.Mutex // serializes writers: Learn, WriteSnapshot

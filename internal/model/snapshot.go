@@ -79,6 +79,26 @@ func (m *Model) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
 	return nil
 }
 
+// WritePublished is WriteSnapshot for a model that keeps learning after
+// it is published: once the snapshot is written, the model takes the
+// generation a node restoring the snapshot has (see [VersionOf]), so every
+// publication is a version of its own and the next one differs from it
+// even when few updates came between. It returns that version.
+func (m *Model) WritePublished(w io.Writer, meta SnapshotMeta) (string, error) {
+	var buf bytes.Buffer
+	if err := m.encode(&buf, meta); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	m.gen++
+	m.setVersion()
+	m.mu.Unlock()
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return "", fmt.Errorf("write model snapshot: %w", err)
+	}
+	return VersionOf(buf.Bytes())
+}
+
 func (m *Model) encode(buf *bytes.Buffer, meta SnapshotMeta) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -267,3 +267,33 @@ func TestVersionOf(t *testing.T) {
 		t.Error("VersionOf(garbage) = nil error")
 	}
 }
+
+// TestWritePublished: each publication is a version of its own, the one a
+// node restoring it serves, even without updates between two of them.
+func TestWritePublished(t *testing.T) {
+	m, err := New(Config{Bits: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := Context{User: event.User{AgeBucket: "18-24"}, Channel: "web"}
+	m.Learn(&x, event.Item{ID: "a", Category: "c"}, Positive)
+	seen := map[string]bool{}
+	for range 3 {
+		var buf bytes.Buffer
+		v, err := m.WritePublished(&buf, SnapshotMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()), Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if restored.Version() != v || m.Version() != v {
+			t.Errorf("WritePublished = %q; restored model serves %q, the publisher reports %q: want all equal", v, restored.Version(), m.Version())
+		}
+		if seen[v] {
+			t.Errorf("version %q published twice", v)
+		}
+		seen[v] = true
+	}
+}

@@ -1,0 +1,462 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sightline/sightline/internal/ingest"
+	"github.com/sightline/sightline/internal/learn"
+	"github.com/sightline/sightline/internal/model"
+	"github.com/sightline/sightline/internal/registry"
+)
+
+// A cluster (docs/scaling.md): API nodes serve and publish their decisions;
+// one trainer, holding the registry's lease, learns from the events and
+// the decisions and publishes model snapshots that the API nodes follow.
+
+// joinWait is how long the trainer lets a fresh event wait for its
+// decision to arrive on the decision stream (see learn.ModelConfig).
+const joinWait = 500 * time.Millisecond
+
+// activityOffsetsKey is the model snapshot's extra-data key of the
+// activity updater's positions when the snapshot was taken: a trainer
+// taking over resumes writing recent activity from there.
+const activityOffsetsKey = "activity_offsets"
+
+// qualityStateKey names the registry document of cluster-wide quality.
+const qualityStateKey = "quality"
+
+// clusterParts is a cluster node's state of the cluster.
+type clusterParts struct {
+	// active is set while this trainer holds the lease.
+	active atomic.Bool
+	// published is the last publication this node published (a trainer)
+	// or serves (an API node).
+	published atomic.Pointer[registry.Publication]
+	// updater is the model updater while this trainer is active.
+	updater atomic.Pointer[learn.ModelUpdater]
+
+	warnMu   sync.Mutex
+	warnedAt map[string]time.Time
+}
+
+// warn logs a recurring problem at most every 5 s per kind.
+func (n *Node) warnEvery(ctx context.Context, kind, msg string, attrs ...slog.Attr) {
+	c := &n.cluster
+	c.warnMu.Lock()
+	now := time.Now()
+	if c.warnedAt == nil {
+		c.warnedAt = map[string]time.Time{}
+	}
+	if now.Sub(c.warnedAt[kind]) < 5*time.Second {
+		c.warnMu.Unlock()
+		return
+	}
+	c.warnedAt[kind] = now
+	c.warnMu.Unlock()
+	n.logger.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+}
+
+// openCluster connects a cluster node to the registry and the decision
+// stream.
+func (n *Node) openCluster(ctx context.Context) error {
+	var err error
+	if n.registry, err = registry.Open(registry.Config{Addr: n.cfg.RedisAddr, Prefix: n.cfg.RedisPrefix}); err != nil {
+		return err
+	}
+	n.decisions, err = newDecisionStream(ctx, &n.cfg, n.logger, n.reg, n.cfg.Role == RoleAPI)
+	return err
+}
+
+// loadPublished reads the cluster's current model; ok is false before the
+// first publication.
+func (n *Node) loadPublished(ctx context.Context) (*model.Model, model.SnapshotMeta, registry.Publication, bool, error) {
+	p, data, ok, err := n.registry.Fetch(ctx)
+	if err != nil || !ok {
+		return nil, model.SnapshotMeta{}, p, false, err
+	}
+	m, meta, err := model.ReadSnapshot(bytes.NewReader(data), n.cfg.Model)
+	if err != nil {
+		return nil, model.SnapshotMeta{}, p, false, fmt.Errorf("published model %s (seq %d): %w", p.Version, p.Seq, err)
+	}
+	return m, meta, p, true, nil
+}
+
+// fetchPublished is an API node's first model: the published one.
+func (n *Node) fetchPublished(ctx context.Context) (*model.Model, bool, error) {
+	m, meta, p, ok, err := n.loadPublished(ctx)
+	if err != nil {
+		// Serve the popularity fallback until a good one is published.
+		n.logger.ErrorContext(ctx, "published model not loaded: starting with an empty one", slog.Any("err", err))
+		return nil, false, nil
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	n.cluster.published.Store(&p)
+	n.modelExtra = meta.Extra
+	n.restore.ModelSnapshot = "published"
+	n.logger.InfoContext(ctx, "published model loaded", slog.String("version", p.Version), slog.Uint64("seq", p.Seq), slog.Uint64("updates", m.Updates()))
+	return m, true, nil
+}
+
+// publishDecision is an API node's engine OnRecord: the decision's record
+// goes to the decision stream, without waiting.
+func (n *Node) publishDecision(requestID string, rec []byte) {
+	n.decisions.publish(requestID, rec)
+}
+
+// follow swaps in each model the trainer publishes, until ctx is done.
+func (n *Node) follow(ctx context.Context) {
+	every(ctx, n.cfg.FollowInterval, func() {
+		p, ok, err := n.registry.Latest(ctx)
+		if err != nil {
+			n.warnEvery(ctx, "follow", "cannot read the published model: serving the current one", slog.Any("err", err))
+			return
+		}
+		if cur := n.cluster.published.Load(); !ok || cur != nil && cur.Seq == p.Seq && cur.SHA256 == p.SHA256 {
+			return
+		}
+		m, _, p, ok, err := n.loadPublished(ctx)
+		if err != nil || !ok {
+			if err != nil {
+				n.warnEvery(ctx, "follow", "cannot load the published model: serving the current one", slog.Any("err", err))
+			}
+			return
+		}
+		n.scorer.Swap(m)
+		n.cluster.published.Store(&p)
+		n.logger.LogAttrs(ctx, slog.LevelDebug, "published model swapped in", slog.String("version", p.Version), slog.Uint64("seq", p.Seq))
+	})
+}
+
+// runTrainer competes for the trainer lease until ctx is done, and leads
+// while it holds it.
+func (n *Node) runTrainer(ctx context.Context) {
+	retry := max(n.cfg.TrainerLease/6, 50*time.Millisecond)
+	for ctx.Err() == nil {
+		l, err := n.registry.Acquire(ctx, n.cfg.NodeName, n.cfg.TrainerLease)
+		switch {
+		case err == nil:
+			if err := n.lead(ctx, l); err != nil && ctx.Err() == nil {
+				n.logger.ErrorContext(ctx, "trainer stepped down", slog.Any("err", err))
+			}
+		case errors.Is(err, registry.ErrLeaseHeld):
+		default:
+			n.warnEvery(ctx, "acquire", "cannot reach the registry to take the trainer lease", slog.Any("err", err))
+		}
+		sleepCtx(ctx, retry)
+	}
+}
+
+// errLeaseLost ends a lead when the lease is lost.
+var errLeaseLost = errors.New("trainer lease lost")
+
+// lead is the active trainer: it restores the published model and the
+// positions it includes, learns from there, and publishes until the lease
+// is lost or ctx is done. On shutdown it publishes what it learned last and
+// releases the lease, so a standby takes over at once.
+func (n *Node) lead(ctx context.Context, l registry.Lease) error {
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	log := n.logger.With(slog.Uint64("lease_token", l.Token))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { n.holdLease(lctx, cancel, l) })
+
+	m, meta, p, ok, err := n.loadPublished(lctx)
+	if err != nil {
+		cancel(err)
+		n.release(l)
+		return fmt.Errorf("restore the published model: %w", err)
+	}
+	var from, actFrom offsets
+	if ok {
+		var good bool
+		if from, good = restoredOffsets(n.log, meta.Extra[busOffsetsKey], meta.Offset); !good {
+			from = nil // taken on another bus: learn this one from its start
+		}
+		actFrom = from
+		var bo busOffsets
+		if raw := meta.Extra[activityOffsetsKey]; raw != nil && json.Unmarshal(raw, &bo) == nil && bo.Bus == n.log.ID() {
+			actFrom = bo.Offsets
+		}
+		n.cluster.published.Store(&p)
+		n.restoreBaseline(meta.Extra)
+	} else if m, err = model.New(n.cfg.Model); err != nil {
+		cancel(err)
+		n.release(l)
+		return err
+	}
+	n.scorer.Swap(m)
+	up, err := learn.NewModelUpdater(from, learn.ModelConfig{
+		Joiner: n.engine.Ring(), Features: n.store, Learner: m, Tracing: n.tracing(),
+		Registerer: n.reg, Now: n.cfg.Now, JoinWait: joinWait,
+	})
+	if err != nil {
+		cancel(err)
+		n.release(l)
+		return err
+	}
+	act := learn.NewActivityUpdater(n.store, actFrom)
+	statsFrom, err := n.log.Recent(lctx, 0)
+	if err != nil {
+		cancel(err)
+		n.release(l)
+		return err
+	}
+	n.cluster.updater.Store(up)
+	log.InfoContext(ctx, "trainer active", slog.String("restored", p.Version), slog.Uint64("updates", m.Updates()), slog.Uint64("from", from.Sum()))
+
+	g, gctx := errgroup.WithContext(lctx)
+	ring := n.engine.Ring()
+	g.Go(func() error {
+		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func(rec []byte) {
+			if err := ring.Put(rec); err != nil {
+				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
+			}
+		})
+	})
+	consume := func(name string, from offsets, h partitionHandler) {
+		g.Go(func() error {
+			err := n.log.Consume(gctx, name, from, h, false)
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ingest.ErrClosed) {
+				return fmt.Errorf("consumer %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
+	consume(consumerFeatures, actFrom, act)
+	consume(consumerStats, statsFrom, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement))
+	var last uint64
+	published := ok
+	publish := func(ctx context.Context) error {
+		if published && m.Updates() == last {
+			return nil
+		}
+		pub, err := n.publishModel(ctx, l, m, up, act)
+		if err != nil {
+			return err
+		}
+		last, published = m.Updates(), true
+		n.cluster.published.Store(&pub)
+		return nil
+	}
+	g.Go(func() error {
+		t := time.NewTicker(n.cfg.PublishInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+			if err := publish(gctx); errors.Is(err, registry.ErrLeaseLost) {
+				cancel(errLeaseLost)
+				return nil
+			} else if err != nil {
+				n.warnEvery(gctx, "publish", "cannot publish the model: retrying", slog.Any("err", err))
+			}
+		}
+	})
+	if n.cfg.AlertInterval > 0 {
+		g.Go(func() error {
+			every(gctx, n.cfg.AlertInterval, func() { n.publishQuality(gctx, l) })
+			return nil
+		})
+	}
+	n.cluster.active.Store(true)
+	err = g.Wait()
+	n.cluster.active.Store(false)
+	n.cluster.updater.Store(nil)
+	cause := context.Cause(lctx)
+	if ctx.Err() != nil && !errors.Is(cause, errLeaseLost) {
+		// Shutting down with the lease: hand over what was learned.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if perr := publish(sctx); perr != nil {
+			log.WarnContext(sctx, "final model publication failed: a standby resumes from the previous one", slog.Any("err", perr))
+		}
+		scancel()
+	}
+	cancel(nil)
+	n.release(l)
+	log.InfoContext(ctx, "trainer inactive", slog.Any("cause", cause))
+	if err == nil && errors.Is(cause, errLeaseLost) {
+		err = errLeaseLost
+	}
+	return err
+}
+
+// release gives the lease up, so a standby need not wait for its TTL.
+func (n *Node) release(l registry.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := n.registry.Release(ctx, l); err != nil {
+		n.logger.Debug("release the trainer lease", slog.Any("err", err))
+	}
+}
+
+// holdLease renews l every third of its TTL until ctx is done. When it
+// cannot renew within the TTL (the registry is unreachable, or another
+// trainer took over), it cancels the lead: from then on a standby may hold
+// the lease, so this trainer must stop learning and publishing.
+func (n *Node) holdLease(ctx context.Context, cancel context.CancelCauseFunc, l registry.Lease) {
+	ttl := n.cfg.TrainerLease
+	renewed := time.Now()
+	t := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, rcancel := context.WithTimeout(ctx, ttl/3)
+		err := n.registry.Renew(rctx, l, ttl)
+		rcancel()
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, registry.ErrLeaseLost):
+			n.logger.WarnContext(ctx, "trainer lease lost to another node: stepping down")
+			cancel(errLeaseLost)
+			return
+		case time.Since(renewed) >= ttl*9/10:
+			n.logger.WarnContext(ctx, "trainer lease not renewed within its TTL: stepping down", slog.Any("err", err))
+			cancel(errLeaseLost)
+			return
+		}
+	}
+}
+
+// publishModel writes a snapshot of m with the positions it includes and
+// publishes it, fenced by l.
+func (n *Node) publishModel(ctx context.Context, l registry.Lease, m *model.Model, up *learn.ModelUpdater, act *learn.ActivityUpdater) (registry.Publication, error) {
+	// The activity positions first: a standby resumes writing activity
+	// from them, and applying a suffix again changes nothing.
+	var actAt offsets
+	_ = act.Pause(func(applied offsets) error { actAt = applied; return nil })
+	actRaw, err := json.Marshal(busOffsets{Bus: n.log.ID(), Offsets: actAt})
+	if err != nil {
+		return registry.Publication{}, err
+	}
+	var buf bytes.Buffer
+	var version string
+	err = up.Pause(func(applied offsets) error {
+		extra, err := n.snapshotExtra(applied)
+		if err != nil {
+			return err
+		}
+		extra[activityOffsetsKey] = actRaw
+		version, err = m.WritePublished(&buf, model.SnapshotMeta{Offset: applied.Sum(), Created: n.cfg.Now(), Extra: extra})
+		return err
+	})
+	if err != nil {
+		return registry.Publication{}, fmt.Errorf("model snapshot: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return n.registry.Publish(pctx, l, version, buf.Bytes(), n.cfg.Now())
+}
+
+// rewind moves each position back by a share of window, so a consumer
+// started there sees again the event ids of the records before it (the
+// model updater enters them in its dedupe window without applying them).
+func rewind(from offsets, window int) offsets {
+	if len(from) == 0 {
+		return from
+	}
+	per := uint64(window / len(from))
+	out := make(offsets, len(from))
+	for p, o := range from {
+		out[p] = o - min(o, per)
+	}
+	return out
+}
+
+// modelUpdater is the node's model updater, nil when it does not learn
+// now.
+func (n *Node) modelUpdater() *learn.ModelUpdater {
+	if n.cfg.Role == RoleAll {
+		return n.path.model
+	}
+	return n.cluster.updater.Load()
+}
+
+// ClusterState is what a node of a cluster reports of it in /v1/stats.
+type ClusterState struct {
+	// Trainer is the node holding the trainer lease, "" when none does.
+	Trainer string `json:"trainer"`
+	// Published is the cluster's current model.
+	Published *registry.Publication `json:"published,omitempty"`
+	// Serving is the publication this node serves (API) or last
+	// published (trainer).
+	Serving *registry.Publication `json:"serving,omitempty"`
+	// Quality is the active trainer's cluster-wide quality state.
+	Quality json.RawMessage `json:"quality,omitempty"`
+	// Error says what could not be read from the registry.
+	Error string `json:"error,omitempty"`
+}
+
+// clusterState reads the cluster's state from the registry.
+func (n *Node) clusterState(ctx context.Context) *ClusterState {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st := &ClusterState{Serving: n.cluster.published.Load()}
+	var errs []error
+	var err error
+	if st.Trainer, err = n.registry.Holder(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if p, ok, err := n.registry.Latest(ctx); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		st.Published = &p
+	}
+	if q, ok, err := n.registry.State(ctx, qualityStateKey); err != nil {
+		errs = append(errs, err)
+	} else if ok && json.Valid(q) {
+		st.Quality = q
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.Error = err.Error()
+	}
+	return st
+}
+
+// clusterQuality is the active trainer's view of the whole cluster's
+// traffic: its engagement consumer reads every node's events.
+type clusterQuality struct {
+	Trainer   string    `json:"trainer"`
+	Evaluated time.Time `json:"evaluated"`
+	// CTRByVariant is the cluster's click-through rate by variant over the
+	// quality window.
+	CTRByVariant any `json:"ctr_by_variant"`
+	// Alerts are the trainer's alerts on cluster-wide signals.
+	Alerts any `json:"alerts"`
+}
+
+// publishQuality evaluates the cluster-wide signals and publishes them for
+// every node's /v1/stats and console.
+func (n *Node) publishQuality(ctx context.Context, l registry.Lease) {
+	now := n.cfg.Now()
+	n.EvaluateAlerts(ctx, now)
+	q := clusterQuality{Trainer: n.cfg.NodeName, Evaluated: now, CTRByVariant: n.live.Snapshot().CTRByVariant, Alerts: n.quality.evaluator.Alerts()}
+	raw, err := json.Marshal(q)
+	if err != nil {
+		return
+	}
+	if err := n.registry.PutState(ctx, l, qualityStateKey, raw); err != nil && !errors.Is(err, registry.ErrLeaseLost) {
+		n.warnEvery(ctx, "quality", "cannot publish the cluster quality state", slog.Any("err", err))
+	}
+}

@@ -1,0 +1,192 @@
+package learn
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/ingest"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// decisions is a Joiner over fixed decisions: request id → the context and
+// items it showed.
+type decisions map[string]struct {
+	x     model.Context
+	items []string
+}
+
+func (d decisions) Joined(req, item string) (model.Context, event.Item, bool) {
+	dec, ok := d[req]
+	if !ok {
+		return model.Context{}, event.Item{}, false
+	}
+	for _, id := range dec.items {
+		if id == item {
+			return dec.x, event.Item{ID: id, Category: "shown-" + id, Available: true}, true
+		}
+	}
+	return model.Context{}, event.Item{}, false
+}
+
+func (d decisions) TraceOf(string, event.Type) (trace.SpanContext, bool) {
+	return trace.SpanContext{}, false
+}
+
+// learned is one Learn call.
+type learned struct {
+	Age, Channel, Item, Category string
+	Label                        model.Label
+}
+
+// recorder is a Learner that records its calls.
+type recorder struct{ calls []learned }
+
+func (r *recorder) Learn(x *model.Context, it event.Item, l model.Label) float64 {
+	r.calls = append(r.calls, learned{x.User.AgeBucket, x.Channel, it.ID, it.Category, l})
+	return 0
+}
+
+func newTestUpdater(t *testing.T, applied ingest.Offsets) (*ModelUpdater, *recorder) {
+	t.Helper()
+	store, err := features.NewMemory(features.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := store.PutUser(ctx, event.User{ID: "u1", AgeBucket: "25-34", Segment: "casual"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutItem(ctx, event.Item{ID: "organic", Category: "books", Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	j := decisions{"req1": {x: model.Context{User: event.User{AgeBucket: "18-24"}, Channel: "ios"}, items: []string{"a", "b"}}}
+	rec := &recorder{}
+	u, err := NewModelUpdater(applied, ModelConfig{Joiner: j, Features: store, Learner: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, rec
+}
+
+func records(from uint64, evs ...event.Event) []ingest.Record {
+	out := make([]ingest.Record, len(evs))
+	for i, ev := range evs {
+		out[i] = ingest.Record{Offset: from + uint64(i), Event: ev}
+	}
+	return out
+}
+
+func TestModelUpdaterJoins(t *testing.T) {
+	u, rec := newTestUpdater(t, nil)
+	recs := records(0,
+		event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "a", RequestID: "req1"},
+		event.Event{ID: "e2", Type: event.Impression, UserID: "u1", ItemID: "b", RequestID: "req1"},
+		event.Event{ID: "e3", Type: event.Click, UserID: "u1", ItemID: "b", RequestID: "req1"},
+		event.Event{ID: "e4", Type: event.Click, UserID: "u1", ItemID: "organic", Channel: "web"},
+		event.Event{ID: "e5", Type: event.Conversion, UserID: "u1", ItemID: "organic"},
+		event.Event{ID: "e6", Type: event.Click, UserID: "u1", ItemID: "unknown-item"},
+	)
+	if err := u.HandlePartition(t.Context(), 0, recs); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []learned{
+		{"18-24", "ios", "a", "shown-a", model.Negative},
+		{"18-24", "ios", "b", "shown-b", model.Negative},
+		{"18-24", "ios", "b", "shown-b", model.Flip}, // the click corrects its impression
+		{"25-34", "web", "organic", "books", model.Positive},
+	}
+	if diff := cmp.Diff(want, rec.calls); diff != "" {
+		t.Errorf("Learn calls (-want +got):\n%s", diff)
+	}
+	if got := u.Applied(); got[0] != 6 {
+		t.Errorf("Applied()[0] = %d, want 6", got[0])
+	}
+	if got := u.Learned(); got != 4 {
+		t.Errorf("Learned() = %d, want 4", got)
+	}
+}
+
+// TestModelUpdaterLearnsOnce: the same event id arriving again — a client
+// retry through another node, or a batch delivered again — is learned once.
+func TestModelUpdaterLearnsOnce(t *testing.T) {
+	u, rec := newTestUpdater(t, nil)
+	imp := event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "a", RequestID: "req1"}
+	batch := records(0, imp, imp) // the retry, at the next offset
+	ctx := t.Context()
+	if err := u.HandlePartition(ctx, 0, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.HandlePartition(ctx, 0, batch); err != nil { // the bus delivers again
+		t.Fatal(err)
+	}
+	if err := u.HandlePartition(ctx, 1, records(0, imp)); err != nil { // through another partition
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 1 {
+		t.Errorf("Learn called %d times for one event id, want 1: %v", len(rec.calls), rec.calls)
+	}
+	if got := u.Duplicates(); got != 2 {
+		t.Errorf("Duplicates() = %d, want 2", got)
+	}
+}
+
+// TestModelUpdaterRebuildsWindow: an updater restored at offset 3 and fed
+// from offset 0 learns nothing before 3, yet knows those ids: the copy of
+// one of them after 3 is not learned.
+func TestModelUpdaterRebuildsWindow(t *testing.T) {
+	u, rec := newTestUpdater(t, ingest.Offsets{0: 3})
+	recs := records(0,
+		event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "a", RequestID: "req1"},
+		event.Event{ID: "e2", Type: event.Impression, UserID: "u1", ItemID: "b", RequestID: "req1"},
+		event.Event{ID: "e3", Type: event.Impression, UserID: "u1", ItemID: "organic"},
+		event.Event{ID: "e2", Type: event.Impression, UserID: "u1", ItemID: "b", RequestID: "req1"},
+		event.Event{ID: "e4", Type: event.Impression, UserID: "u1", ItemID: "organic"},
+	)
+	if err := u.HandlePartition(t.Context(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 1 || rec.calls[0].Item != "organic" {
+		t.Errorf("Learn calls = %v, want only e4", rec.calls)
+	}
+}
+
+// failing is a FeatureReader whose store is down.
+type failing struct{}
+
+func (failing) User(context.Context, string) (event.User, bool, error) {
+	return event.User{}, false, context.DeadlineExceeded
+}
+func (failing) Activity(context.Context, string) (features.Activity, error) {
+	return features.Activity{}, context.DeadlineExceeded
+}
+func (failing) Item(context.Context, string) (event.Item, bool, error) {
+	return event.Item{}, false, context.DeadlineExceeded
+}
+
+// TestModelUpdaterStopsOnStoreError: a batch that needs the store while it
+// is down stops there, and the bus's redelivery applies the rest once.
+func TestModelUpdaterStopsOnStoreError(t *testing.T) {
+	rec := &recorder{}
+	u, err := NewModelUpdater(nil, ModelConfig{Joiner: decisions{"req1": {items: []string{"a"}}}, Features: failing{}, Learner: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(0,
+		event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "a", RequestID: "req1"},
+		event.Event{ID: "e2", Type: event.Click, UserID: "u1", ItemID: "organic"},
+	)
+	if err := u.HandlePartition(t.Context(), 0, recs); err == nil {
+		t.Fatal("Handle with the store down = nil, want an error")
+	}
+	if got := u.Applied()[0]; got != 1 {
+		t.Errorf("Applied()[0] after the error = %d, want 1 (the joined impression)", got)
+	}
+	if len(rec.calls) != 1 {
+		t.Errorf("Learn calls = %d, want 1", len(rec.calls))
+	}
+}
