@@ -2,10 +2,10 @@ package app
 
 import (
 	"fmt"
-	"os"
-	"strings"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/sightline/sightline/internal/features"
