@@ -351,12 +351,6 @@ type DecisionTrace struct {
 	Fallback Reason
 }
 
-// DecisionTrace returns the trace of a recent decision by request id, without
-// decoding the whole record; the event consumers call it for every event.
-func (e *Engine) DecisionTrace(requestID string) (DecisionTrace, bool) {
-	return e.ring.trace(requestID)
-}
-
 // Ring returns the engine's ring of recent decision records: on a node
 // that learns, the event path joins events to decisions through it.
 func (e *Engine) Ring() *Ring { return &Ring{r: e.ring} }
@@ -366,13 +360,6 @@ type Join struct {
 	Context model.Context
 	Item    event.Item
 	Variant string
-}
-
-// Joined returns the model context of the decision requestID and the item
-// itemID as it was shown, if the decision is still in the ring and showed
-// the item.
-func (e *Engine) Joined(requestID, itemID string) (Join, bool) {
-	return e.ring.joined(requestID, itemID)
 }
 
 // Variant returns the variant of a user.

@@ -261,11 +261,11 @@ func TestJoinedAndPopularity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, ok := e.Joined(d.RequestID, d.Items[1].ItemID)
-	if !ok || j.Context.User.AgeBucket != "25-34" || j.Context.Channel != "ios" || j.Item.Category != d.Items[1].Category {
-		t.Errorf("Joined = %+v, %v; want alice's context and the shown item", j, ok)
+	x, it, ok := e.Ring().Joined(d.RequestID, d.Items[1].ItemID)
+	if !ok || x.User.AgeBucket != "25-34" || x.Channel != "ios" || it.Category != d.Items[1].Category {
+		t.Errorf("Joined = %+v, %+v, %v; want alice's context and the shown item", x, it, ok)
 	}
-	if _, ok := e.Joined(d.RequestID, "not-shown"); ok {
+	if _, _, ok := e.Ring().Joined(d.RequestID, "not-shown"); ok {
 		t.Errorf("Joined for an item that was not shown = true")
 	}
 	// Clicks make an item the most popular, for its segment first.
