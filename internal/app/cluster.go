@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sightline/sightline/internal/ingest"
@@ -45,8 +46,55 @@ type clusterParts struct {
 	// updater is the model updater while this trainer is active.
 	updater atomic.Pointer[learn.ModelUpdater]
 
+	met clusterMetrics
+
 	warnMu   sync.Mutex
 	warnedAt map[string]time.Time
+}
+
+// clusterMetrics are a cluster node's model publication metrics.
+type clusterMetrics struct {
+	// On the trainer.
+	published   prometheus.Counter   // publications
+	pubBytes    prometheus.Gauge     // size of the last one
+	pubDuration prometheus.Histogram // snapshot + publish
+	// On API nodes.
+	swaps       *prometheus.CounterVec // by outcome: loaded, failed
+	propagation prometheus.Histogram   // publication → swapped in
+}
+
+func (m *clusterMetrics) register(reg prometheus.Registerer) error {
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m.published = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sightline_model_publications_total",
+		Help: "Model snapshots this trainer published to the registry.",
+	})
+	m.pubBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sightline_model_publication_bytes",
+		Help: "Size of the last model snapshot this trainer published.",
+	})
+	m.pubDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sightline_model_publication_duration_seconds",
+		Help:    "Time to snapshot the model (learning paused) and write it to the registry.",
+		Buckets: buckets,
+	})
+	m.swaps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sightline_model_swaps_total",
+		Help: "Published models this API node loaded (outcome loaded) or could not load (failed: unreachable, corrupt).",
+	}, []string{"outcome"})
+	m.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sightline_model_propagation_seconds",
+		Help:    "Time from a model's publication to this API node serving it.",
+		Buckets: buckets,
+	})
+	m.swaps.WithLabelValues("loaded")
+	m.swaps.WithLabelValues("failed")
+	for _, c := range []prometheus.Collector{m.published, m.pubBytes, m.pubDuration, m.swaps, m.propagation} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // warn logs a recurring problem at most every 5 s per kind.
@@ -69,6 +117,9 @@ func (n *Node) warnEvery(ctx context.Context, kind, msg string, attrs ...slog.At
 // openCluster connects a cluster node to the registry and the decision
 // stream.
 func (n *Node) openCluster(ctx context.Context) error {
+	if err := n.cluster.met.register(n.reg); err != nil {
+		return err
+	}
 	var err error
 	if n.registry, err = registry.Open(registry.Config{Addr: n.cfg.RedisAddr, Prefix: n.cfg.RedisPrefix}); err != nil {
 		return err
@@ -129,12 +180,15 @@ func (n *Node) follow(ctx context.Context) {
 		m, _, p, ok, err := n.loadPublished(ctx)
 		if err != nil || !ok {
 			if err != nil {
+				n.cluster.met.swaps.WithLabelValues("failed").Inc()
 				n.warnEvery(ctx, "follow", "cannot load the published model: serving the current one", slog.Any("err", err))
 			}
 			return
 		}
 		n.scorer.Swap(m)
 		n.cluster.published.Store(&p)
+		n.cluster.met.swaps.WithLabelValues("loaded").Inc()
+		n.cluster.met.propagation.Observe(max(time.Since(p.Published), 0).Seconds())
 		n.logger.LogAttrs(ctx, slog.LevelDebug, "published model swapped in", slog.String("version", p.Version), slog.Uint64("seq", p.Seq))
 	})
 }
@@ -342,6 +396,7 @@ func (n *Node) holdLease(ctx context.Context, cancel context.CancelCauseFunc, l 
 // publishModel writes a snapshot of m with the positions it includes and
 // publishes it, fenced by l.
 func (n *Node) publishModel(ctx context.Context, l registry.Lease, m *model.Model, up *learn.ModelUpdater, act *learn.ActivityUpdater) (registry.Publication, error) {
+	start := time.Now()
 	// The activity positions first: a standby resumes writing activity
 	// from them, and applying a suffix again changes nothing.
 	var actAt offsets
@@ -366,7 +421,14 @@ func (n *Node) publishModel(ctx context.Context, l registry.Lease, m *model.Mode
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return n.registry.Publish(pctx, l, version, buf.Bytes(), n.cfg.Now())
+	p, err := n.registry.Publish(pctx, l, version, buf.Bytes(), n.cfg.Now())
+	if err != nil {
+		return p, err
+	}
+	n.cluster.met.published.Inc()
+	n.cluster.met.pubBytes.Set(float64(p.Size))
+	n.cluster.met.pubDuration.Observe(time.Since(start).Seconds())
+	return p, nil
 }
 
 // rewind moves each position back by a share of window, so a consumer
