@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/learn"
 	"github.com/sightline/sightline/internal/model"
+	"github.com/sightline/sightline/internal/quality"
 	"github.com/sightline/sightline/internal/registry"
 )
 
@@ -277,7 +279,9 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func(rec []byte) {
 			if err := ring.Put(rec); err != nil {
 				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
+				return
 			}
+			n.observeRecord(rec)
 		})
 	})
 	consume := func(name string, from offsets, h partitionHandler) {
@@ -497,28 +501,71 @@ func (n *Node) clusterState(ctx context.Context) *ClusterState {
 }
 
 // clusterQuality is the active trainer's view of the whole cluster's
-// traffic: its engagement consumer reads every node's events.
+// traffic: it reads every API node's decisions from the decision stream
+// and every event, and publishes this for every node's /v1/alerts and
+// console.
 type clusterQuality struct {
-	Trainer   string    `json:"trainer"`
-	Evaluated time.Time `json:"evaluated"`
-	// CTRByVariant is the cluster's click-through rate by variant over the
-	// quality window.
-	CTRByVariant any `json:"ctr_by_variant"`
-	// Alerts are the trainer's alerts on cluster-wide signals.
-	Alerts any `json:"alerts"`
+	// Trainer is the node that computed it, ModelVersion the model it had
+	// published then.
+	Trainer      string    `json:"trainer"`
+	ModelVersion string    `json:"model_version"`
+	Evaluated    time.Time `json:"evaluated"`
+	// CTR is each variant's click-through rate against its baseline over
+	// the quality window.
+	CTR []quality.VariantEngagement `json:"ctr"`
+	// Features are the null rates and drift of the features the API nodes
+	// fetched.
+	Features []quality.FeatureStats `json:"features"`
+	// Calibration is the model's mean prediction against the observed CTR.
+	Calibration model.EvalStats `json:"calibration"`
+	// Alerts are the trainer's alerts on the cluster-wide signals.
+	Alerts []quality.Alert `json:"alerts"`
 }
 
-// publishQuality evaluates the cluster-wide signals and publishes them for
-// every node's /v1/stats and console.
+// publishQuality evaluates the cluster-wide signals and publishes them.
 func (n *Node) publishQuality(ctx context.Context, l registry.Lease) {
 	now := n.cfg.Now()
 	n.EvaluateAlerts(ctx, now)
-	q := clusterQuality{Trainer: n.cfg.NodeName, Evaluated: now, CTRByVariant: n.live.Snapshot().CTRByVariant, Alerts: n.quality.evaluator.Alerts()}
+	q := clusterQuality{
+		Trainer: n.cfg.NodeName, Evaluated: now, CTR: n.quality.engagement.CTR(),
+		Features: n.quality.monitor.Features(), Calibration: n.model().Eval(), Alerts: n.quality.evaluator.Alerts(),
+	}
+	if p := n.cluster.published.Load(); p != nil {
+		q.ModelVersion = p.Version
+	}
 	raw, err := json.Marshal(q)
 	if err != nil {
+		n.warnEvery(ctx, "quality", "cannot encode the cluster quality state", slog.Any("err", err))
 		return
 	}
 	if err := n.registry.PutState(ctx, l, qualityStateKey, raw); err != nil && !errors.Is(err, registry.ErrLeaseLost) {
 		n.warnEvery(ctx, "quality", "cannot publish the cluster quality state", slog.Any("err", err))
 	}
+}
+
+// clusterQuality reads the trainer's last published quality state; nil
+// when there is none or the registry does not answer.
+func (n *Node) clusterQuality(ctx context.Context) *clusterQuality {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	raw, ok, err := n.registry.State(ctx, qualityStateKey)
+	if err != nil {
+		n.warnEvery(ctx, "quality-read", "cannot read the cluster quality state", slog.Any("err", err))
+		return nil
+	}
+	var q clusterQuality
+	if !ok || json.Unmarshal(raw, &q) != nil {
+		return nil
+	}
+	return &q
+}
+
+// observeRecord feeds a decision of the stream to the trainer's
+// cluster-wide quality signals.
+func (n *Node) observeRecord(rec []byte) {
+	d, _, err := engine.DecodeRecord(rec)
+	if err != nil {
+		return // counted where the ring refused it
+	}
+	n.observeDecision(d)
 }

@@ -41,7 +41,7 @@ func (c consoleStats) Overview(context.Context) console.Overview {
 type consoleAlerts struct{ n *Node }
 
 func (c consoleAlerts) Alerts() []console.AlertView {
-	alerts := c.n.quality.evaluator.Alerts()
+	alerts, _ := c.n.allAlerts(context.Background())
 	out := make([]console.AlertView, 0, len(alerts))
 	for _, a := range alerts {
 		v := console.AlertView{
@@ -107,8 +107,20 @@ func (dc *decisionCounts) observe(d *engine.Decision) {
 
 type consoleQuality struct{ n *Node }
 
+// cluster is the trainer's quality state on an API node, nil elsewhere or
+// when there is none: an API node's console shows the cluster's quality.
+func (c consoleQuality) cluster() *clusterQuality {
+	if c.n.cfg.Role != RoleAPI {
+		return nil
+	}
+	return c.n.clusterQuality(context.Background())
+}
+
 func (c consoleQuality) Features() []console.FeatureView {
 	fs := c.n.quality.monitor.Features()
+	if cq := c.cluster(); cq != nil {
+		fs = cq.Features
+	}
 	out := make([]console.FeatureView, len(fs))
 	for i, f := range fs {
 		v := console.FeatureView{Name: f.Name, NullRatio: f.NullRatio, BaselineNullRatio: f.BaselineNullRatio, PSI: f.PSI, Samples: f.Samples}
@@ -122,6 +134,9 @@ func (c consoleQuality) Features() []console.FeatureView {
 
 func (c consoleQuality) CTR() []console.VariantView {
 	vs := c.n.quality.engagement.CTR()
+	if cq := c.cluster(); cq != nil {
+		vs = cq.CTR
+	}
 	out := make([]console.VariantView, len(vs))
 	for i, v := range vs {
 		out[i] = console.VariantView{Variant: v.Variant, Impressions: v.Impressions, Clicks: v.Clicks, CTR: v.CTR, Baseline: v.Baseline, Ratio: v.Ratio}
@@ -145,6 +160,9 @@ func (c consoleQuality) Confidence() []console.BucketView {
 
 func (c consoleQuality) Calibration() console.CalibrationView {
 	ev := c.n.model().Eval()
+	if cq := c.cluster(); cq != nil {
+		ev = cq.Calibration
+	}
 	return console.CalibrationView{MeanPredicted: ev.MeanPredicted, Observed: ev.ObservedCTR, Samples: ev.Count}
 }
 

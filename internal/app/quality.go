@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/quality"
@@ -38,12 +40,20 @@ func (n *Node) buildQuality() error {
 	}
 	q := &n.quality
 	q.started = now()
+	// In a cluster the trainer computes the quality signals over all
+	// traffic and alone exports them; an API node keeps its own for its
+	// console's fallback view, unexported, so a sum over instances does not
+	// count the cluster's traffic once per node.
+	var reg prometheus.Registerer = n.reg
+	if n.cfg.Role == RoleAPI {
+		reg = nil
+	}
 	var err error
 	q.monitor, err = quality.NewMonitor(quality.MonitorConfig{
 		Features:   event.UserAttributes,
 		Segments:   n.cfg.Segments,
 		Window:     n.cfg.QualityWindow,
-		Registerer: n.reg,
+		Registerer: reg,
 		Now:        now,
 	})
 	if err != nil {
@@ -54,7 +64,7 @@ func (n *Node) buildQuality() error {
 		Channels:   n.cfg.Channels,
 		Window:     n.cfg.QualityWindow,
 		HalfLife:   n.cfg.CTRBaselineHalfLife,
-		Registerer: n.reg,
+		Registerer: reg,
 		Now:        now,
 	})
 	if err != nil {
@@ -73,11 +83,25 @@ func (n *Node) buildQuality() error {
 	if err != nil {
 		return err
 	}
-	q.evaluator, err = quality.NewEvaluator(quality.Signals{
-		Monitor: q.monitor, Engagement: q.engagement, Decisions: q.decisions, Inputs: qualityInputs{n},
-	}, quality.EvaluatorConfig{Logger: n.logger})
+	sig := quality.Signals{Monitor: q.monitor, Engagement: q.engagement, Decisions: q.decisions, Inputs: qualityInputs{n}}
+	var rules []quality.Rule
+	if n.cfg.Role == RoleAPI {
+		// An API node alerts on what is its own: its latency, errors,
+		// fallbacks and telemetry. The cluster's quality alerts come from
+		// the trainer (clusterAlerts).
+		for _, r := range quality.DefaultRules(sig, quality.AlertConfig{}) {
+			if nodeRules[r.Name] {
+				rules = append(rules, r)
+			}
+		}
+	}
+	q.evaluator, err = quality.NewEvaluator(sig, quality.EvaluatorConfig{Logger: n.logger, Rules: rules})
 	return err
 }
+
+// nodeRules are the alert rules about one node rather than the cluster's
+// traffic.
+var nodeRules = map[string]bool{"HighP99Latency": true, "HighErrorRate": true, "HighFallbackRate": true, "TelemetryDropping": true}
 
 // observeQuality feeds one decision to the quality signals.
 func (n *Node) observeQuality(d *engine.Decision) {
@@ -206,8 +230,49 @@ func (n *Node) restoreBaseline(extra map[string]json.RawMessage) {
 	n.quality.monitor.SetBaseline(b)
 }
 
-func (n *Node) listAlerts(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, map[string]any{"alerts": n.quality.evaluator.Alerts()})
+// alertsBody is the body of GET /v1/alerts.
+type alertsBody struct {
+	// Alerts are this node's alerts and, on an API node, the cluster's
+	// (labelled scope=cluster and the trainer's node name).
+	Alerts []quality.Alert `json:"alerts"`
+	// Cluster is the state the cluster's alerts come from, on an API node.
+	Cluster *clusterQuality `json:"cluster,omitempty"`
+}
+
+func (n *Node) listAlerts(w http.ResponseWriter, r *http.Request) {
+	alerts, cq := n.allAlerts(r.Context())
+	writeJSON(w, alertsBody{Alerts: alerts, Cluster: cq})
+}
+
+// allAlerts returns the node's alerts, and on an API node the cluster's
+// from the trainer's published quality state.
+func (n *Node) allAlerts(ctx context.Context) ([]quality.Alert, *clusterQuality) {
+	alerts := n.quality.evaluator.Alerts()
+	if n.cfg.Role != RoleAPI {
+		return alerts, nil
+	}
+	for i := range alerts {
+		alerts[i].Labels = withLabel(alerts[i].Labels, "scope", "node")
+	}
+	cq := n.clusterQuality(ctx)
+	if cq == nil {
+		return alerts, nil
+	}
+	for _, a := range cq.Alerts {
+		a.Labels = withLabel(a.Labels, "scope", "cluster")
+		a.Labels["trainer"] = cq.Trainer
+		alerts = append(alerts, a)
+	}
+	return alerts, cq
+}
+
+func withLabel(l map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(l)+2)
+	for lk, lv := range l {
+		out[lk] = lv
+	}
+	out[k] = v
+	return out
 }
 
 // QualityFeatures returns the per-feature null rates and drift.
