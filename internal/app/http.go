@@ -135,28 +135,28 @@ func (p publisher) Publish(ctx context.Context, evs []event.Event) (int, error) 
 type catalog struct{ n *Node }
 
 func (c catalog) PutUser(ctx context.Context, u event.User) error {
-	if err := c.n.journal.append(journalEntry{User: &u}); err != nil {
+	if err := c.n.journal.Append(features.JournalEntry{User: &u}); err != nil {
 		return err
 	}
 	if err := c.n.store.PutUser(ctx, u); err != nil {
 		return err
 	}
-	return c.n.journal.sync()
+	return c.n.journal.Sync()
 }
 
 func (c catalog) PutItem(ctx context.Context, it event.Item) error {
-	if err := c.n.journal.append(journalEntry{Item: &it}); err != nil {
+	if err := c.n.journal.Append(features.JournalEntry{Item: &it}); err != nil {
 		return err
 	}
 	if err := c.n.store.PutItem(ctx, it); err != nil {
 		return err
 	}
-	return c.n.journal.sync()
+	return c.n.journal.Sync()
 }
 
 func (c catalog) ImportUsers(ctx context.Context, r io.Reader) (api.ImportResult, error) {
 	res, err := features.LoadUsers(ctx, r, func(ctx context.Context, u event.User) error {
-		if err := c.n.journal.append(journalEntry{User: &u}); err != nil {
+		if err := c.n.journal.Append(features.JournalEntry{User: &u}); err != nil {
 			return err
 		}
 		return c.n.store.PutUser(ctx, u)
@@ -166,7 +166,7 @@ func (c catalog) ImportUsers(ctx context.Context, r io.Reader) (api.ImportResult
 
 func (c catalog) ImportItems(ctx context.Context, r io.Reader) (api.ImportResult, error) {
 	res, err := features.LoadItems(ctx, r, func(ctx context.Context, it event.Item) error {
-		if err := c.n.journal.append(journalEntry{Item: &it}); err != nil {
+		if err := c.n.journal.Append(features.JournalEntry{Item: &it}); err != nil {
 			return err
 		}
 		return c.n.store.PutItem(ctx, it)
@@ -176,7 +176,7 @@ func (c catalog) ImportItems(ctx context.Context, r io.Reader) (api.ImportResult
 
 // finish makes an import durable before it is acknowledged.
 func (c catalog) finish(res features.LoadResult, err error) (api.ImportResult, error) {
-	if serr := c.n.journal.sync(); err == nil {
+	if serr := c.n.journal.Sync(); err == nil {
 		err = serr
 	}
 	out := api.ImportResult{Imported: res.Loaded, Rejected: res.Rejected, Errors: make([]api.LineError, 0, len(res.Errors))}

@@ -48,7 +48,7 @@ type Node struct {
 	scorer  *engine.ModelScorer
 	engine  *engine.Engine
 	live    *quality.Live
-	journal *journal
+	journal *features.Journal
 	handler http.Handler
 
 	// The cluster's shared parts (roles api and trainer).
@@ -176,7 +176,7 @@ func (n *Node) build(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		replayed, err := n.journal.replay(journalFrom,
+		replayed, err := n.journal.Replay(journalFrom,
 			func(u event.User) error { return n.store.PutUser(ctx, u) },
 			func(it event.Item) error { return n.store.PutItem(ctx, it) })
 		if err != nil {
@@ -312,7 +312,7 @@ func (n *Node) closeParts(ctx context.Context) error {
 		errs = append(errs, n.log.Close())
 	}
 	if n.journal != nil {
-		errs = append(errs, n.journal.close())
+		errs = append(errs, n.journal.Close())
 	}
 	if n.redis != nil {
 		errs = append(errs, n.redis.Close())

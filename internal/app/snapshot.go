@@ -178,7 +178,7 @@ func (n *Node) snapshotExtra(applied ingest.Offsets) (map[string]json.RawMessage
 // if a crash falls between the two, the next start applies again a suffix
 // of the events, which changes nothing (the store's Apply).
 func (n *Node) snapshotFeatures(ctx context.Context) error {
-	gen, err := n.journal.cut()
+	gen, err := n.journal.Cut()
 	if err != nil {
 		return fmt.Errorf("cut journal: %w", err)
 	}
@@ -196,7 +196,7 @@ func (n *Node) snapshotFeatures(ctx context.Context) error {
 	if err := writeFileAtomic(n.featuresPath()+".journal", []byte(fmt.Sprint(gen))); err != nil {
 		return err
 	}
-	if err := n.journal.prune(gen); err != nil {
+	if err := n.journal.Prune(gen); err != nil {
 		n.logger.WarnContext(ctx, "prune journal", slog.Any("err", err))
 	}
 	return nil

@@ -76,7 +76,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		return err
 	}
 	n.mem, n.store = m, m
-	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, "journal")); err != nil {
+	if n.journal, err = features.OpenJournal(filepath.Join(cfg.DataDir, "journal")); err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
 	return nil

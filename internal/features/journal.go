@@ -1,4 +1,4 @@
-package app
+package features
 
 import (
 	"bufio"
@@ -16,13 +16,13 @@ import (
 	"github.com/sightline/sightline/internal/event"
 )
 
-// journal makes profile and catalog writes durable between feature-store
+// Journal makes profile and catalog writes durable between feature-store
 // snapshots: each PUT or import line is appended (and fsynced before the
 // write is acknowledged) to the current journal file. A snapshot cuts the
 // journal; on restart the journals newer than the snapshot are replayed.
-// Replays are idempotent because PUT replaces. A nil *journal (a node whose
+// Replays are idempotent because PUT replaces. A nil *Journal (a node whose
 // feature store is Redis, the store of record) journals nothing.
-type journal struct {
+type Journal struct {
 	dir string
 
 	mu  sync.Mutex
@@ -31,12 +31,15 @@ type journal struct {
 	w   *bufio.Writer
 }
 
-type journalEntry struct {
+// JournalEntry is one journaled write: a profile or an item.
+type JournalEntry struct {
 	User *event.User `json:"user,omitempty"`
 	Item *event.Item `json:"item,omitempty"`
 }
 
-func openJournal(dir string) (*journal, error) {
+// OpenJournal opens the journal in dir, starting a new generation after
+// the ones there.
+func OpenJournal(dir string) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -44,7 +47,7 @@ func openJournal(dir string) (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{dir: dir}
+	j := &Journal{dir: dir}
 	if len(gens) > 0 {
 		j.gen = gens[len(gens)-1]
 	}
@@ -70,11 +73,11 @@ func journalGens(dir string) ([]uint64, error) {
 	return gens, nil
 }
 
-func (j *journal) path(gen uint64) string {
+func (j *Journal) path(gen uint64) string {
 	return filepath.Join(j.dir, fmt.Sprintf("%020d.ndjson", gen))
 }
 
-func (j *journal) openGen(gen uint64) error {
+func (j *Journal) openGen(gen uint64) error {
 	f, err := os.OpenFile(j.path(gen), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -83,8 +86,8 @@ func (j *journal) openGen(gen uint64) error {
 	return nil
 }
 
-// append writes one entry; sync makes everything appended so far durable.
-func (j *journal) append(e journalEntry) error {
+// Append writes one entry; Sync makes everything appended so far durable.
+func (j *Journal) Append(e JournalEntry) error {
 	if j == nil {
 		return nil
 	}
@@ -101,7 +104,8 @@ func (j *journal) append(e journalEntry) error {
 	return j.w.WriteByte('\n')
 }
 
-func (j *journal) sync() error {
+// Sync makes every appended entry durable.
+func (j *Journal) Sync() error {
 	if j == nil {
 		return nil
 	}
@@ -116,9 +120,9 @@ func (j *journal) sync() error {
 	return j.f.Sync()
 }
 
-// cut starts a new journal generation and returns it: a snapshot taken after
-// cut contains every entry of older generations.
-func (j *journal) cut() (uint64, error) {
+// Cut starts a new journal generation and returns it: a snapshot taken after
+// Cut contains every entry of older generations.
+func (j *Journal) Cut() (uint64, error) {
 	if j == nil {
 		return 0, nil
 	}
@@ -131,11 +135,15 @@ func (j *journal) cut() (uint64, error) {
 		return 0, err
 	}
 	j.f.Close()
-	return j.gen + 1, j.openGen(j.gen + 1)
+	// Not `return j.gen + 1, j.openGen(j.gen + 1)`: Go does not order the
+	// read of j.gen against the call that changes it, and a generation one
+	// too high makes a restart skip the entries written after the cut.
+	next := j.gen + 1
+	return next, j.openGen(next)
 }
 
-// prune deletes generations older than keep.
-func (j *journal) prune(keep uint64) error {
+// Prune deletes generations older than keep.
+func (j *Journal) Prune(keep uint64) error {
 	if j == nil {
 		return nil
 	}
@@ -152,9 +160,9 @@ func (j *journal) prune(keep uint64) error {
 	return errors.Join(errs...)
 }
 
-// replay applies every entry of generations ≥ from, in order. A torn last
+// Replay applies every entry of generations ≥ from, in order. A torn last
 // line (crash mid-write) is ignored.
-func (j *journal) replay(from uint64, user func(event.User) error, item func(event.Item) error) (int, error) {
+func (j *Journal) Replay(from uint64, user func(event.User) error, item func(event.Item) error) (int, error) {
 	if j == nil {
 		return 0, nil
 	}
@@ -175,7 +183,7 @@ func (j *journal) replay(from uint64, user func(event.User) error, item func(eve
 		for {
 			line, err := br.ReadBytes('\n')
 			if len(line) > 0 && line[len(line)-1] == '\n' {
-				var e journalEntry
+				var e JournalEntry
 				if json.Unmarshal(line, &e) == nil {
 					if e.User != nil {
 						err = errors.Join(err, user(*e.User))
@@ -199,7 +207,8 @@ func (j *journal) replay(from uint64, user func(event.User) error, item func(eve
 	return n, nil
 }
 
-func (j *journal) close() error {
+// Close flushes and closes the current generation.
+func (j *Journal) Close() error {
 	if j == nil {
 		return nil
 	}
