@@ -18,6 +18,7 @@ import (
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/app"
+	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/sim"
 )
 
@@ -58,7 +59,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	var worldp atomic.Pointer[sim.World] // set once the world is built
 	cfg.OnFault = func(name string, on bool) {
-		if w := worldp.Load(); name == app.FaultPopularityShift && w != nil {
+		if w := worldp.Load(); name == faults.PopularityShift && w != nil {
 			w.ShiftAffinities(on)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/sightline/sightline/internal/console"
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/learn"
@@ -57,7 +58,7 @@ type Node struct {
 	cluster   clusterParts
 
 	httpRequests *prometheus.CounterVec
-	faults       *faultSet
+	faults       *faults.Set
 	counts       decisionCounts
 	console      *console.Console
 	quality      qualityParts
@@ -107,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now}), faults: newFaultSet(cfg.OnFault)}
+	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now}), faults: faults.NewSet(cfg.Now, cfg.OnFault)}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{
 		ServiceVersion:       cfg.Version,
 		SampleRatio:          cfg.TraceSampleRatio,
@@ -119,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		LogLevel:             cfg.LogLevel,
 		Registerer:           n.reg,
 		Gatherer:             n.reg,
-		ExportFault:          func() bool { return n.faults.active(FaultTelemetryOutage) },
+		ExportFault:          func() bool { return n.faults.Active(faults.TelemetryOutage) },
 		ContextAttrs: func(ctx context.Context) []slog.Attr {
 			if id := api.RequestIDFromContext(ctx); id != "" {
 				return []slog.Attr{slog.String("request_id", id)}
@@ -235,9 +236,9 @@ func (n *Node) buildEngine(ctx context.Context) error {
 		onRecord = n.publishDecision
 	}
 	var err error
-	n.engine, err = engine.New(faultyStore{store: n.store, faults: n.faults, budget: featureBudget}, engine.Config{
+	n.engine, err = engine.New(faults.Store{Source: n.store, Faults: n.faults, Budget: featureBudget}, engine.Config{
 		Split:            split,
-		Scorers:          map[string]engine.Scorer{"ftrl": faultyScorer{ModelScorer: n.scorer, faults: n.faults}},
+		Scorers:          map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
 		FeatureBudget:    cfg.FeatureBudget,
 		ModelBudget:      cfg.ModelBudget,
 		MinConfidence:    cfg.MinConfidence,

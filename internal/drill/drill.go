@@ -1,6 +1,6 @@
 // Package drill runs game days: a whole node on an accelerated clock,
 // simulated users from internal/sim driving it through the real API, one
-// fault of app.Faults switched on at a known time, and the in-process alert
+// fault of faults.Names switched on at a known time, and the in-process alert
 // rules evaluated on the simulated clock. The report is a timeline: the
 // fault, each alert's first firing with its root-cause hints, and the time
 // to detect.
@@ -24,13 +24,14 @@ import (
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/app"
+	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/quality"
 	"github.com/sightline/sightline/internal/sim"
 )
 
 // Names lists the built-in game days: each injects one fault of
-// app.Faults at a known time. "control" injects nothing.
-var Names = []string{app.FaultETLNullAge, app.FaultSlowFeatureStore, app.FaultModelErrors, app.FaultPopularityShift, app.FaultTelemetryOutage, "control"}
+// faults.Names at a known time. "control" injects nothing.
+var Names = []string{faults.ETLNullAge, faults.SlowFeatureStore, faults.ModelErrors, faults.PopularityShift, faults.TelemetryOutage, "control"}
 
 // ErrUnknown reports a drill name outside Names.
 var ErrUnknown = errors.New("unknown drill")
@@ -179,7 +180,7 @@ func Run(ctx context.Context, name string, cfg Config) (*Report, error) {
 		LogWriter:        io.Discard,
 		Now:              clock.Now,
 		OnFault: func(f string, on bool) {
-			if f == app.FaultPopularityShift {
+			if f == faults.PopularityShift {
 				world.ShiftAffinities(on)
 			}
 		},
