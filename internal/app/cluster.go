@@ -47,6 +47,8 @@ type clusterParts struct {
 	published atomic.Pointer[registry.Publication]
 	// updater is the model updater while this trainer is active.
 	updater atomic.Pointer[learn.ModelUpdater]
+	// quality is, on an API node, the trainer's last quality state read.
+	quality atomic.Pointer[clusterQuality]
 
 	met clusterMetrics
 
@@ -543,21 +545,30 @@ func (n *Node) publishQuality(ctx context.Context, l registry.Lease) {
 	}
 }
 
-// clusterQuality reads the trainer's last published quality state; nil
-// when there is none or the registry does not answer.
-func (n *Node) clusterQuality(ctx context.Context) *clusterQuality {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+// refreshClusterQuality reads the trainer's last published quality state
+// into the node's cache, which /v1/alerts and the console read.
+func (n *Node) refreshClusterQuality(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	raw, ok, err := n.registry.State(ctx, qualityStateKey)
 	if err != nil {
-		n.warnEvery(ctx, "quality-read", "cannot read the cluster quality state", slog.Any("err", err))
-		return nil
+		n.warnEvery(ctx, "quality-read", "cannot read the cluster quality state: showing the last one read", slog.Any("err", err))
+		return
 	}
 	var q clusterQuality
 	if !ok || json.Unmarshal(raw, &q) != nil {
+		return
+	}
+	n.cluster.quality.Store(&q)
+}
+
+// clusterQuality is the cluster's quality state on an API node, as last
+// read from the registry; nil on other nodes and before the first.
+func (n *Node) clusterQuality() *clusterQuality {
+	if n.cfg.Role != RoleAPI {
 		return nil
 	}
-	return &q
+	return n.cluster.quality.Load()
 }
 
 // observeRecord feeds a decision of the stream to the trainer's

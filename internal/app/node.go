@@ -59,7 +59,7 @@ type Node struct {
 
 	httpRequests *prometheus.CounterVec
 	faults       *faults.Set
-	counts       decisionCounts
+	counts       console.DecisionCounts
 	console      *console.Console
 	quality      qualityParts
 	modelExtra   map[string]json.RawMessage
@@ -351,7 +351,7 @@ func (n *Node) observeDecision(d *engine.Decision) {
 	}
 	n.live.ObserveRequest(quality.Request{Variant: d.Variant, Outcome: out, Reason: string(d.Fallback), Duration: d.Duration})
 	n.observeQuality(d)
-	n.counts.observe(d)
+	n.counts.Observe(d)
 }
 
 // Stats is the body of GET /v1/stats.

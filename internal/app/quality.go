@@ -239,14 +239,14 @@ type alertsBody struct {
 	Cluster *clusterQuality `json:"cluster,omitempty"`
 }
 
-func (n *Node) listAlerts(w http.ResponseWriter, r *http.Request) {
-	alerts, cq := n.allAlerts(r.Context())
+func (n *Node) listAlerts(w http.ResponseWriter, _ *http.Request) {
+	alerts, cq := n.allAlerts()
 	writeJSON(w, alertsBody{Alerts: alerts, Cluster: cq})
 }
 
 // allAlerts returns the node's alerts, and on an API node the cluster's
 // from the trainer's published quality state.
-func (n *Node) allAlerts(ctx context.Context) ([]quality.Alert, *clusterQuality) {
+func (n *Node) allAlerts() ([]quality.Alert, *clusterQuality) {
 	alerts := n.quality.evaluator.Alerts()
 	if n.cfg.Role != RoleAPI {
 		return alerts, nil
@@ -254,7 +254,7 @@ func (n *Node) allAlerts(ctx context.Context) ([]quality.Alert, *clusterQuality)
 	for i := range alerts {
 		alerts[i].Labels = withLabel(alerts[i].Labels, "scope", "node")
 	}
-	cq := n.clusterQuality(ctx)
+	cq := n.clusterQuality()
 	if cq == nil {
 		return alerts, nil
 	}

@@ -90,6 +90,11 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	switch n.cfg.Role {
 	case RoleAPI:
 		bg.Go(func() error { n.follow(bgCtx); return nil })
+		bg.Go(func() error {
+			n.refreshClusterQuality(bgCtx)
+			every(bgCtx, time.Second, func() { n.refreshClusterQuality(bgCtx) })
+			return nil
+		})
 	case RoleTrainer:
 		bg.Go(func() error { n.runTrainer(bgCtx); return nil })
 	}
