@@ -172,69 +172,52 @@ func (n *Node) publishDecision(requestID string, rec []byte) {
 
 // follow swaps in each model the trainer publishes, until ctx is done.
 func (n *Node) follow(ctx context.Context) {
-	every(ctx, n.cfg.FollowInterval, func() {
-		p, ok, err := n.registry.Latest(ctx)
+	warn := func(err error) {
+		n.warnEvery(ctx, "follow", "cannot load the published model: serving the current one", slog.Any("err", err))
+	}
+	n.registry.Follow(ctx, n.cfg.FollowInterval, n.cluster.published.Load(), func(p registry.Publication, data []byte) error {
+		m, _, err := model.ReadSnapshot(bytes.NewReader(data), n.cfg.Model)
 		if err != nil {
-			n.warnEvery(ctx, "follow", "cannot read the published model: serving the current one", slog.Any("err", err))
-			return
-		}
-		if cur := n.cluster.published.Load(); !ok || cur != nil && cur.Seq == p.Seq && cur.SHA256 == p.SHA256 {
-			return
-		}
-		m, _, p, ok, err := n.loadPublished(ctx)
-		if err != nil || !ok {
-			if err != nil {
-				n.cluster.met.swaps.WithLabelValues("failed").Inc()
-				n.warnEvery(ctx, "follow", "cannot load the published model: serving the current one", slog.Any("err", err))
-			}
-			return
+			n.cluster.met.swaps.WithLabelValues("failed").Inc()
+			return fmt.Errorf("published model %s (seq %d): %w", p.Version, p.Seq, err)
 		}
 		n.scorer.Swap(m)
 		n.cluster.published.Store(&p)
 		n.cluster.met.swaps.WithLabelValues("loaded").Inc()
 		n.cluster.met.propagation.Observe(max(time.Since(p.Published), 0).Seconds())
 		n.logger.LogAttrs(ctx, slog.LevelDebug, "published model swapped in", slog.String("version", p.Version), slog.Uint64("seq", p.Seq))
+		return nil
+	}, func(err error) {
+		if errors.Is(err, registry.ErrCorrupt) {
+			n.cluster.met.swaps.WithLabelValues("failed").Inc()
+		}
+		warn(err)
 	})
 }
 
 // runTrainer competes for the trainer lease until ctx is done, and leads
 // while it holds it.
 func (n *Node) runTrainer(ctx context.Context) {
-	retry := max(n.cfg.TrainerLease/6, 50*time.Millisecond)
-	for ctx.Err() == nil {
-		l, err := n.registry.Acquire(ctx, n.cfg.NodeName, n.cfg.TrainerLease)
-		switch {
-		case err == nil:
-			if err := n.lead(ctx, l); err != nil && ctx.Err() == nil {
-				n.logger.ErrorContext(ctx, "trainer stepped down", slog.Any("err", err))
-			}
-		case errors.Is(err, registry.ErrLeaseHeld):
-		default:
-			n.warnEvery(ctx, "acquire", "cannot reach the registry to take the trainer lease", slog.Any("err", err))
+	n.registry.Lead(ctx, n.cfg.NodeName, n.cfg.TrainerLease, func(lctx context.Context, l registry.Lease) {
+		if err := n.lead(ctx, lctx, l); err != nil && ctx.Err() == nil {
+			n.logger.ErrorContext(ctx, "trainer stepped down", slog.Any("err", err))
 		}
-		sleepCtx(ctx, retry)
-	}
+	}, func(err error) {
+		n.warnEvery(ctx, "lease", "trainer lease: the registry did not answer", slog.Any("err", err))
+	})
 }
 
-// errLeaseLost ends a lead when the lease is lost.
-var errLeaseLost = errors.New("trainer lease lost")
-
 // lead is the active trainer: it restores the published model and the
-// positions it includes, learns from there, and publishes until the lease
-// is lost or ctx is done. On shutdown it publishes what it learned last and
-// releases the lease, so a standby takes over at once.
-func (n *Node) lead(ctx context.Context, l registry.Lease) error {
-	lctx, cancel := context.WithCancelCause(ctx)
+// positions it includes, learns from there, and publishes until lctx ends
+// (the lease is lost, or the node shuts down: ctx). On shutdown it
+// publishes what it learned last, so a standby takes over from there.
+func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
+	lctx, cancel := context.WithCancelCause(lctx)
 	defer cancel(nil)
 	log := n.logger.With(slog.Uint64("lease_token", l.Token))
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { n.holdLease(lctx, cancel, l) })
 
 	m, meta, p, ok, err := n.loadPublished(lctx)
 	if err != nil {
-		cancel(err)
-		n.release(l)
 		return fmt.Errorf("restore the published model: %w", err)
 	}
 	var from, actFrom offsets
@@ -251,8 +234,6 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 		n.cluster.published.Store(&p)
 		n.restoreBaseline(meta.Extra)
 	} else if m, err = model.New(n.cfg.Model); err != nil {
-		cancel(err)
-		n.release(l)
 		return err
 	}
 	n.scorer.Swap(m)
@@ -261,15 +242,11 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 		Registerer: n.reg, Now: n.cfg.Now, JoinWait: joinWait,
 	})
 	if err != nil {
-		cancel(err)
-		n.release(l)
 		return err
 	}
 	act := learn.NewActivityUpdater(n.store, actFrom)
 	statsFrom, err := n.log.Recent(lctx, 0)
 	if err != nil {
-		cancel(err)
-		n.release(l)
 		return err
 	}
 	n.cluster.updater.Store(up)
@@ -322,7 +299,7 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 			case <-t.C:
 			}
 			if err := publish(gctx); errors.Is(err, registry.ErrLeaseLost) {
-				cancel(errLeaseLost)
+				cancel(registry.ErrLeaseLost)
 				return nil
 			} else if err != nil {
 				n.warnEvery(gctx, "publish", "cannot publish the model: retrying", slog.Any("err", err))
@@ -340,7 +317,7 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 	n.cluster.active.Store(false)
 	n.cluster.updater.Store(nil)
 	cause := context.Cause(lctx)
-	if ctx.Err() != nil && !errors.Is(cause, errLeaseLost) {
+	if ctx.Err() != nil && !errors.Is(cause, registry.ErrLeaseLost) {
 		// Shutting down with the lease: hand over what was learned.
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if perr := publish(sctx); perr != nil {
@@ -348,55 +325,11 @@ func (n *Node) lead(ctx context.Context, l registry.Lease) error {
 		}
 		scancel()
 	}
-	cancel(nil)
-	n.release(l)
 	log.InfoContext(ctx, "trainer inactive", slog.Any("cause", cause))
-	if err == nil && errors.Is(cause, errLeaseLost) {
-		err = errLeaseLost
+	if err == nil && errors.Is(cause, registry.ErrLeaseLost) {
+		err = cause
 	}
 	return err
-}
-
-// release gives the lease up, so a standby need not wait for its TTL.
-func (n *Node) release(l registry.Lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := n.registry.Release(ctx, l); err != nil {
-		n.logger.Debug("release the trainer lease", slog.Any("err", err))
-	}
-}
-
-// holdLease renews l every third of its TTL until ctx is done. When it
-// cannot renew within the TTL (the registry is unreachable, or another
-// trainer took over), it cancels the lead: from then on a standby may hold
-// the lease, so this trainer must stop learning and publishing.
-func (n *Node) holdLease(ctx context.Context, cancel context.CancelCauseFunc, l registry.Lease) {
-	ttl := n.cfg.TrainerLease
-	renewed := time.Now()
-	t := time.NewTicker(max(ttl/3, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, rcancel := context.WithTimeout(ctx, ttl/3)
-		err := n.registry.Renew(rctx, l, ttl)
-		rcancel()
-		switch {
-		case err == nil:
-			renewed = time.Now()
-		case errors.Is(err, registry.ErrLeaseLost):
-			n.logger.WarnContext(ctx, "trainer lease lost to another node: stepping down")
-			cancel(errLeaseLost)
-			return
-		case time.Since(renewed) >= ttl*9/10:
-			n.logger.WarnContext(ctx, "trainer lease not renewed within its TTL: stepping down", slog.Any("err", err))
-			cancel(errLeaseLost)
-			return
-		}
-	}
 }
 
 // publishModel writes a snapshot of m with the positions it includes and

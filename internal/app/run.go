@@ -223,15 +223,3 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 		}
 	}
 }
-
-// sleepCtx waits d and reports false if ctx is done first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -295,3 +295,114 @@ func (r *Registry) State(ctx context.Context, name string) (v []byte, ok bool, e
 	}
 	return b, true, nil
 }
+
+// Lead campaigns for the lease as holder until ctx is done: whenever it
+// acquires the lease it calls fn with a context that is canceled, with
+// cause [ErrLeaseLost], as soon as the lease cannot be renewed within
+// 0.9×ttl (another holder took it, or Redis did not answer), renews it
+// every ttl/3 while fn runs, and releases it once fn returns, so a standby
+// takes over without waiting for the TTL. While another holder has the
+// lease it retries every ttl/6. warn, if not nil, is told of registry
+// errors; Lead returns only when ctx is done.
+func (r *Registry) Lead(ctx context.Context, holder string, ttl time.Duration, fn func(ctx context.Context, l Lease), warn func(error)) {
+	retry := max(ttl/6, 50*time.Millisecond)
+	for ctx.Err() == nil {
+		l, err := r.Acquire(ctx, holder, ttl)
+		switch {
+		case err == nil:
+			r.hold(ctx, l, ttl, fn, warn)
+		case errors.Is(err, ErrLeaseHeld):
+		case warn != nil && ctx.Err() == nil:
+			warn(err)
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// hold runs fn while l is held, then releases l.
+func (r *Registry) hold(ctx context.Context, l Lease, ttl time.Duration, fn func(context.Context, Lease), warn func(error)) {
+	lctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		renewed := time.Now()
+		t := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, rcancel := context.WithTimeout(lctx, ttl/3)
+			err := r.Renew(rctx, l, ttl)
+			rcancel()
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case errors.Is(err, ErrLeaseLost):
+				cancel(ErrLeaseLost)
+				return
+			case lctx.Err() != nil:
+				return
+			case time.Since(renewed) >= ttl*9/10:
+				if warn != nil {
+					warn(err)
+				}
+				cancel(ErrLeaseLost)
+				return
+			}
+		}
+	}()
+	fn(lctx, l)
+	cancel(nil)
+	<-done
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer rcancel()
+	if err := r.Release(rctx, l); err != nil && warn != nil {
+		warn(err)
+	}
+}
+
+// Follow calls fn with each publication newer than from (nil: any) and its
+// snapshot, polling the registry every interval until ctx is done; the
+// first poll is at once. A publication fn fails on is offered again at the
+// next poll. Registry errors go to warn, if not nil.
+func (r *Registry) Follow(ctx context.Context, interval time.Duration, from *Publication, fn func(Publication, []byte) error, warn func(error)) {
+	var cur Publication
+	have := from != nil
+	if have {
+		cur = *from
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		p, ok, err := r.Latest(ctx)
+		switch {
+		case err != nil:
+			if warn != nil && ctx.Err() == nil {
+				warn(err)
+			}
+		case ok && (!have || p.Seq != cur.Seq || p.SHA256 != cur.SHA256):
+			p, data, ok, err := r.Fetch(ctx)
+			if err == nil && ok {
+				err = fn(p, data)
+			}
+			if err == nil && ok {
+				cur, have = p, true
+			} else if err != nil && warn != nil && ctx.Err() == nil {
+				warn(err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

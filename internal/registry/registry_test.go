@@ -2,10 +2,12 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -133,5 +135,116 @@ func TestState(t *testing.T) {
 	}
 	if v, ok, err := r.State(ctx, "quality"); !ok || err != nil || string(v) != `{"ctr":0.1}` {
 		t.Errorf("State = %q, %v, %v", v, ok, err)
+	}
+}
+
+// TestLead: one of two campaigners leads at a time; when the leader's
+// function returns, the lease is released and the other takes over
+// without waiting for the TTL; a leader whose lease is taken from it sees
+// its context canceled with ErrLeaseLost.
+func TestLead(t *testing.T) {
+	r := open(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	const ttl = 600 * time.Millisecond
+	var mu sync.Mutex
+	leadingNow := map[string]bool{}
+	both := false
+	step := make(chan string, 4)
+	lead := func(name string) {
+		r.Lead(ctx, name, ttl, func(lctx context.Context, l Lease) {
+			mu.Lock()
+			both = both || len(leadingNow) > 0
+			leadingNow[name] = true
+			mu.Unlock()
+			step <- name
+			select {
+			case <-lctx.Done():
+			case <-time.After(300 * time.Millisecond): // lead a while, then step down
+			}
+			mu.Lock()
+			delete(leadingNow, name)
+			mu.Unlock()
+		}, nil)
+	}
+	go lead("a")
+	go lead("b")
+	first := <-step
+	second := <-step
+	if first == second {
+		t.Errorf("leaders %s then %s: want the other to take over when the first stepped down", first, second)
+	}
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	if both {
+		t.Error("two campaigners led at once")
+	}
+}
+
+func TestLeadLost(t *testing.T) {
+	r := open(t)
+	const ttl = 300 * time.Millisecond
+	lost := make(chan error, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Lead(ctx, "a", ttl, func(lctx context.Context, l Lease) {
+		// Another node steals the lease (as after a long pause of a).
+		if err := r.c.Set(lctx, r.key("lease"), "b|999", time.Minute).Err(); err != nil {
+			lost <- err
+			return
+		}
+		<-lctx.Done()
+		lost <- context.Cause(lctx)
+	}, nil)
+	select {
+	case err := <-lost:
+		if !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("leader's context ended with %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("leader not told it lost the lease")
+	}
+}
+
+// TestFollow: the follower gets each new publication once, skips the one
+// it started from, and retries one its function failed.
+func TestFollow(t *testing.T) {
+	r := open(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	l, err := r.Acquire(ctx, "trainer", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := r.Publish(ctx, l, "v1", []byte("one"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	failOnce := true
+	go r.Follow(ctx, 10*time.Millisecond, &p1, func(p Publication, data []byte) error {
+		if string(data) == "two" && failOnce {
+			failOnce = false
+			return errors.New("load failed")
+		}
+		got <- p.Version + "=" + string(data)
+		return nil
+	}, nil)
+	if _, err := r.Publish(ctx, l, "v2", []byte("two"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if v != "v2=two" {
+			t.Errorf("followed %s, want v2=two (v1 was where it started)", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("publication v2 not followed")
+	}
+	select {
+	case v := <-got:
+		t.Errorf("followed %s again", v)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
