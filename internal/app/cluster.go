@@ -2,11 +2,14 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +52,8 @@ type clusterParts struct {
 	updater atomic.Pointer[learn.ModelUpdater]
 	// quality is, on an API node, the trainer's last quality state read.
 	quality atomic.Pointer[clusterQuality]
+	// served counts, on the active trainer, the decisions of each API node.
+	served servedBy
 
 	met clusterMetrics
 
@@ -250,17 +255,18 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		return err
 	}
 	n.cluster.updater.Store(up)
+	n.cluster.served.reset()
 	log.InfoContext(ctx, "trainer active", slog.String("restored", p.Version), slog.Uint64("updates", m.Updates()), slog.Uint64("from", from.Sum()))
 
 	g, gctx := errgroup.WithContext(lctx)
 	ring := n.engine.Ring()
 	g.Go(func() error {
-		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func(rec []byte) {
+		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func(node string, rec []byte) {
 			if err := ring.Put(rec); err != nil {
 				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
 				return
 			}
-			n.observeRecord(rec)
+			n.observeRecord(node, rec)
 		})
 	})
 	consume := func(name string, from offsets, h partitionHandler) {
@@ -455,6 +461,9 @@ type clusterQuality struct {
 	Calibration model.EvalStats `json:"calibration"`
 	// Alerts are the trainer's alerts on the cluster-wide signals.
 	Alerts []quality.Alert `json:"alerts"`
+	// Served says which API node served which model version, per variant:
+	// the decisions read since the trainer became active.
+	Served []ServedCount `json:"served"`
 }
 
 // publishQuality evaluates the cluster-wide signals and publishes them.
@@ -464,6 +473,7 @@ func (n *Node) publishQuality(ctx context.Context, l registry.Lease) {
 	q := clusterQuality{
 		Trainer: n.cfg.NodeName, Evaluated: now, CTR: n.quality.engagement.CTR(),
 		Features: n.quality.monitor.Features(), Calibration: n.model().Eval(), Alerts: n.quality.evaluator.Alerts(),
+		Served: n.cluster.served.latest(),
 	}
 	if p := n.cluster.published.Load(); p != nil {
 		q.ModelVersion = p.Version
@@ -504,12 +514,93 @@ func (n *Node) clusterQuality() *clusterQuality {
 	return n.cluster.quality.Load()
 }
 
-// observeRecord feeds a decision of the stream to the trainer's
-// cluster-wide quality signals.
-func (n *Node) observeRecord(rec []byte) {
+// observeRecord feeds a decision of the stream, made by API node node, to
+// the trainer's cluster-wide quality signals.
+func (n *Node) observeRecord(node string, rec []byte) {
 	d, _, err := engine.DecodeRecord(rec)
 	if err != nil {
 		return // counted where the ring refused it
 	}
 	n.observeDecision(d)
+	n.cluster.served.observe(node, d)
+}
+
+// servedBy counts the decisions of each (API node, variant, model version)
+// the trainer has read since it became active: which node served what.
+type servedBy struct {
+	mu   sync.Mutex
+	m    map[servedKey]*ServedCount
+	last map[servedKey]uint64 // when each row was last counted (n)
+	n    uint64
+}
+
+type servedKey struct{ node, variant, version string }
+
+// ServedCount is how many decisions an API node made with a model
+// version, and how many of them fell back.
+type ServedCount struct {
+	Node         string `json:"node"`
+	Variant      string `json:"variant"`
+	ModelVersion string `json:"model_version"`
+	Decisions    int64  `json:"decisions"`
+	Fallbacks    int64  `json:"fallbacks"`
+}
+
+// maxServed bounds the (node, variant, version) rows kept: versions change
+// with every publication, so the oldest rows are dropped.
+const maxServed = 256
+
+func (s *servedBy) observe(node string, d *engine.Decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m, s.last = map[servedKey]*ServedCount{}, map[servedKey]uint64{}
+	}
+	k := servedKey{node, d.Variant, d.ModelVersion}
+	s.n++
+	s.last[k] = s.n
+	c := s.m[k]
+	if c == nil {
+		if len(s.m) >= maxServed {
+			clear(s.m) // a new window of rows; the counts restart
+			clear(s.last)
+			s.last[k] = s.n
+		}
+		c = &ServedCount{Node: node, Variant: d.Variant, ModelVersion: d.ModelVersion}
+		s.m[k] = c
+	}
+	c.Decisions++
+	if d.Fallback != engine.ReasonNone {
+		c.Fallbacks++
+	}
+}
+
+// latest returns, per node and variant, the row of the version it served
+// last (the one it serves now), sorted by node and variant.
+func (s *servedBy) latest() []ServedCount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type nv struct{ node, variant string }
+	best := map[nv]servedKey{}
+	for k := range s.m {
+		b, ok := best[nv{k.node, k.variant}]
+		if !ok || s.last[k] > s.last[b] {
+			best[nv{k.node, k.variant}] = k
+		}
+	}
+	out := make([]ServedCount, 0, len(best))
+	for _, k := range best {
+		out = append(out, *s.m[k])
+	}
+	slices.SortFunc(out, func(a, b ServedCount) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.Variant, b.Variant))
+	})
+	return out
+}
+
+func (s *servedBy) reset() {
+	s.mu.Lock()
+	clear(s.m)
+	clear(s.last)
+	s.mu.Unlock()
 }

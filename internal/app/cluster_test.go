@@ -109,9 +109,13 @@ func TestClusterRoles(t *testing.T) {
 		if body.Cluster == nil {
 			return false, "no cluster quality in /v1/alerts: " + strings.TrimSpace(string(b))
 		}
+		served := false
+		for _, s := range body.Cluster.Served {
+			served = served || s.Node == "api-1" && s.ModelVersion != "" && s.Decisions > 0
+		}
 		for _, f := range body.Cluster.Features {
 			if f.Name == "user_age_bucket" && f.NullRatio > 0 {
-				return body.Cluster.Trainer == "trainer-1", fmt.Sprintf("cluster quality from %q", body.Cluster.Trainer)
+				return body.Cluster.Trainer == "trainer-1" && served, fmt.Sprintf("cluster quality from %q, served %+v", body.Cluster.Trainer, body.Cluster.Served)
 			}
 		}
 		return false, fmt.Sprintf("cluster features %+v: want user_age_bucket nulls seen by the trainer", body.Cluster.Features)

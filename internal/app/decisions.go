@@ -27,6 +27,7 @@ const decisionBuffer = 20_000
 type decisionStream struct {
 	brokers []string
 	topic   string
+	node    []byte // this node's name, in the nodeHeader of what it publishes
 	logger  *slog.Logger
 	cl      *kgo.Client // the producer; nil on a trainer
 
@@ -35,7 +36,7 @@ type decisionStream struct {
 
 func newDecisionStream(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer, produce bool) (*decisionStream, error) {
 	s := &decisionStream{
-		brokers: cfg.KafkaBrokers, topic: cfg.KafkaDecisionsTopic, logger: logger,
+		brokers: cfg.KafkaBrokers, topic: cfg.KafkaDecisionsTopic, logger: logger, node: []byte(cfg.NodeName),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sightline_decision_stream_published_total",
 			Help: "Decision records the brokers acknowledged on the decision stream (API nodes).",
@@ -107,10 +108,14 @@ func (s *decisionStream) ensureTopic(ctx context.Context, partitions int32) erro
 	}
 }
 
+// nodeHeader is the Kafka record header naming the API node that made the
+// decision.
+const nodeHeader = "sightline-node"
+
 // publish hands a decision record to the producer without waiting; a full
 // buffer drops it (counted).
 func (s *decisionStream) publish(requestID string, rec []byte) {
-	r := &kgo.Record{Key: []byte(requestID), Value: append([]byte(nil), rec...)}
+	r := &kgo.Record{Key: []byte(requestID), Value: append([]byte(nil), rec...), Headers: []kgo.RecordHeader{{Key: nodeHeader, Value: s.node}}}
 	s.cl.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
 		if err != nil {
 			s.dropped.Inc()
@@ -121,8 +126,9 @@ func (s *decisionStream) publish(requestID string, rec []byte) {
 }
 
 // consume reads the stream from about recent records before its end until
-// ctx is done, calling fn with each record's value from one goroutine.
-func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(rec []byte)) error {
+// ctx is done, calling fn with each record's value and the node that
+// published it, from one goroutine.
+func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node string, rec []byte)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
 	if err != nil {
 		return fmt.Errorf("decision stream: %w", err)
@@ -171,7 +177,13 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(rec 
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
 			s.consumed.Inc()
-			fn(r.Value)
+			node := ""
+			for _, h := range r.Headers {
+				if h.Key == nodeHeader {
+					node = string(h.Value)
+				}
+			}
+			fn(node, r.Value)
 		})
 	}
 }
