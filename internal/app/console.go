@@ -41,7 +41,7 @@ func mountConsole(mount map[string]http.Handler, h http.Handler) {
 type consoleSource struct{ n *Node }
 
 func (c consoleSource) Overview(context.Context) console.Overview {
-	_, lag := c.n.log.Lag(consumerModel)
+	_, lag := c.n.lag()
 	return console.Overview{Stats: c.n.live.Snapshot(), ModelVersion: c.n.model().Version(), IngestLag: lag}
 }
 

@@ -219,7 +219,7 @@ func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "snapshot-failed", err.Error())
 		return
 	}
-	writeJSON(w, map[string]any{"model_version": n.model().Version(), "model_offset": n.log.Position(consumerModel)})
+	writeJSON(w, map[string]any{"model_version": n.model().Version(), "model_offset": n.position()})
 }
 
 // collectors are the node-level metrics: model info and updates.

@@ -383,8 +383,8 @@ type Stats struct {
 // Stats returns the node's live figures. Users and Items are -1 while the
 // feature store does not answer.
 func (n *Node) Stats(ctx context.Context) any {
-	_, age := n.log.Lag(consumerModel)
-	applied := n.log.Position(consumerModel)
+	_, age := n.lag()
+	applied := n.position()
 	logged, err := n.log.Next(ctx)
 	if err != nil {
 		logged = applied // unknown: report no backlog rather than a wrong one

@@ -188,7 +188,7 @@ type qualityInputs struct{ n *Node }
 func (in qualityInputs) ErrorRate() float64 { return in.n.live.Snapshot().ErrorRate }
 
 func (in qualityInputs) IngestLagSeconds() float64 {
-	_, age := in.n.log.Lag(consumerModel)
+	_, age := in.n.lag()
 	return age.Seconds()
 }
 

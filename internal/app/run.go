@@ -149,6 +149,35 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	return runErr
 }
 
+// progress is the consumer whose position and lag the node reports: the
+// model's where the node learns, the candidate index's on an API node, none
+// on a standby trainer (it consumes nothing).
+func (n *Node) progress() string {
+	switch {
+	case n.cfg.Role == RoleAPI:
+		return consumerIndex
+	case n.cfg.Role == RoleTrainer && !n.cluster.active.Load():
+		return ""
+	}
+	return consumerModel
+}
+
+// lag is the progress consumer's lag; zero when there is none.
+func (n *Node) lag() (records uint64, age time.Duration) {
+	if c := n.progress(); c != "" {
+		return n.log.Lag(c)
+	}
+	return 0, 0
+}
+
+// position is the progress consumer's position; zero when there is none.
+func (n *Node) position() uint64 {
+	if c := n.progress(); c != "" {
+		return n.log.Position(c)
+	}
+	return 0
+}
+
 // learning names the consumers whose state must include every appended
 // event: the model and activity of a node that learns.
 func (n *Node) learning() []string {
