@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +12,7 @@ import (
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/quality"
+	"github.com/sightline/sightline/internal/telemetry"
 )
 
 // baselineKey names the feature baseline in the model snapshot's Extra: the
@@ -26,10 +26,7 @@ type qualityParts struct {
 	decisions  *quality.Decisions
 	evaluator  *quality.Evaluator
 	started    time.Time
-
-	mu       sync.Mutex
-	drops    []dropSample
-	dropRate float64
+	drops      *telemetry.DropShare // share of telemetry dropped
 }
 
 func (n *Node) buildQuality() error {
@@ -40,6 +37,7 @@ func (n *Node) buildQuality() error {
 	}
 	q := &n.quality
 	q.started = now()
+	q.drops = telemetry.NewDropShare(n.reg, dropWindow)
 	// In a cluster the trainer computes the quality signals over all
 	// traffic and alone exports them; an API node keeps its own for its
 	// console's fallback view, unexported, so a sum over instances does not
@@ -131,56 +129,14 @@ func (n *Node) EvaluateAlerts(ctx context.Context, now time.Time) []quality.Tran
 		b := q.monitor.CaptureBaseline()
 		n.logger.InfoContext(ctx, "feature baseline captured", slog.Time("at", b.CapturedAt))
 	}
-	q.updateDropRate(n, now)
+	if err := q.drops.Update(now); err != nil {
+		n.logger.WarnContext(ctx, "gather telemetry counters", slog.Any("err", err))
+	}
 	return q.evaluator.Evaluate(ctx, now)
 }
 
-// dropWindow is the span over which the telemetry drop share is computed:
-// a few evaluations, so one quiet interval with nothing kept does not read
-// as "no drops".
+// dropWindow is the span over which the telemetry drop share is computed.
 const dropWindow = 5 * time.Minute
-
-// dropSample is a reading of the telemetry counters.
-type dropSample struct {
-	at            time.Time
-	dropped, kept float64
-}
-
-// updateDropRate computes the share of telemetry items dropped over the
-// last dropWindow, from the telemetry counters.
-func (q *qualityParts) updateDropRate(n *Node, now time.Time) {
-	var dropped, kept float64
-	mfs, err := n.reg.Gather()
-	if err != nil {
-		n.logger.Warn("gather telemetry counters", slog.String("err", err.Error()))
-		return
-	}
-	for _, mf := range mfs {
-		switch mf.GetName() {
-		case "sightline_telemetry_dropped_total":
-			for _, m := range mf.GetMetric() {
-				dropped += m.GetCounter().GetValue()
-			}
-		case "sightline_traces_kept_total":
-			for _, m := range mf.GetMetric() {
-				kept += m.GetCounter().GetValue()
-			}
-		}
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.drops = append(q.drops, dropSample{now, dropped, kept})
-	for len(q.drops) > 1 && now.Sub(q.drops[0].at) > dropWindow {
-		q.drops = q.drops[1:]
-	}
-	first := q.drops[0]
-	dd, dk := dropped-first.dropped, kept-first.kept
-	if dd+dk > 0 {
-		q.dropRate = dd / (dd + dk)
-	} else {
-		q.dropRate = 0
-	}
-}
 
 // qualityInputs supplies the signals the quality package does not own.
 type qualityInputs struct{ n *Node }
@@ -192,12 +148,7 @@ func (in qualityInputs) IngestLagSeconds() float64 {
 	return age.Seconds()
 }
 
-func (in qualityInputs) TelemetryDropRate() float64 {
-	q := &in.n.quality
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.dropRate
-}
+func (in qualityInputs) TelemetryDropRate() float64 { return in.n.quality.drops.Share() }
 
 func (in qualityInputs) Calibration() (float64, float64, int64) {
 	ev := in.n.model().Eval()
