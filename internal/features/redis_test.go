@@ -658,3 +658,43 @@ func BenchmarkRedisFeatures(b *testing.B) {
 		}
 	})
 }
+
+// TestRedisReadBatch: a batch read returns what the single reads return,
+// known or not.
+func TestRedisReadBatch(t *testing.T) {
+	r := newTestRedis(t, RedisConfig{})
+	ctx := t.Context()
+	if err := r.PutUser(ctx, event.User{ID: "u1", AgeBucket: "25-34", Segment: "new"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PutItem(ctx, event.Item{ID: "i1", Category: "books", Available: true, Tags: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, []*event.Event{{ID: "e1", Type: event.Click, UserID: "u1", ItemID: "i1", Timestamp: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"u1", "nobody"}
+	for i := range 300 { // more than one pipeline chunk
+		users = append(users, fmt.Sprint("x", i))
+	}
+	b, err := r.ReadBatch(ctx, users, []string{"i1", "missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"u1", "nobody"} {
+		u, known, act, err := r.Features(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(UserFeatures{User: u, Known: known, Activity: act}, b.Users[id]); diff != "" {
+			t.Errorf("user %s (-single +batch):\n%s", id, diff)
+		}
+	}
+	if len(b.Users) != len(users) {
+		t.Errorf("%d users in the batch, want %d", len(b.Users), len(users))
+	}
+	it, _, _ := r.Item(ctx, "i1")
+	if diff := cmp.Diff(map[string]event.Item{"i1": it}, b.Items); diff != "" {
+		t.Errorf("items (-single +batch):\n%s", diff)
+	}
+}

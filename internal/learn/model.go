@@ -42,6 +42,16 @@ type FeatureReader interface {
 	Item(ctx context.Context, id string) (event.Item, bool, error)
 }
 
+// BatchReader is a FeatureReader that reads the features of many events at
+// once ([features.Redis] in one pipeline per chunk). The model updater uses
+// it, when the store has it, to read the features of every event of a
+// batch that it cannot join to a decision in one go, instead of making
+// three round trips per event.
+type BatchReader interface {
+	FeatureReader
+	ReadBatch(ctx context.Context, users, items []string) (features.Batch, error)
+}
+
 // Learner is the online model. Learn is called by the model updater only,
 // one call at a time; it must be safe to call while others score.
 type Learner interface {
@@ -93,6 +103,7 @@ type ModelUpdater struct {
 	applied ingest.Offsets // next offset to apply per partition
 	shown   pendingSet
 	seen    dedupe
+	batch   *features.Batch // features read ahead for the batch in hand, or nil
 
 	learned, duplicates atomic.Uint64
 }
@@ -130,6 +141,10 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 	defer u.mu.Unlock()
 	next := u.applied[p]
 	defer func() { u.applied[p] = next }()
+	if err := u.readAhead(ctx, recs, next); err != nil {
+		return fmt.Errorf("model update: %w", err)
+	}
+	defer func() { u.batch = nil }()
 	for i := range recs {
 		r := &recs[i]
 		if r.Offset < next {
@@ -141,6 +156,50 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 		}
 		next = r.Offset + 1
 	}
+	return nil
+}
+
+// readAhead reads, when the feature store can read in batches, the
+// features of the training events of recs from next on that no decision
+// known now explains: their contexts are rebuilt from those.
+func (u *ModelUpdater) readAhead(ctx context.Context, recs []ingest.Record, next uint64) error {
+	br, ok := u.cfg.Features.(BatchReader)
+	if !ok {
+		return nil
+	}
+	var users, items []string
+	seenU, seenI := map[string]bool{}, map[string]bool{}
+	for i := range recs {
+		r := &recs[i]
+		ev := &r.Event
+		if r.Offset < next || ev.Type != event.Impression && ev.Type != event.Click {
+			continue
+		}
+		if h, ok := u.hash(ev); ok && u.seen.has(h) {
+			continue
+		}
+		if ev.RequestID != "" {
+			if _, _, ok := u.cfg.Joiner.Joined(ev.RequestID, ev.ItemID); ok {
+				continue
+			}
+		}
+		if !seenU[ev.UserID] {
+			seenU[ev.UserID] = true
+			users = append(users, ev.UserID)
+		}
+		if !seenI[ev.ItemID] {
+			seenI[ev.ItemID] = true
+			items = append(items, ev.ItemID)
+		}
+	}
+	if len(users) == 0 && len(items) == 0 {
+		return nil
+	}
+	b, err := br.ReadBatch(ctx, users, items)
+	if err != nil {
+		return err
+	}
+	u.batch = &b
 	return nil
 }
 
@@ -217,16 +276,8 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 			return x, it, true, nil
 		}
 	}
-	it, ok, err := u.cfg.Features.Item(ctx, ev.ItemID)
+	it, user, act, ok, err := u.features(ctx, ev)
 	if err != nil || !ok {
-		return model.Context{}, event.Item{}, false, err
-	}
-	user, _, err := u.cfg.Features.User(ctx, ev.UserID)
-	if err != nil {
-		return model.Context{}, event.Item{}, false, err
-	}
-	act, err := u.cfg.Features.Activity(ctx, ev.UserID)
-	if err != nil {
 		return model.Context{}, event.Item{}, false, err
 	}
 	u.met.joins.WithLabelValues("rebuilt").Inc()
@@ -235,6 +286,30 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 		ts = u.cfg.Now()
 	}
 	return model.Context{User: user, Channel: ev.Channel, Hour: ts.Hour(), RecentCategories: act.RecentCategories}, it, true, nil
+}
+
+// features returns the item, user and activity of ev: from the batch read
+// ahead when it has them, else from the store.
+func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Item, event.User, features.Activity, bool, error) {
+	if b := u.batch; b != nil {
+		if uf, ok := b.Users[ev.UserID]; ok {
+			it, ok := b.Items[ev.ItemID]
+			return it, uf.User, uf.Activity, ok, nil
+		}
+	}
+	it, ok, err := u.cfg.Features.Item(ctx, ev.ItemID)
+	if err != nil || !ok {
+		return event.Item{}, event.User{}, features.Activity{}, false, err
+	}
+	user, _, err := u.cfg.Features.User(ctx, ev.UserID)
+	if err != nil {
+		return event.Item{}, event.User{}, features.Activity{}, false, err
+	}
+	act, err := u.cfg.Features.Activity(ctx, ev.UserID)
+	if err != nil {
+		return event.Item{}, event.User{}, features.Activity{}, false, err
+	}
+	return it, user, act, true, nil
 }
 
 // joined returns the decision context of r's event, waiting up to

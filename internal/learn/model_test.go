@@ -190,3 +190,64 @@ func TestModelUpdaterStopsOnStoreError(t *testing.T) {
 		t.Errorf("Learn calls = %d, want 1", len(rec.calls))
 	}
 }
+
+// batchReader is a store that counts its reads.
+type batchReader struct {
+	*features.Memory
+	batches, single int
+}
+
+func (b *batchReader) ReadBatch(ctx context.Context, users, items []string) (features.Batch, error) {
+	b.batches++
+	return b.Memory.ReadBatch(ctx, users, items)
+}
+
+func (b *batchReader) Item(ctx context.Context, id string) (event.Item, bool, error) {
+	b.single++
+	return b.Memory.Item(ctx, id)
+}
+
+// TestModelUpdaterReadsAheadInBatches: the events of a batch that no
+// decision explains are rebuilt from one batch read, not a read per event;
+// joined events need none.
+func TestModelUpdaterReadsAheadInBatches(t *testing.T) {
+	mem, err := features.NewMemory(features.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, id := range []string{"u1", "u2"} {
+		if err := mem.PutUser(ctx, event.User{ID: id, AgeBucket: "25-34", Segment: "casual"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mem.PutItem(ctx, event.Item{ID: "organic", Category: "books", Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	store := &batchReader{Memory: mem}
+	rec := &recorder{}
+	u, err := NewModelUpdater(nil, ModelConfig{Joiner: decisions{"req1": {items: []string{"a"}}}, Features: store, Learner: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(0,
+		event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "organic"},
+		event.Event{ID: "e2", Type: event.Click, UserID: "u2", ItemID: "organic"},
+		event.Event{ID: "e3", Type: event.Impression, UserID: "u1", ItemID: "a", RequestID: "req1"},
+		event.Event{ID: "e4", Type: event.Impression, UserID: "u1", ItemID: "gone"},
+	)
+	if err := u.HandlePartition(ctx, 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if store.batches != 1 || store.single != 0 {
+		t.Errorf("%d batch reads and %d item reads, want 1 and 0", store.batches, store.single)
+	}
+	want := []learned{
+		{"25-34", "", "organic", "books", model.Negative},
+		{"25-34", "", "organic", "books", model.Positive},
+		{"", "", "a", "shown-a", model.Negative},
+	}
+	if diff := cmp.Diff(want, rec.calls); diff != "" {
+		t.Errorf("Learn calls (-want +got):\n%s", diff)
+	}
+}
