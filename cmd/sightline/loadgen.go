@@ -36,6 +36,7 @@ Prints a JSON report at the end (--report json), or the same on one line (--repo
 
 type loadgenFlags struct {
 	mode, target, workload, report, addr, run       string
+	eventsTarget, lagTarget                         string
 	rate, start, factor, maxErr                     float64
 	duration, step, p99, timeout                    time.Duration
 	users, items, inflight, count, batch, bodyBytes int
@@ -72,6 +73,8 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.Float64Var(&f.maxErr, "max-error-ratio", 0.001, "max mode: share of failed arrivals a passing step allows (negative: none)")
 	fs.IntVar(&f.trials, "trials", 20, "freshness mode: users probed")
 	fs.IntVar(&f.clicks, "clicks", 3, "freshness mode: items of one new category each user clicks")
+	fs.StringVar(&f.eventsTarget, "events-target", "", "freshness mode: base URL the clicks are sent to (default --target): another API node of a cluster measures freshness across nodes")
+	fs.StringVar(&f.lagTarget, "lag-target", "", "open mode with --lag: base URL whose ingest lag is sampled and drained (default --target): a cluster's trainer")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8090", "bare mode: listen address")
 	fs.IntVar(&f.bodyBytes, "body-bytes", 0, "bare mode: response body size (0: the size of one recommendation from --target)")
 	fs.StringVar(&f.traceExporter, "trace-exporter", "none", "users mode: client spans to none, otlp (OTEL_EXPORTER_OTLP_* variables) or stdout; each request's trace then starts in the load generator")
@@ -100,7 +103,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	case "max":
 		return runMax(ctx, &f)
 	case "freshness":
-		res, err := loadtest.Freshness(ctx, f.target, f.world(), loadtest.FreshnessConfig{Trials: f.trials, Clicks: f.clicks, Run: f.run})
+		res, err := loadtest.Freshness(ctx, f.target, f.world(), loadtest.FreshnessConfig{Trials: f.trials, Clicks: f.clicks, Run: f.run, EventsBase: f.eventsTarget})
 		if err != nil {
 			return err
 		}
@@ -172,14 +175,18 @@ func runOpen(ctx context.Context, f *loadgenFlags) error {
 	var probe *loadtest.LagProbe
 	var wg sync.WaitGroup
 	pctx, stop := context.WithCancel(ctx)
+	lagTarget := f.target
+	if f.lagTarget != "" {
+		lagTarget = f.lagTarget
+	}
 	if f.lag {
-		probe = loadtest.NewLagProbe(f.target, 100*time.Millisecond)
+		probe = loadtest.NewLagProbe(lagTarget, 100*time.Millisecond)
 		wg.Go(func() { _ = probe.Run(pctx) })
 	}
 	r, err := loadtest.Run(ctx, t, loadtest.Config{Rate: f.rate, Duration: f.duration, MaxInFlight: f.inflight, Timeout: f.timeout, Name: f.workload})
 	if err == nil && probe != nil {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		d, derr := loadtest.Drain(dctx, f.target)
+		d, derr := loadtest.Drain(dctx, lagTarget)
 		cancel()
 		out["drain_ms"] = d.Seconds() * 1e3
 		if derr != nil {

@@ -114,7 +114,9 @@ func (b kafkaBus) Consume(ctx context.Context, name string, from offsets, h part
 	for p, o := range from {
 		start[p] = int64(o)
 	}
-	return b.ConsumeFrom(ctx, name, start, kafkaHandler{h}, ingest.ConsumeOptions{CommitOffsets: commit, MaxBatch: 1024})
+	// Larger batches than the embedded log's: each is one partition's
+	// share of a poll, and the event path reads Redis once per batch.
+	return b.ConsumeFrom(ctx, name, start, kafkaHandler{h}, ingest.ConsumeOptions{CommitOffsets: commit, MaxBatch: 8192})
 }
 
 // Start is nil, which ConsumeFrom resumes from the group's committed

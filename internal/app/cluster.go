@@ -250,10 +250,6 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		return err
 	}
 	act := learn.NewActivityUpdater(n.store, actFrom)
-	statsFrom, err := n.log.Recent(lctx, 0)
-	if err != nil {
-		return err
-	}
 	n.cluster.updater.Store(up)
 	n.cluster.served.reset()
 	log.InfoContext(ctx, "trainer active", slog.String("restored", p.Version), slog.Uint64("updates", m.Updates()), slog.Uint64("from", from.Sum()))
@@ -279,8 +275,9 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		})
 	}
 	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
-	consume(consumerFeatures, actFrom, act)
-	consume(consumerStats, statsFrom, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement))
+	// The cluster's engagement (CTR) rides on the activity consumer's read
+	// of the stream: one read and decode of every event fewer.
+	consume(consumerFeatures, actFrom, learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement)))
 	var last uint64
 	published := ok
 	publish := func(ctx context.Context) error {

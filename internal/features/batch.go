@@ -9,11 +9,11 @@ import (
 )
 
 // UserFeatures is a user's profile (Known false when there is none) and
-// recent activity.
+// most recent categories: what a model context holds of the user.
 type UserFeatures struct {
-	User     event.User
-	Known    bool
-	Activity Activity
+	User             event.User
+	Known            bool
+	RecentCategories []string
 }
 
 // Batch is the features of many users and items, read at once. Items
@@ -25,7 +25,7 @@ type Batch struct {
 
 // batchChunk bounds the keys of one pipeline, so that its replies arrive
 // well within the client's read timeout.
-const batchChunk = 128
+const batchChunk = 1024
 
 // ReadBatch reads the profiles and activity of users and the catalog
 // entries of items, in a few round trips (pipelines of batchChunk keys)
@@ -37,11 +37,11 @@ func (r *Redis) ReadBatch(ctx context.Context, users, items []string) (Batch, er
 		chunk := users[:min(len(users), batchChunk)]
 		users = users[len(chunk):]
 		hcs := make([]*redis.MapStringStringCmd, len(chunk))
-		acts := make([][3]*redis.StringSliceCmd, len(chunk))
+		cats := make([]*redis.StringSliceCmd, len(chunk))
 		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range chunk {
 				hcs[i] = p.HGetAll(ctx, r.userKey(id))
-				acts[i] = r.queueActivity(ctx, p, id)
+				cats[i] = p.LRange(ctx, r.activityKeys(id)[1], 0, int64(r.cfg.RecentCategories-1))
 			}
 			return nil
 		})
@@ -53,7 +53,11 @@ func (r *Redis) ReadBatch(ctx context.Context, users, items []string) (Batch, er
 			if err != nil {
 				return Batch{}, err
 			}
-			b.Users[id] = UserFeatures{User: u, Known: ok, Activity: activityOf(acts[i])}
+			var rc []string
+			if v := cats[i].Val(); len(v) > 0 {
+				rc = v
+			}
+			b.Users[id] = UserFeatures{User: u, Known: ok, RecentCategories: rc}
 		}
 	}
 	for len(items) > 0 {
@@ -90,7 +94,7 @@ func (m *Memory) ReadBatch(ctx context.Context, users, items []string) (Batch, e
 	for _, id := range users {
 		u, ok, _ := m.User(ctx, id)
 		act, _ := m.Activity(ctx, id)
-		b.Users[id] = UserFeatures{User: u, Known: ok, Activity: act}
+		b.Users[id] = UserFeatures{User: u, Known: ok, RecentCategories: act.RecentCategories}
 	}
 	for _, id := range items {
 		if it, ok, _ := m.Item(ctx, id); ok {

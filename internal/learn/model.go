@@ -159,6 +159,9 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 	return nil
 }
 
+// batchReadTimeout bounds one read-ahead of a batch's features.
+const batchReadTimeout = 5 * time.Second
+
 // readAhead reads, when the feature store can read in batches, the
 // features of the training events of recs from next on that no decision
 // known now explains: their contexts are rebuilt from those.
@@ -195,7 +198,11 @@ func (u *ModelUpdater) readAhead(ctx context.Context, recs []ingest.Record, next
 	if len(users) == 0 && len(items) == 0 {
 		return nil
 	}
-	b, err := br.ReadBatch(ctx, users, items)
+	// A batch read takes longer than a request's feature budget: its own
+	// deadline, so the store's short default read timeout does not apply.
+	rctx, cancel := context.WithTimeout(ctx, batchReadTimeout)
+	defer cancel()
+	b, err := br.ReadBatch(rctx, users, items)
 	if err != nil {
 		return err
 	}
@@ -294,7 +301,7 @@ func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Ite
 	if b := u.batch; b != nil {
 		if uf, ok := b.Users[ev.UserID]; ok {
 			it, ok := b.Items[ev.ItemID]
-			return it, uf.User, uf.Activity, ok, nil
+			return it, uf.User, features.Activity{RecentCategories: uf.RecentCategories}, ok, nil
 		}
 	}
 	it, ok, err := u.cfg.Features.Item(ctx, ev.ItemID)

@@ -251,3 +251,53 @@ func TestModelUpdaterReadsAheadInBatches(t *testing.T) {
 		t.Errorf("Learn calls (-want +got):\n%s", diff)
 	}
 }
+
+func TestTraceparentSampled(t *testing.T) {
+	tests := []struct {
+		tp   string
+		want bool
+	}{
+		{"", false},
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", true},
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", false},
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03", true},
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0a", false},
+		{"garbage", true}, // left to the propagator
+	}
+	for _, tc := range tests {
+		if got := traceparentSampled(tc.tp); got != tc.want {
+			t.Errorf("traceparentSampled(%q) = %v, want %v", tc.tp, got, tc.want)
+		}
+	}
+}
+
+type handlerFunc func(ctx context.Context, p int32, recs []ingest.Record) error
+
+func (f handlerFunc) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
+	return f(ctx, p, recs)
+}
+
+// TestThen: the second handler sees a batch only once the first handled
+// it, so a batch the bus delivers again after an error reaches it once.
+func TestThen(t *testing.T) {
+	fail := true
+	var firstCalls, nextCalls int
+	h := Then(handlerFunc(func(context.Context, int32, []ingest.Record) error {
+		firstCalls++
+		if fail {
+			fail = false
+			return context.DeadlineExceeded
+		}
+		return nil
+	}), handlerFunc(func(context.Context, int32, []ingest.Record) error { nextCalls++; return nil }))
+	recs := records(0, event.Event{ID: "e1", Type: event.Click})
+	if err := h.HandlePartition(t.Context(), 0, recs); err == nil {
+		t.Fatal("first handler's error not returned")
+	}
+	if err := h.HandlePartition(t.Context(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if firstCalls != 2 || nextCalls != 1 {
+		t.Errorf("first called %d times, next %d; want 2 and 1", firstCalls, nextCalls)
+	}
+}

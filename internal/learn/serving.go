@@ -70,3 +70,20 @@ func (t *EngagementTracker) HandlePartition(_ context.Context, _ int32, recs []i
 	}
 	return nil
 }
+
+// Then is a handler that hands each batch to first and, once first has
+// handled it, to next: two consumers of the same records share one read of
+// the bus. An error of first is returned before next sees the batch, so a
+// redelivered batch reaches next once.
+func Then(first, next ingest.PartitionHandler) ingest.PartitionHandler {
+	return then{first, next}
+}
+
+type then struct{ first, next ingest.PartitionHandler }
+
+func (t then) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
+	if err := t.first.HandlePartition(ctx, p, recs); err != nil {
+		return err
+	}
+	return t.next.HandlePartition(ctx, p, recs)
+}

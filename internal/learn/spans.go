@@ -50,6 +50,18 @@ var (
 // producer was sampled, or the joiner says the recommendation's trace is
 // kept for this kind of event. Otherwise it returns a non-recording span.
 func (s spans) start(ctx context.Context, name string, r *ingest.Record) (context.Context, trace.Span) {
+	// Most events are in no kept trace: decide that before parsing anything
+	// (the event path handles every event; most carry a traceparent).
+	var rec trace.SpanContext
+	var hasRec bool
+	if r.Event.RequestID != "" && s.joiner != nil {
+		rec, hasRec = s.joiner.TraceOf(r.Event.RequestID, r.Event.Type)
+	}
+	if !hasRec || !rec.IsSampled() {
+		if !traceparentSampled(r.Event.TraceParent) {
+			return ctx, trace.SpanFromContext(context.Background())
+		}
+	}
 	var links []trace.Link
 	keep := false
 	if r.Event.TraceParent != "" {
@@ -59,11 +71,9 @@ func (s spans) start(ctx context.Context, name string, r *ingest.Record) (contex
 			keep = sc.IsSampled()
 		}
 	}
-	if r.Event.RequestID != "" && s.joiner != nil {
-		if sc, ok := s.joiner.TraceOf(r.Event.RequestID, r.Event.Type); ok {
-			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{linkRecommendation}})
-			keep = keep || sc.IsSampled()
-		}
+	if hasRec {
+		links = append(links, trace.Link{SpanContext: rec, Attributes: []attribute.KeyValue{linkRecommendation}})
+		keep = keep || rec.IsSampled()
 	}
 	if !keep {
 		return ctx, trace.SpanFromContext(context.Background())
@@ -76,4 +86,25 @@ func (s spans) start(ctx context.Context, name string, r *ingest.Record) (contex
 			attribute.String("sightline.request.id", r.Event.RequestID),
 			attribute.String("sightline.event.type", r.Event.Type.String()),
 		))
+}
+
+// traceparentSampled reports whether a W3C traceparent
+// ("00-<trace id>-<span id>-<flags>") may carry the sampled flag: false
+// only for a well-formed one whose flags say not sampled, so that anything
+// else is left to the propagator.
+func traceparentSampled(tp string) bool {
+	if tp == "" {
+		return false
+	}
+	if len(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return true
+	}
+	f := tp[54]
+	switch {
+	case f >= '0' && f <= '9':
+		return (f-'0')&1 == 1
+	case f >= 'a' && f <= 'f':
+		return (f-'a'+10)&1 == 1
+	}
+	return true
 }

@@ -122,6 +122,10 @@ type FreshnessConfig struct {
 	Poll time.Duration
 	// Run makes event ids unique across runs against one node (optional).
 	Run string
+	// EventsBase is the base URL the clicks are sent to; empty means the
+	// node the recommendations are polled from. A cluster's cross-node
+	// freshness sends them through another API node.
+	EventsBase string
 }
 
 // FreshnessResult is the outcome of [Freshness].
@@ -169,6 +173,13 @@ func Freshness(ctx context.Context, base string, w *sim.World, cfg FreshnessConf
 		return nil, err
 	}
 	defer c.CloseIdleConnections()
+	ec := c
+	if cfg.EventsBase != "" {
+		if ec, err = client.New(cfg.EventsBase); err != nil {
+			return nil, err
+		}
+		defer ec.CloseIdleConnections()
+	}
 	byCat := map[string][]string{}
 	catOf := map[string]string{}
 	for _, it := range w.Items() {
@@ -224,7 +235,7 @@ func Freshness(ctx context.Context, base string, w *sim.World, cfg FreshnessConf
 				client.Event{EventID: id + "-c", Type: client.TypeClick, UserID: u, ItemID: item, RequestID: last.RequestID, Channel: "web"})
 		}
 		t0 := time.Now()
-		if _, err := c.SendEvents(ctx, evs); err != nil {
+		if _, err := ec.SendEvents(ctx, evs); err != nil {
 			res.Skipped++
 			continue
 		}
