@@ -649,6 +649,7 @@ func (k *Kafka) release(name string, c *kafkaConsumer) {
 	k.cmu.Lock()
 	c.active = false
 	k.cmu.Unlock()
+	c.setWaiting(time.Time{}) // a stopped consumer is not handling anything
 	k.wg.Done()
 }
 
@@ -938,12 +939,17 @@ func (k *Kafka) Close() error {
 	return nil
 }
 
-func (k *Kafka) consumerNames() []string {
+// activeConsumers names the consumers running in this process now: a
+// consumer that stopped (a trainer that stepped down to standby) reports no
+// lag, which would only grow.
+func (k *Kafka) activeConsumers() []string {
 	k.cmu.Lock()
 	defer k.cmu.Unlock()
 	names := make([]string, 0, len(k.consumers))
-	for n := range k.consumers {
-		names = append(names, n)
+	for n, c := range k.consumers {
+		if c.active {
+			names = append(names, n)
+		}
 	}
 	return names
 }
@@ -974,7 +980,7 @@ func (c kafkaLagCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c kafkaLagCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range c.k.consumerNames() {
+	for _, name := range c.k.activeConsumers() {
 		n, age := c.k.Lag(name)
 		ch <- prometheus.MustNewConstMetric(queueDepthDesc, prometheus.GaugeValue, float64(n), name)
 		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, age.Seconds(), name)

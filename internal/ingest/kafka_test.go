@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -467,5 +468,49 @@ func TestKafkaRebalanceCommitsOnRevoke(t *testing.T) {
 	}
 	if len(colB.records()) == 0 {
 		t.Error("the second member handled no records")
+	}
+}
+
+// TestKafkaLagOfStoppedConsumer: a consumer that stopped in this process
+// (a trainer that stepped down) is not reported by the lag metrics, so its
+// growing backlog does not page anyone; a running one is.
+func TestKafkaLagOfStoppedConsumer(t *testing.T) {
+	c := newKafkaCluster(t)
+	reg := prometheus.NewRegistry()
+	k := openTestKafka(t, c, KafkaConfig{Partitions: 2, Registerer: reg})
+	appendOK(t, k, testEvents("a", 4))
+	col := newCollector(4)
+	stop := runConsumer(t, k, "model", 0, col, ConsumeOptions{MaxBatch: 2})
+	waitFor(t, col)
+	reported := func() map[string]bool {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, mf := range mfs {
+			if mf.GetName() != "sightline_ingest_lag_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "consumer" {
+						out[l.GetValue()] = true
+					}
+				}
+			}
+		}
+		return out
+	}
+	if !reported()["model"] {
+		t.Errorf("running consumer not in sightline_ingest_lag_seconds")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, k, testEvents("b", 4))
+	if reported()["model"] {
+		t.Errorf("stopped consumer still in sightline_ingest_lag_seconds")
 	}
 }
