@@ -265,9 +265,9 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 			n.observeRecord(node, rec)
 		})
 	})
-	consume := func(name string, from offsets, h partitionHandler) {
+	consume := func(name string, from offsets, h ingest.PartitionHandler) {
 		g.Go(func() error {
-			err := n.log.Consume(gctx, name, from, h, false)
+			err := n.log.Subscribe(gctx, name, from, h, false)
 			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ingest.ErrClosed) {
 				return fmt.Errorf("consumer %s: %w", name, err)
 			}

@@ -42,7 +42,7 @@ type Node struct {
 	reg     *prometheus.Registry
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
-	log     eventBus
+	log     ingest.Bus
 	store   featureStore
 	mem     *features.Memory // the store when it is in memory, else nil
 	redis   *features.Redis  // the store when it is Redis, else nil
@@ -156,7 +156,7 @@ func (n *Node) build(ctx context.Context) error {
 			return err
 		}
 	}
-	next, err := n.log.Next(ctx)
+	next, err := n.log.End(ctx)
 	if err != nil {
 		return fmt.Errorf("event bus end: %w", err)
 	}
@@ -385,7 +385,7 @@ type Stats struct {
 func (n *Node) Stats(ctx context.Context) any {
 	_, age := n.lag()
 	applied := n.position()
-	logged, err := n.log.Next(ctx)
+	logged, err := n.log.End(ctx)
 	if err != nil {
 		logged = applied // unknown: report no backlog rather than a wrong one
 	}

@@ -47,7 +47,7 @@ func (n *Node) Addr() string {
 type consumer struct {
 	name   string
 	from   offsets
-	h      partitionHandler
+	h      ingest.PartitionHandler
 	commit bool
 }
 
@@ -80,7 +80,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	bgCtx, stopBG := context.WithCancel(bgCtx)
 	for _, c := range n.consumers() {
 		bg.Go(func() error {
-			err := n.log.Consume(bgCtx, c.name, c.from, c.h, c.commit)
+			err := n.log.Subscribe(bgCtx, c.name, c.from, c.h, c.commit)
 			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ingest.ErrClosed) {
 				return fmt.Errorf("consumer %s: %w", c.name, err)
 			}
@@ -191,7 +191,7 @@ func (n *Node) learning() []string {
 // everything appended to the log so far, or ctx ends. Drills call it to
 // keep their simulated clock and the node's state in step.
 func (n *Node) WaitApplied(ctx context.Context) error {
-	target, err := n.log.Next(ctx)
+	target, err := n.log.End(ctx)
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (n *Node) waitCaughtUp(ctx context.Context) {
 	if len(names) == 0 {
 		return
 	}
-	target, err := n.log.Next(ctx)
+	target, err := n.log.End(ctx)
 	if err != nil {
 		n.logger.Warn("shutdown: event bus end unknown; not waiting for consumers", slog.String("err", err.Error()))
 		return

@@ -133,25 +133,50 @@ func (o ConsumeOptions) withDefaults() ConsumeOptions {
 	return o
 }
 
-// Bus is the event bus as the rest of Sightline uses it: the embedded [Log]
-// implements it, and a Kafka implementation will too. All methods are safe
-// for concurrent use.
+// Bus is the event bus as the rest of Sightline uses it, partition-aware:
+// the embedded [Log] (one partition, 0) and [Kafka] implement it. All
+// methods are safe for concurrent use.
 type Bus interface {
-	// Append makes evs durable and returns once they are, skipping events
-	// whose ID was appended before. The API handler calls it per request;
-	// it blocks until the events are durable or ctx is done.
+	// Append makes evs durable (acknowledged by the brokers, for Kafka)
+	// and returns once they are, skipping events whose ID it remembers. The
+	// API handler calls it per request; it blocks.
 	Append(ctx context.Context, evs []event.Event) (AppendResult, error)
-	// Consume delivers records from offset from to h in order, in batches,
-	// until ctx is done or the bus is closed. It blocks; the owner runs it
-	// in its own goroutine, one call per consumer name.
-	Consume(ctx context.Context, name string, from uint64, h Handler, opt ConsumeOptions) error
-	// Position returns the next offset the named consumer will read.
+	// Subscribe runs the named consumer from the positions in from (nil:
+	// where the bus resumes it, see Start) until ctx is done or the bus
+	// closes, handing h one partition's records at a time, in order. With
+	// commit the bus keeps the consumer's position itself (the embedded log
+	// in a file, Kafka as group offsets). It blocks; a Handle error
+	// redelivers the batch after a backoff.
+	Subscribe(ctx context.Context, name string, from Offsets, h PartitionHandler, commit bool) error
+	// Position is the named consumer's progress, comparable with End.
 	Position(name string) uint64
-	// Lag returns how many records the named consumer has not yet
-	// processed and how long the oldest of them has been waiting.
+	// Lag is how many records the named consumer has not processed and
+	// how long the oldest of them has waited.
 	Lag(name string) (records uint64, age time.Duration)
-	// Close flushes and releases the bus. Running Consume calls return.
+	// End is the Position of a consumer that has processed every record
+	// appended so far. It may make a round trip.
+	End(ctx context.Context) (uint64, error)
+	// Start returns the positions a consumer without a snapshot starts
+	// at: its committed position when committed is set and it has one,
+	// else the oldest retained record (nil: the bus's own choice).
+	Start(ctx context.Context, name string, committed bool) (Offsets, error)
+	// Recent returns positions about n records before the end, for
+	// consumers whose state needs only recent history.
+	Recent(ctx context.Context, n uint64) (Offsets, error)
+	// Run does the bus's background work until ctx is done.
+	Run(ctx context.Context) error
+	// ID names the bus (and topic), so a snapshot's offsets are used only
+	// with the bus they were taken on: "embedded" or "kafka:<topic>".
+	ID() string
+	// Close releases the bus; running consumers return.
 	Close() error
 }
 
-var _ Bus = (*Log)(nil)
+// subscribeBatch is the largest batch Subscribe hands a handler: the event
+// path reads its feature store once per batch.
+const subscribeBatch = 1024
+
+var (
+	_ Bus = (*Log)(nil)
+	_ Bus = (*Kafka)(nil)
+)

@@ -36,8 +36,6 @@ const (
 	HeaderTraceState  = "tracestate"
 )
 
-var _ Bus = (*Kafka)(nil)
-
 // KafkaConfig configures a [Kafka] bus. The zero value of every field but
 // Brokers means its default.
 type KafkaConfig struct {
