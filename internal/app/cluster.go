@@ -277,7 +277,7 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
 	// The cluster's engagement (CTR) rides on the activity consumer's read
 	// of the stream: one read and decode of every event fewer.
-	consume(consumerFeatures, actFrom, learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement)))
+	consume(consumerFeatures, actFrom, learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments)))
 	var last uint64
 	published := ok
 	publish := func(ctx context.Context) error {

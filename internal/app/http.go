@@ -28,6 +28,7 @@ func (n *Node) buildHTTP() error {
 		"GET /v1/traces/{trace_id}": http.HandlerFunc(n.getTrace),
 		"GET /v1/logs":              http.HandlerFunc(n.listLogs),
 		"GET /v1/alerts":            http.HandlerFunc(n.listAlerts),
+		"GET /v1/experiments":       http.HandlerFunc(n.listExperiments),
 		"POST /admin/snapshot":      n.requireAdmin(n.adminSnapshot),
 		"POST /admin/faults":        n.requireAdmin(n.adminFaults),
 		"GET /admin/faults":         http.HandlerFunc(n.listFaults),
@@ -222,6 +223,14 @@ func (n *Node) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"model_version": n.model().Version(), "model_offset": n.position()})
 }
 
+// listExperiments answers the live A/B test's statistics: per-variant CTR
+// and conversion with intervals, lift against the control, the
+// always-valid p-value, the minimum detectable effect and the sample ratio
+// check.
+func (n *Node) listExperiments(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, n.experiments.Report())
+}
+
 // collectors are the node-level metrics: model info and updates.
 func (n *Node) collectors() []prometheus.Collector {
 	n.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -240,6 +249,7 @@ func (n *Node) collectors() []prometheus.Collector {
 			ConstLabels: prometheus.Labels{"role": n.cfg.Role, "version": n.cfg.Version},
 		}, func() float64 { return 1 }),
 		n.httpRequests,
+		experimentCollector{n},
 		// Online evaluation of the FTRL model over its window (progressive
 		// validation: each prediction scored before the model learns from it).
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -284,4 +294,28 @@ func statusClass(code int) string {
 		return "3xx"
 	}
 	return "2xx"
+}
+
+// experimentCollector exports the sample ratio check and each treatment's
+// sequential p-value, read at scrape time.
+type experimentCollector struct{ n *Node }
+
+var (
+	srmDesc  = prometheus.NewDesc("sightline_experiment_srm_p_value", "p-value of the chi-square test of the decisions each variant served against the configured split; below 0.001 the split is broken (SampleRatioMismatch).", nil, nil)
+	seqPDesc = prometheus.NewDesc("sightline_experiment_p_value", "Always-valid (sequential) p-value of the variant's CTR against the control's.", []string{"variant"}, nil)
+)
+
+func (c experimentCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- srmDesc
+	ch <- seqPDesc
+}
+
+func (c experimentCollector) Collect(ch chan<- prometheus.Metric) {
+	r := c.n.experiments.Report()
+	ch <- prometheus.MustNewConstMetric(srmDesc, prometheus.GaugeValue, r.SRM.P)
+	for _, v := range r.Variants {
+		if v.PValue != nil {
+			ch <- prometheus.MustNewConstMetric(seqPDesc, prometheus.GaugeValue, *v.PValue, v.Name)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sightline/sightline/internal/console"
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/experiment"
 	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
@@ -60,6 +61,7 @@ type Node struct {
 	httpRequests *prometheus.CounterVec
 	faults       *faults.Set
 	counts       console.DecisionCounts
+	experiments  *experiment.Tracker // the live A/B test's totals
 	console      *console.Console
 	quality      qualityParts
 	modelExtra   map[string]json.RawMessage
@@ -227,6 +229,7 @@ func (n *Node) buildEngine(ctx context.Context) error {
 			return err
 		}
 	}
+	n.experiments = experiment.NewTracker(split, "popularity")
 	featureBudget := cfg.FeatureBudget
 	if featureBudget <= 0 {
 		featureBudget = 5 * time.Millisecond
@@ -352,6 +355,7 @@ func (n *Node) observeDecision(d *engine.Decision) {
 	n.live.ObserveRequest(quality.Request{Variant: d.Variant, Outcome: out, Reason: string(d.Fallback), Duration: d.Duration})
 	n.observeQuality(d)
 	n.counts.Observe(d)
+	n.experiments.ObserveDecision(d.Variant)
 }
 
 // Stats is the body of GET /v1/stats.

@@ -258,3 +258,54 @@ func TestDecisionExplainsWhatTheModelSaw(t *testing.T) {
 		t.Errorf("decision JSON does not show the null: %s", raw)
 	}
 }
+
+// TestExperimentsRoute: GET /v1/experiments reports each variant's
+// assignments and CTR, and the treatment against the popularity control.
+func TestExperimentsRoute(t *testing.T) {
+	n := startNode(t, Config{})
+	w := smallWorld()
+	if err := w.Load(t.Context(), n.c); err != nil {
+		t.Fatal(err)
+	}
+	n.Engine().Index().Refresh()
+	evs := recommendAndEvents(t, n.c, w, 0, 40)
+	if _, err := n.c.SendEvents(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitApplied(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(n.base + "/v1/experiments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Control  string `json:"control"`
+		Variants []struct {
+			Name        string   `json:"name"`
+			Assignments int64    `json:"assignments"`
+			PValue      *float64 `json:"p_value"`
+			CTR         struct {
+				Trials int64 `json:"trials"`
+			} `json:"ctr"`
+		} `json:"variants"`
+		SRM struct {
+			P float64 `json:"p_value"`
+		} `json:"srm"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var assigned, impressions int64
+	for _, v := range r.Variants {
+		assigned += v.Assignments
+		impressions += v.CTR.Trials
+		if (v.Name == "popularity") == (v.PValue != nil) {
+			t.Errorf("variant %s: p-value %v; want one on the treatment only", v.Name, v.PValue)
+		}
+	}
+	if r.Control != "popularity" || len(r.Variants) != 2 || assigned < 40 || impressions == 0 || r.SRM.P <= 0 {
+		t.Errorf("experiments = %+v; want both variants, ≥ 40 decisions, impressions and an SRM p-value", r)
+	}
+}

@@ -68,7 +68,7 @@ func (n *Node) consumers() []consumer {
 		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false})
 	}
 	if n.cfg.Role != RoleTrainer {
-		cs = append(cs, consumer{consumerStats, n.statsFrom, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement), false})
+		cs = append(cs, consumer{consumerStats, n.statsFrom, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments), false})
 	}
 	return cs
 }
