@@ -309,3 +309,32 @@ func TestExperimentsRoute(t *testing.T) {
 		t.Errorf("experiments = %+v; want both variants, ≥ 40 decisions, impressions and an SRM p-value", r)
 	}
 }
+
+// TestSampleRatioMismatchAlert: when one variant's decisions go missing,
+// the in-process SampleRatioMismatch alert fires after its 10 minutes.
+func TestSampleRatioMismatchAlert(t *testing.T) {
+	n := startNode(t, Config{AlertInterval: -1})
+	for i := range 20_000 {
+		if i%10 != 0 { // the ftrl arm loses a tenth of its users
+			n.experiments.ObserveDecision("ftrl")
+		}
+		n.experiments.ObserveDecision("popularity")
+	}
+	now := time.Now()
+	state := func() string {
+		for _, a := range n.Alerts() {
+			if a.Name == "SampleRatioMismatch" {
+				return a.State
+			}
+		}
+		return ""
+	}
+	n.EvaluateAlerts(t.Context(), now)
+	if s := state(); s != "pending" {
+		t.Fatalf("after one evaluation: state %q, want pending", s)
+	}
+	n.EvaluateAlerts(t.Context(), now.Add(11*time.Minute))
+	if s := state(); s != "firing" {
+		t.Errorf("after 11 minutes: state %q, want firing", s)
+	}
+}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/experiment"
 	"github.com/sightline/sightline/internal/quality"
 	"github.com/sightline/sightline/internal/telemetry"
 )
@@ -83,18 +85,35 @@ func (n *Node) buildQuality() error {
 	}
 	sig := quality.Signals{Monitor: q.monitor, Engagement: q.engagement, Decisions: q.decisions, Inputs: qualityInputs{n}}
 	var rules []quality.Rule
-	if n.cfg.Role == RoleAPI {
+	for _, r := range quality.DefaultRules(sig, quality.AlertConfig{}) {
 		// An API node alerts on what is its own: its latency, errors,
 		// fallbacks and telemetry. The cluster's quality alerts come from
-		// the trainer (clusterAlerts).
-		for _, r := range quality.DefaultRules(sig, quality.AlertConfig{}) {
-			if nodeRules[r.Name] {
-				rules = append(rules, r)
-			}
+		// the trainer (allAlerts).
+		if n.cfg.Role != RoleAPI || nodeRules[r.Name] {
+			rules = append(rules, r)
 		}
 	}
+	rules = append(rules, n.srmRule())
 	q.evaluator, err = quality.NewEvaluator(sig, quality.EvaluatorConfig{Logger: n.logger, Rules: rules})
 	return err
+}
+
+// srmRule is the in-process SampleRatioMismatch alert: the decisions each
+// variant served do not fit the split (the rule of the same name in
+// deploy/prometheus).
+func (n *Node) srmRule() quality.Rule {
+	return quality.Rule{
+		Name: "SampleRatioMismatch", Severity: "ticket", For: 10 * time.Minute,
+		Summary:     "The variant split does not match its configuration: chi-square p-value {value}",
+		Description: fmt.Sprintf("The decisions each variant served do not fit --split (p < %g): until the cause is found, no comparison of the variants can be trusted.", experiment.SRMThreshold),
+		RunbookURL:  "docs/runbooks/SampleRatioMismatch.md",
+		Expr: func(time.Time) []quality.Sample {
+			if srm := n.experiments.Report().SRM; srm.Mismatch {
+				return []quality.Sample{{Labels: map[string]string{}, Value: srm.P}}
+			}
+			return nil
+		},
+	}
 }
 
 // nodeRules are the alert rules about one node rather than the cluster's
