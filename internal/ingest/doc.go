@@ -15,7 +15,11 @@
 // offset; stateless consumers let the log persist their position
 // ([ConsumeOptions.CommitOffsets]) and resume from [Log.Committed].
 //
+// [Kafka] is the same bus on a Kafka topic (franz-go): records keyed by
+// user, one consumer group per consumer name, positions per partition.
+// Both implement [Bus], the partition-aware contract the rest of Sightline
+// uses; the embedded log is its single partition 0.
+//
 // The package leaves the meaning of events to its consumers, which it
-// reaches only through the [Handler] interface. The [Bus] interface is the
-// surface a Kafka implementation will also provide.
+// reaches only through the [Handler] and [PartitionHandler] interfaces.
 package ingest

@@ -105,7 +105,7 @@ type ConsumeOptions struct {
 	// returns, for consumers that do not snapshot their own state.
 	CommitOffsets bool
 	// CommitInterval is the minimum time between two position commits.
-	// Zero means 1s.
+	// Zero means 1s. Kafka raises it to 100ms at least.
 	CommitInterval time.Duration
 	// MinBackoff is the delay before the first retry of a failed Handle.
 	// Zero means 100ms. The delay doubles on each retry up to MaxBackoff.

@@ -166,9 +166,7 @@ type kafkaConsumer struct {
 	mu      sync.Mutex
 	active  bool
 	pos     map[int32]int64 // next offset per partition
-	epoch   map[int32]int32 // leader epoch of the last handled record
 	owned   map[int32]bool  // partitions assigned to this process
-	dirty   map[int32]bool  // handled but not committed
 	exact   map[int32]bool  // start at pos exactly on the first assignment
 	waiting time.Time       // AppendTime of the oldest record being handled
 }

@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Consume runs the consumer group Group + "." + name on the topic and
@@ -27,9 +25,11 @@ import (
 // A Handle error is logged and the batch retried with backoff; rebalances
 // wait for the batch in hand (BlockRebalanceOnPoll), so a revoked
 // partition's offset is committed only after its records were handled.
-// With opt.CommitOffsets the group offsets are committed at most every
-// opt.CommitInterval, on revoke and when Consume returns; without it
-// nothing is committed and the caller tracks its own position.
+// With opt.CommitOffsets each handled batch's end is marked for franz-go's
+// autocommit (AutoCommitMarks), which commits the marks every
+// opt.CommitInterval (100ms at least, franz-go's floor), on revoke and
+// when Consume returns. Without it nothing is committed and the caller
+// tracks its own position.
 func (k *Kafka) Consume(ctx context.Context, name string, from uint64, h Handler, opt ConsumeOptions) error {
 	if from > 0 && k.parts != 1 {
 		return fmt.Errorf("consume %q from %d on %d partitions: %w", name, from, k.parts, ErrOffsetMapping)
@@ -73,7 +73,7 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 	group := k.cfg.Group + "." + name
 
 	c.mu.Lock()
-	c.pos, c.epoch, c.owned, c.dirty, c.exact = map[int32]int64{}, map[int32]int32{}, map[int32]bool{}, map[int32]bool{}, map[int32]bool{}
+	c.pos, c.owned, c.exact = map[int32]int64{}, map[int32]bool{}, map[int32]bool{}
 	c.waiting = time.Time{}
 	c.mu.Unlock()
 	if len(from) > 0 {
@@ -96,32 +96,42 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 		c.mu.Unlock()
 	}
 
-	commit := func(ctx context.Context, cl *kgo.Client, only map[string][]int32) {
+	// commit commits the marked offsets: the end of every handled batch.
+	commit := func(ctx context.Context, cl *kgo.Client) {
 		if !opt.CommitOffsets {
 			return
 		}
-		if err := c.commit(ctx, cl, k.cfg.Topic, only); err != nil {
+		if err := cl.CommitMarkedOffsets(ctx); err != nil {
 			log.LogAttrs(ctx, slog.LevelError, "kafka: commit consumer offsets", slog.Any("err", err))
 		}
 	}
-	cl, err := kgo.NewClient(k.clientOpts(
+	commitOpts := []kgo.Opt{kgo.DisableAutoCommit()}
+	if opt.CommitOffsets {
+		commitOpts = []kgo.Opt{
+			kgo.AutoCommitMarks(),
+			kgo.AutoCommitInterval(max(opt.CommitInterval, minAutoCommitInterval)),
+			// franz-go's default commit callback logs failures.
+		}
+	}
+	cl, err := kgo.NewClient(k.clientOpts(append(commitOpts,
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(k.cfg.Topic),
-		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AdjustFetchOffsetsFn(func(_ context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 			c.assign(offs[k.cfg.Topic])
 			return offs, nil
 		}),
+		// Replacing franz-go's default revoke, which commits the marks:
+		// so does this one, before the partitions move to another member.
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-			commit(ctx, cl, revoked)
+			commit(ctx, cl)
 			c.drop(revoked[k.cfg.Topic])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 			c.drop(lost[k.cfg.Topic])
 		}),
-	)...)
+	)...)...)
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", name, err)
 	}
@@ -129,18 +139,12 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer ccancel()
-		commit(cctx, cl, nil)
+		commit(cctx, cl)
 	}()
 
-	lastCommit := k.cfg.Now()
 	var recs []Record
 	for {
-		pctx, pcancel := ctx, context.CancelFunc(func() {})
-		if opt.CommitOffsets && c.isDirty() {
-			pctx, pcancel = context.WithTimeout(ctx, max(opt.CommitInterval-k.cfg.Now().Sub(lastCommit), time.Millisecond))
-		}
-		fetches := cl.PollRecords(pctx, opt.MaxBatch)
-		pcancel()
+		fetches := cl.PollRecords(ctx, opt.MaxBatch)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
 			return k.consumeErr(ctx, nil)
@@ -178,18 +182,19 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 				}
 			}
 			last := fp.Records[len(fp.Records)-1]
-			c.advance(fp.Partition, last.Offset+1, last.LeaderEpoch)
+			c.advance(fp.Partition, last.Offset+1)
+			cl.MarkCommitRecords(last) // a no-op without CommitOffsets
 		})
 		cl.AllowRebalance()
 		if !ok {
 			return k.consumeErr(ctx, nil)
 		}
-		if opt.CommitOffsets && c.isDirty() && k.cfg.Now().Sub(lastCommit) >= opt.CommitInterval {
-			commit(ctx, cl, nil)
-			lastCommit = k.cfg.Now()
-		}
 	}
 }
+
+// minAutoCommitInterval is the shortest autocommit interval franz-go
+// accepts.
+const minAutoCommitInterval = 100 * time.Millisecond
 
 // consumeErr returns err, or ErrClosed if the bus closed, or nil if ctx
 // is done.
@@ -277,14 +282,13 @@ func (c *kafkaConsumer) drop(ps []int32) {
 	defer c.mu.Unlock()
 	for _, p := range ps {
 		delete(c.owned, p)
-		delete(c.dirty, p)
 	}
 }
 
-func (c *kafkaConsumer) advance(p int32, next int64, epoch int32) {
+func (c *kafkaConsumer) advance(p int32, next int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pos[p], c.epoch[p], c.dirty[p] = next, epoch, true
+	c.pos[p] = next
 	c.waiting = time.Time{}
 }
 
@@ -292,60 +296,4 @@ func (c *kafkaConsumer) setWaiting(t time.Time) {
 	c.mu.Lock()
 	c.waiting = t
 	c.mu.Unlock()
-}
-
-func (c *kafkaConsumer) isDirty() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.dirty) > 0
-}
-
-// commit synchronously commits the handled positions of the owned dirty
-// partitions (of only, when not nil).
-func (c *kafkaConsumer) commit(ctx context.Context, cl *kgo.Client, topic string, only map[string][]int32) error {
-	c.mu.Lock()
-	offs := make(map[int32]kgo.EpochOffset)
-	add := func(p int32) {
-		if c.dirty[p] && c.owned[p] {
-			offs[p] = kgo.EpochOffset{Epoch: c.epoch[p], Offset: c.pos[p]}
-		}
-	}
-	if only != nil {
-		for _, p := range only[topic] {
-			add(p)
-		}
-	} else {
-		for p := range c.dirty {
-			add(p)
-		}
-	}
-	c.mu.Unlock()
-	if len(offs) == 0 {
-		return nil
-	}
-	var cerr error
-	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: offs}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			cerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
-					cerr = err
-				}
-			}
-		}
-	})
-	if cerr != nil {
-		return cerr
-	}
-	c.mu.Lock()
-	for p, o := range offs {
-		if c.pos[p] == o.Offset {
-			delete(c.dirty, p)
-		}
-	}
-	c.mu.Unlock()
-	return nil
 }

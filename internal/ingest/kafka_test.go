@@ -295,6 +295,31 @@ func TestKafkaResumeFromCommitted(t *testing.T) {
 	}
 }
 
+// A committing consumer's position reaches the group every CommitInterval
+// while it runs (franz-go's autocommit of the marked offsets), not only on
+// revoke or when it stops. An interval below franz-go's floor of 100ms is
+// raised to it (franz-go refuses to start the consumer otherwise).
+func TestKafkaCommitsEveryInterval(t *testing.T) {
+	c := newKafkaCluster(t)
+	k := openTestKafka(t, c, KafkaConfig{Partitions: 2})
+	evs := testEvents("tick", 12)
+	appendOK(t, k, evs)
+	col := newCollector(len(evs))
+	runConsumer(t, k, "ticking", 0, col, ConsumeOptions{CommitOffsets: true, CommitInterval: 20 * time.Millisecond, MaxBatch: 3})
+	waitFor(t, col)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		committed, ok, err := k.Committed(context.Background(), "ticking")
+		if err == nil && ok && committed == uint64(len(evs)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Committed(ticking) while running = %d, %v, %v, want %d", committed, ok, err, len(evs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestKafkaConsumeFromOffset(t *testing.T) {
 	c := newKafkaCluster(t)
 	k := openTestKafka(t, c, KafkaConfig{Partitions: 1})
