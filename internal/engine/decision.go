@@ -58,6 +58,21 @@ type Item struct {
 	Propensity float64 `json:"propensity"`
 }
 
+// PoolItem is one candidate of a decision's logged pool: the best eligible
+// candidates by the serving ranking, whether shown or not, so that an
+// offline evaluation can ask which of them another policy would have shown
+// (Config.PoolSize).
+type PoolItem struct {
+	ItemID   string `json:"item_id"`
+	Category string `json:"category"`
+	// Score is the serving policy's score of the item: the model's
+	// probability, or the popularity for the popularity control.
+	Score float64 `json:"score"`
+	// Popularity is the item's popularity normalised to 0..1 against the
+	// most popular item.
+	Popularity float64 `json:"popularity"`
+}
+
 // StageTiming is how long one stage of a decision took and how it ended.
 type StageTiming struct {
 	Stage    string        `json:"stage"`
@@ -84,6 +99,17 @@ type Decision struct {
 	Features   map[string]*string `json:"features"`
 	Candidates int                `json:"candidates"`
 	Items      []Item             `json:"items"`
+	// Pool is the best Config.PoolSize eligible candidates in the serving
+	// ranking's order (empty when PoolSize is 0 or the engine fell back).
+	Pool []PoolItem `json:"pool,omitempty"`
+	// Eligible is the number of candidates left after the business rules'
+	// filters, which exploration draws from.
+	Eligible int `json:"eligible"`
+	// Explore and ExploreTop are the exploration settings the decision was
+	// made with (Config.Explore, Config.ExploreTop): with them and Pool an
+	// offline evaluation knows which items the policy could have shown.
+	Explore    float64 `json:"explore"`
+	ExploreTop int     `json:"explore_top,omitempty"`
 	// Confidence is the model's confidence in this decision (0..1).
 	Confidence float64 `json:"confidence"`
 	Fallback   Reason  `json:"fallback_reason,omitempty"`
