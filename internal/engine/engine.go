@@ -97,6 +97,15 @@ type Config struct {
 	// Explore is the share of slots filled by exploration (default 0.05;
 	// negative disables exploration).
 	Explore float64
+	// ExploreTop restricts exploration to the ExploreTop best eligible
+	// candidates of each slot (default 0: all eligible candidates). A
+	// small window with a larger Explore logs traffic an offline
+	// evaluation can learn from without showing poor items.
+	ExploreTop int
+	// PoolSize is the number of best eligible candidates, shown or not,
+	// recorded in each decision's Pool for offline evaluation (default 0:
+	// none; the decision log sets it).
+	PoolSize int
 	// RecentSlots is the number of the user's most recent categories that
 	// get a slot in a model-ranked answer when the ranking does not show them
 	// already, so that a click changes the user's next recommendation
@@ -258,6 +267,9 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 	cfg.defaults()
 	if cfg.Explore >= 1 {
 		return nil, fmt.Errorf("engine: explore share %v must be below 1", cfg.Explore)
+	}
+	if cfg.ExploreTop < 0 || cfg.PoolSize < 0 {
+		return nil, fmt.Errorf("engine: explore top %d and pool size %d must not be negative", cfg.ExploreTop, cfg.PoolSize)
 	}
 	e := &Engine{
 		cfg:      cfg,

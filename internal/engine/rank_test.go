@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/features"
@@ -15,8 +16,9 @@ import (
 
 // refRules is the rules stage as it was written before ranking became lazy:
 // every eligible candidate sorted, then the same walk. It is the oracle of
-// TestApplyRulesMatchesFullSort.
-func refRules(e *Engine, items []event.Item, scores []float64, req Request, act features.Activity, d *Decision, greedy string) []Item {
+// TestApplyRulesMatchesFullSort. It returns the items shown and the pool
+// (Config.PoolSize best eligible candidates).
+func refRules(e *Engine, items []event.Item, scores []float64, req Request, act features.Activity, d *Decision, greedy string) ([]Item, []PoolItem) {
 	exclude := map[string]struct{}{}
 	for _, id := range req.Exclude {
 		exclude[id] = struct{}{}
@@ -37,8 +39,12 @@ func refRules(e *Engine, items []event.Item, scores []float64, req Request, act 
 		return a.i - b.i
 	})
 	var order []int
-	for _, r := range rk {
+	var pool []PoolItem
+	for k, r := range rk {
 		order = append(order, r.i)
+		if k < e.cfg.PoolSize {
+			pool = append(pool, PoolItem{ItemID: items[r.i].ID, Category: items[r.i].Category, Score: scores[r.i], Popularity: e.index.Popularity(items[r.i].ID)})
+		}
 	}
 	var pcg rand.PCG
 	pcg.Seed(maphash.String(e.idSeed, d.RequestID), 0x5157)
@@ -67,11 +73,15 @@ func refRules(e *Engine, items []event.Item, scores []float64, req Request, act 
 		if head == len(order) {
 			break
 		}
-		n := float64(eligible)
+		m := eligible
+		if t := e.cfg.ExploreTop; t > 0 && t < m {
+			m = t
+		}
+		n := float64(m)
 		k, reason := head, greedy
 		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
-			if j := rng.IntN(eligible); j != 0 {
+			if j := rng.IntN(m); j != 0 {
 				for k = head + 1; ; k++ {
 					if usable(k) {
 						if j--; j == 0 {
@@ -97,7 +107,7 @@ func refRules(e *Engine, items []event.Item, scores []float64, req Request, act 
 		out = append(out, Item{ItemID: items[pick].ID, Category: items[pick].Category, Score: scores[pick], Reason: reason, Propensity: prop})
 	}
 	if greedy != "model" {
-		return out
+		return out, pool
 	}
 	for r, cat := range act.RecentCategories {
 		if r >= e.cfg.RecentSlots {
@@ -147,7 +157,7 @@ func refRules(e *Engine, items []event.Item, scores []float64, req Request, act 
 		cats[k].shown++
 		out[slot] = Item{ItemID: items[pick].ID, Category: items[pick].Category, Score: scores[pick], Reason: reasonRecent, Propensity: 1}
 	}
-	return out
+	return out, pool
 }
 
 // TestApplyRulesMatchesFullSort checks on random inputs (ties, exclusions,
@@ -163,11 +173,14 @@ func TestApplyRulesMatchesFullSort(t *testing.T) {
 		explore := []float64{-1, 0.05, 0.3, 0.9}[trial%4]
 		maxCat := 1 + rng.IntN(4)
 		slots := rng.IntN(3)
-		key := fmt.Sprint(explore, maxCat, slots)
+		top := []int{0, 1, 3, 10}[rng.IntN(4)]
+		pool := []int{0, 5, 20}[rng.IntN(3)]
+		key := fmt.Sprint(explore, maxCat, slots, top, pool)
 		e := engines[key]
 		if e == nil {
 			e = newTestEngine(t, &fakeStore{}, &fakeScorer{}, func(c *Config) {
 				c.Explore, c.MaxPerCategory, c.RecentSlots = explore, maxCat, slots
+				c.ExploreTop, c.PoolSize = top, pool
 			})
 			engines[key] = e
 		}
@@ -195,11 +208,21 @@ func TestApplyRulesMatchesFullSort(t *testing.T) {
 		sp.cs.items, sp.scores = items, scores
 		blk := &decisionBlock{}
 		blk.d = Decision{RequestID: req.RequestID, Variant: "ftrl", KnownUser: trial%3 != 0}
-		want := refRules(e, items, scores, req, act, &blk.d, "model")
+		want, wantPool := refRules(e, items, scores, req, act, &blk.d, "model")
 		e.applyRules(t.Context(), sp, req, act, blk)
 		if diff := cmp.Diff(want, blk.d.Items, cmp.Comparer(func(a, b []Item) bool { return len(a) == 0 && len(b) == 0 || cmp.Equal(a, b) })); diff != "" {
-			t.Fatalf("trial %d (explore %v, max per category %d, recent slots %d, %d candidates): applyRules items differ from the full sort (-want +got):\n%s",
-				trial, explore, maxCat, slots, n, diff)
+			t.Fatalf("trial %d (explore %v top %d, max per category %d, recent slots %d, %d candidates): applyRules items differ from the full sort (-want +got):\n%s",
+				trial, explore, top, maxCat, slots, n, diff)
+		}
+		if diff := cmp.Diff(wantPool, blk.d.Pool, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("trial %d (pool %d, %d candidates): applyRules pool differs from the full sort (-want +got):\n%s", trial, pool, n, diff)
+		}
+		if top > 0 {
+			for _, it := range want {
+				if it.Reason == "explore" && it.Propensity < e.cfg.Explore/float64(top)-1e-12 {
+					t.Fatalf("trial %d: explored item propensity %v below explore/top = %v", trial, it.Propensity, e.cfg.Explore/float64(top))
+				}
+			}
 		}
 		for _, it := range want {
 			switch it.Reason {

@@ -427,6 +427,21 @@ func (f rulesFilter) ok(it *event.Item) bool {
 	return !bad
 }
 
+// recordPool records the best Config.PoolSize eligible candidates in the
+// ranking's order as d.Pool.
+func (e *Engine) recordPool(sp *scratch, d *Decision) {
+	n := min(e.cfg.PoolSize, sp.rank.len())
+	d.Pool = make([]PoolItem, 0, n)
+	for k := range n {
+		i, ok := sp.rank.at(k)
+		if !ok {
+			break
+		}
+		it := &sp.cs.items[i]
+		d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.Popularity(it.ID)})
+	}
+}
+
 // reasonRecent marks an item shown because its category is one the user
 // engaged with last (Config.RecentSlots).
 const reasonRecent = "recent_category"
@@ -496,6 +511,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	} else {
 		d.Items = make([]Item, 0, req.Count)
 	}
+	d.Eligible, d.Explore, d.ExploreTop = eligible, e.cfg.Explore, e.cfg.ExploreTop
 	head := 0
 	for len(d.Items) < req.Count && eligible > 0 {
 		top, ok := rk.at(head)
@@ -506,11 +522,18 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		if !ok {
 			break
 		}
-		n := float64(eligible)
+		// Exploration draws uniformly from the window of the m best usable
+		// candidates (all of them without ExploreTop); the greedy pick is
+		// one of them.
+		m := eligible
+		if t := e.cfg.ExploreTop; t > 0 && t < m {
+			m = t
+		}
+		n := float64(m)
 		pick, reason := top, greedy
 		prop := (1 - e.cfg.Explore) + e.cfg.Explore/n
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
-			if j := rng.IntN(eligible); j != 0 {
+			if j := rng.IntN(m); j != 0 {
 				// The j-th eligible item after head.
 				if i, ok := rk.nth(head, j, usable); ok {
 					pick, reason, prop = i, "explore", e.cfg.Explore/n
@@ -533,6 +556,9 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	}
 	if greedy == "model" { // the popularity control stays unpersonalised
 		e.recentSlots(sp, req.Count, act.RecentCategories, d)
+	}
+	if e.cfg.PoolSize > 0 {
+		e.recordPool(sp, d)
 	}
 	e.stage(blk, StageRules, start, real, nil)
 	span.End()

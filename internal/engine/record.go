@@ -18,8 +18,17 @@ import (
 // context it was scored with. It travels unchanged from an API node to the
 // trainer on the decision stream; docs/decision-stream.md documents the
 // layout. A new field is appended at the end with a new version; readers
-// reject versions they do not know.
-const RecordVersion byte = 1
+// read every version from [MinRecordVersion] on (a trainer reads the records
+// of API nodes not yet upgraded) and reject the others. Version 2 added the
+// exploration settings and the candidate pool.
+const RecordVersion byte = 2
+
+// MinRecordVersion is the oldest record version readers accept.
+const MinRecordVersion byte = 1
+
+// knownVersion reports whether a record's first byte is a version readers
+// accept.
+func knownVersion(v byte) bool { return v >= MinRecordVersion && v <= RecordVersion }
 
 // ErrBadRecord reports a decision record that is truncated, malformed or of
 // an unknown RecordVersion.
@@ -43,7 +52,7 @@ func NewRing(n int) *Ring {
 // rec. It fails with ErrBadRecord on a record it cannot read.
 func (r *Ring) Put(rec []byte) error {
 	rd := reader{b: rec}
-	if len(rec) == 0 || rd.byte() != RecordVersion {
+	if len(rec) == 0 || !knownVersion(rd.byte()) {
 		return ErrBadRecord
 	}
 	id := rd.bytes()
@@ -91,7 +100,7 @@ func (r *Ring) Decision(requestID string) (*Decision, bool) {
 // DecodeRecord decodes an encoded record into the decision and the model
 // context it was scored with.
 func DecodeRecord(rec []byte) (*Decision, *model.Context, error) {
-	if len(rec) == 0 || rec[0] != RecordVersion {
+	if len(rec) == 0 || !knownVersion(rec[0]) {
 		return nil, nil, ErrBadRecord
 	}
 	d, x, ok := decodeChecked(rec)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/model"
 )
 
 // TestRecordStream follows a decision from the engine that made it, through
@@ -121,4 +122,55 @@ func FuzzRingPut(f *testing.F) {
 		}
 		DecodeRecord(b)
 	})
+}
+
+// A version 2 record carries the exploration settings and the candidate
+// pool; a version 1 record (an API node not yet upgraded) still decodes,
+// without them.
+func TestRecordPoolAndVersions(t *testing.T) {
+	var published [][]byte
+	sc := &fakeScorer{score: func(it event.Item) float64 { return 0.1 + float64(it.ID[len(it.ID)-1]%7)/10 }}
+	e := newTestEngine(t, &fakeStore{users: knownUsers()}, sc, func(c *Config) {
+		c.Explore, c.ExploreTop, c.PoolSize = 0.3, 4, 8
+		c.OnRecord = func(_ string, rec []byte) { published = append(published, bytes.Clone(rec)) }
+	})
+	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 5})
+	if err != nil {
+		t.Fatalf("Recommend: %v", err)
+	}
+	if len(d.Pool) != 8 || d.Eligible < 8 || d.Explore != 0.3 || d.ExploreTop != 4 {
+		t.Fatalf("decision pool %d items, eligible %d, explore %v top %d; want 8 pooled of ≥ 8 eligible, 0.3, 4", len(d.Pool), d.Eligible, d.Explore, d.ExploreTop)
+	}
+	for i := 1; i < len(d.Pool); i++ {
+		if d.Pool[i].Score > d.Pool[i-1].Score {
+			t.Errorf("pool not in ranking order: %v before %v", d.Pool[i-1], d.Pool[i])
+		}
+	}
+	got, _, err := DecodeRecord(published[0])
+	if err != nil {
+		t.Fatalf("DecodeRecord: %v", err)
+	}
+	if diff := cmp.Diff(d, got, cmpopts.EquateEmpty(), cmpopts.EquateApproxTime(0)); diff != "" {
+		t.Errorf("DecodeRecord decision (-answered +decoded):\n%s", diff)
+	}
+
+	// Version 1 is version 2 without the fields after the model context.
+	v1 := *d
+	v1.Pool, v1.Eligible, v1.Explore, v1.ExploreTop = nil, 0, 0, 0
+	rec := appendRecord(nil, &v1, &model.Context{User: event.User{AgeBucket: "25-34"}, Hour: 3})
+	rec = rec[:len(rec)-(1+8+1+1)] // eligible 0, explore 0.0, top 0, empty pool
+	rec[0] = 1
+	old, x, err := DecodeRecord(rec)
+	if err != nil {
+		t.Fatalf("DecodeRecord(version 1) = %v", err)
+	}
+	if diff := cmp.Diff(&v1, old, cmpopts.EquateEmpty(), cmpopts.EquateApproxTime(0)); diff != "" {
+		t.Errorf("DecodeRecord(version 1) (-want +got):\n%s", diff)
+	}
+	if x.User.AgeBucket != "25-34" || x.Hour != 3 {
+		t.Errorf("DecodeRecord(version 1) context = %+v", x)
+	}
+	if err := NewRing(4).Put(rec); err != nil {
+		t.Errorf("Ring.Put(version 1) = %v", err)
+	}
 }

@@ -109,7 +109,7 @@ func (r *ring) record(id string, dst []byte) ([]byte, bool) {
 		dst = append(dst, r.arena[:end-len(r.arena)]...)
 	}
 	rd := reader{b: dst}
-	if rd.byte() != RecordVersion || string(rd.bytes()) != id {
+	if !knownVersion(rd.byte()) || string(rd.bytes()) != id {
 		return dst, false
 	}
 	return dst, true
@@ -286,6 +286,17 @@ func appendRecord(b []byte, d *Decision, x *model.Context) []byte {
 	for _, c := range x.RecentCategories {
 		b = appendString(b, c)
 	}
+	// Version 2: the exploration settings and the candidate pool.
+	b = binary.AppendUvarint(b, uint64(d.Eligible))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(d.Explore))
+	b = binary.AppendUvarint(b, uint64(d.ExploreTop))
+	b = binary.AppendUvarint(b, uint64(len(d.Pool)))
+	for _, p := range d.Pool {
+		b = appendString(b, p.ItemID)
+		b = appendString(b, p.Category)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Score))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Popularity))
+	}
 	return b
 }
 
@@ -299,7 +310,7 @@ func decodeRecord(rec []byte) (*Decision, *model.Context) {
 func decodeChecked(rec []byte) (*Decision, *model.Context, bool) {
 	rd := reader{b: rec}
 	d := &Decision{}
-	rd.byte() // record version
+	version := rd.byte()
 	d.RequestID = string(rd.bytes())
 	d.Time = time.Unix(0, rd.varint())
 	d.UserHash = string(rd.bytes())
@@ -358,6 +369,20 @@ func decodeChecked(rec []byte) (*Decision, *model.Context, bool) {
 		x.RecentCategories = make([]string, n)
 		for i := range x.RecentCategories {
 			x.RecentCategories[i] = string(rd.bytes())
+		}
+	}
+	if version >= 2 {
+		d.Eligible = int(rd.uvarint())
+		d.Explore = rd.float()
+		d.ExploreTop = int(rd.uvarint())
+		if n := rd.count(); n > 0 {
+			d.Pool = make([]PoolItem, n)
+			for i := range d.Pool {
+				p := &d.Pool[i]
+				p.ItemID, p.Category = string(rd.bytes()), string(rd.bytes())
+				p.Score = rd.float()
+				p.Popularity = rd.float()
+			}
 		}
 	}
 	return d, x, !rd.err
