@@ -301,3 +301,26 @@ func TestThen(t *testing.T) {
 		t.Errorf("first called %d times, next %d; want 2 and 1", firstCalls, nextCalls)
 	}
 }
+
+type eventLog struct{ ids []string }
+
+func (l *eventLog) Event(ev *event.Event) bool {
+	l.ids = append(l.ids, ev.ID)
+	return true
+}
+
+// Only events that answer a decision reach the decision log, in order.
+func TestDecisionEvents(t *testing.T) {
+	l := &eventLog{}
+	recs := []ingest.Record{
+		{Event: event.Event{ID: "e1", Type: event.Impression, RequestID: "r1", ItemID: "i1"}},
+		{Event: event.Event{ID: "organic", Type: event.Click, ItemID: "i2"}},
+		{Event: event.Event{ID: "e2", Type: event.Click, RequestID: "r1", ItemID: "i1"}},
+	}
+	if err := NewDecisionEvents(l).HandlePartition(t.Context(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"e1", "e2"}, l.ids); diff != "" {
+		t.Errorf("logged events (-want +got):\n%s", diff)
+	}
+}
