@@ -48,8 +48,11 @@ type Decision struct {
 	UserSegment   *string `parquet:"user_segment,optional,dict"`
 	UserRegion    *string `parquet:"user_region,optional,dict"`
 	UserDevice    *string `parquet:"user_device,optional,dict"`
-	// Hour is the hour of day the model saw (0–23).
-	Hour int32 `parquet:"hour"`
+	// Hour is the hour of day the model saw (0–23). The column is not
+	// named "hour": that is the hour=HH partition key of the directory
+	// layout, and readers with hive partitioning (DuckDB's default) would
+	// replace a column of that name with the directory's UTC hour.
+	Hour int32 `parquet:"context_hour"`
 	// RecentCategories are the user's recent categories the model saw,
 	// most recent first.
 	RecentCategories []string `parquet:"recent_categories,list"`
