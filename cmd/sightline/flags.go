@@ -80,6 +80,7 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.DurationVar(&c.PublishInterval, "publish-interval", time.Second, "trainer: how often the active trainer publishes its model when it changed")
 	fs.DurationVar(&c.FollowInterval, "follow-interval", 250*time.Millisecond, "api: how often an API node looks for a newer published model")
 	fs.DurationVar(&c.TrainerLease, "trainer-lease", 3*time.Second, "trainer: time-to-live of the active trainer's lease; a standby takes over within about this long after the active one dies")
+	fs.IntVar(&c.DecisionRing, "decision-ring", 50_000, "recent decisions kept to join events to them; on a trainer, of the whole cluster, and read back from the decision stream when it becomes active (size it to the decisions made over the click delay you expect)")
 	fs.Func("kafka-partitions", "partitions of the Kafka topic when the node creates it (default 6)", func(s string) error {
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n <= 0 {

@@ -154,3 +154,31 @@ func TestTelemetryFlags(t *testing.T) {
 		t.Error("parse(--tail-retention=maybe) = nil, want an error")
 	}
 }
+
+func TestDecisionRingFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{name: "default", want: 50_000},
+		{name: "flag", args: []string{"--decision-ring", "200000"}, want: 200_000},
+		{name: "environment", env: map[string]string{"SIGHTLINE_DECISION_RING": "75000"}, want: 75_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := newFlagSet("serve", "test")
+			cfg, _ := nodeFlags(fs)
+			if err := parse(fs, tt.args); err != nil {
+				t.Fatalf("parse(%q) = %v, want nil", tt.args, err)
+			}
+			if cfg.DecisionRing != tt.want {
+				t.Errorf("parse(%q) with env %v: DecisionRing = %d, want %d", tt.args, tt.env, cfg.DecisionRing, tt.want)
+			}
+		})
+	}
+}

@@ -256,8 +256,9 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 
 	g, gctx := errgroup.WithContext(lctx)
 	ring := n.engine.Ring()
+	loaded := make(chan struct{})
 	g.Go(func() error {
-		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func(node string, rec []byte) {
+		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func() { close(loaded) }, func(node string, rec []byte) {
 			if err := ring.Put(rec); err != nil {
 				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
 				return
@@ -274,6 +275,7 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 			return nil
 		})
 	}
+	n.decisions.awaitBacklog(gctx, loaded)
 	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
 	// The cluster's engagement (CTR) rides on the activity consumer's read
 	// of the stream: one read and decode of every event fewer.

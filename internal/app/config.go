@@ -138,7 +138,10 @@ type Config struct {
 	TrainerLease time.Duration
 	// DecisionRing is the number of recent decisions kept for joining
 	// events to them (default 50,000; on a trainer, of the whole cluster:
-	// size it to the decisions of the click delay you expect).
+	// size it to the decisions of the click delay you expect). A trainer
+	// that becomes active reads about this many back from the decision
+	// stream before it learns, so the events it learns again join the
+	// decisions they answer.
 	DecisionRing int
 }
 
@@ -210,6 +213,9 @@ func (c *Config) defaults() error {
 	}
 	if c.TrainerLease <= 0 {
 		c.TrainerLease = 3 * time.Second
+	}
+	if c.DecisionRing <= 0 {
+		c.DecisionRing = 50_000
 	}
 	if c.NodeName == "" {
 		host, _ := os.Hostname()

@@ -127,8 +127,10 @@ func (s *decisionStream) publish(requestID string, rec []byte) {
 
 // consume reads the stream from about recent records before its end until
 // ctx is done, calling fn with each record's value and the node that
-// published it, from one goroutine.
-func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node string, rec []byte)) error {
+// published it, from one goroutine. It calls loaded once, from the same
+// goroutine, when it has read every record that was in the stream when it
+// started (at once when there were none).
+func (s *decisionStream) consume(ctx context.Context, recent int64, loaded func(), fn func(node string, rec []byte)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
 	if err != nil {
 		return fmt.Errorf("decision stream: %w", err)
@@ -151,12 +153,16 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node
 	}
 	per := recent / max(int64(len(ends[s.topic])), 1)
 	from := map[int32]kgo.Offset{}
+	backlog := map[int32]int64{} // partition → end offset still to reach
 	ends.Each(func(o kadm.ListedOffset) {
 		at := max(o.Offset-per, 0)
 		if st, ok := starts.Lookup(s.topic, o.Partition); ok {
 			at = max(at, st.Offset)
 		}
 		from[o.Partition] = kgo.NewOffset().At(at)
+		if at < o.Offset {
+			backlog[o.Partition] = o.Offset
+		}
 	})
 	cl, err = kgo.NewClient(kgo.SeedBrokers(s.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: from}),
@@ -166,6 +172,10 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node
 	}
 	defer cl.Close()
 	for {
+		if len(backlog) == 0 && loaded != nil {
+			loaded()
+			loaded = nil
+		}
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
@@ -177,6 +187,9 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
 			s.consumed.Inc()
+			if end, ok := backlog[r.Partition]; ok && r.Offset+1 >= end {
+				delete(backlog, r.Partition)
+			}
 			node := ""
 			for _, h := range r.Headers {
 				if h.Key == nodeHeader {
@@ -185,6 +198,28 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, fn func(node
 			}
 			fn(node, r.Value)
 		})
+	}
+}
+
+// backlogWait bounds how long a trainer that becomes active waits for the
+// decision stream's backlog (see awaitBacklog) before it learns anyway.
+const backlogWait = 10 * time.Second
+
+// awaitBacklog waits until loaded is closed (consume read the decisions
+// that were in the stream when the trainer became active), ctx is done,
+// or backlogWait passes. The events a new trainer learns again (those
+// after the last publication) answer decisions made before it took over:
+// learning them before those decisions are in the ring would rebuild their
+// contexts from the current features.
+func (s *decisionStream) awaitBacklog(ctx context.Context, loaded <-chan struct{}) {
+	t := time.NewTimer(backlogWait)
+	defer t.Stop()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+	case <-t.C:
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "decision stream: the recent decisions were not read back in time: learning on; events whose decision is still unread learn from rebuilt contexts",
+			slog.Duration("waited", backlogWait))
 	}
 }
 

@@ -1,0 +1,94 @@
+package app
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// TestTrainerReadsBackDecisions: a trainer that becomes active after the
+// API node served and its events were appended learns those events joined
+// to the decisions they answer, read back from the decision stream, not
+// from contexts rebuilt from the current features.
+func TestTrainerReadsBackDecisions(t *testing.T) {
+	addr, prefix := testRedis(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	base := Config{
+		Bus: BusKafka, KafkaBrokers: kc.ListenAddrs(), KafkaTopic: "events", KafkaDecisionsTopic: "decisions", KafkaPartitions: 2,
+		FeatureStore: StoreRedis, RedisAddr: addr, RedisPrefix: prefix,
+		PublishInterval: 100 * time.Millisecond, FollowInterval: 50 * time.Millisecond, TrainerLease: time.Second,
+		AlertInterval: -1,
+	}
+	ac := base
+	ac.Role, ac.NodeName = RoleAPI, "api-1"
+	apiNode := startNode(t, ac)
+	w := smallWorld()
+	if err := w.Load(t.Context(), apiNode.c); err != nil {
+		t.Fatal(err)
+	}
+	evs := recommendAndEvents(t, apiNode.c, w, 0, 10)
+	res, err := apiNode.c.SendEvents(t.Context(), evs)
+	if err != nil || res.Accepted != len(evs) {
+		t.Fatalf("SendEvents = %+v, %v; want all %d accepted", res, err, len(evs))
+	}
+	poll(t, 10*time.Second, func() (bool, string) {
+		got := counter(t, apiNode.Node, "sightline_decision_stream_published_total", nil)
+		return got >= 10, fmt.Sprintf("decisions published %v, want 10", got)
+	})
+	// Past the trainer's join wait: only decisions read back can join.
+	time.Sleep(joinWait)
+
+	tc := base
+	tc.Role, tc.NodeName = RoleTrainer, "trainer-1"
+	trainer := startNode(t, tc)
+	poll(t, 20*time.Second, func() (bool, string) {
+		s := getStats(t, trainer.base)
+		return s.ModelUpdates >= uint64(len(evs)), fmt.Sprintf("trainer model_updates %d, want %d", s.ModelUpdates, len(evs))
+	})
+	joined := counter(t, trainer.Node, "sightline_learn_joins_total", map[string]string{"source": "decision"})
+	rebuilt := counter(t, trainer.Node, "sightline_learn_joins_total", map[string]string{"source": "rebuilt"})
+	if joined != float64(len(evs)) || rebuilt != 0 {
+		t.Errorf("trainer joins: decision %v, rebuilt %v; want %d and 0 (the decisions made before it became active read back)", joined, rebuilt, len(evs))
+	}
+}
+
+// counter returns the value of the counter name with labels in n's
+// registry, 0 when it has no such series.
+func counter(t testing.TB, n *Node, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	n := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(want)
+}
