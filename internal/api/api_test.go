@@ -152,18 +152,32 @@ func TestEvents(t *testing.T) {
 }
 
 func TestEventsPublishFailure(t *testing.T) {
-	e := newEnv(t, nil)
-	e.pub.fail = errBusDown
-	resp, body := e.do(t, "POST", "/v1/events", `[{"event_id":"e1","type":"click","user_id":"alice@example.com","item_id":"i1"}]`)
-	if logs := e.logs.String(); !strings.Contains(logs, "bus down") || strings.Contains(logs, "alice") {
-		t.Errorf("logs = %s, want the publish error without the user id", logs)
+	tests := []struct {
+		name, err, detail string
+		fail              error
+	}{
+		{name: "bus error", fail: errBusDown, err: "bus down", detail: "could not all be stored durably, though some may have been; retry the whole batch"},
+		{
+			name: "not acknowledged in time", fail: fmt.Errorf("append: 3 of 3 events unacknowledged: %w", context.DeadlineExceeded),
+			err: "unacknowledged", detail: "did not acknowledge the events in time; some of them may be stored all the same; retry the whole batch",
+		},
 	}
-	p := checkProblem(t, resp, body, 503, "unavailable", "none were accepted")
-	if resp.Header.Get("Retry-After") == "" {
-		t.Errorf("503 without Retry-After; problem %+v", p)
-	}
-	if bytes.Contains(body, []byte(`"accepted"`)) {
-		t.Errorf("503 body claims acceptance: %s", body)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.pub.fail = tt.fail
+			resp, body := e.do(t, "POST", "/v1/events", `[{"event_id":"e1","type":"click","user_id":"alice@example.com","item_id":"i1"}]`)
+			if logs := e.logs.String(); !strings.Contains(logs, tt.err) || strings.Contains(logs, "alice") {
+				t.Errorf("logs = %s, want the publish error without the user id", logs)
+			}
+			p := checkProblem(t, resp, body, 503, "unavailable", tt.detail)
+			if resp.Header.Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After; problem %+v", p)
+			}
+			if bytes.Contains(body, []byte(`"accepted"`)) || strings.Contains(p.Detail, "none") {
+				t.Errorf("503 body claims acceptance, or that none were stored: %s", body)
+			}
+		})
 	}
 }
 

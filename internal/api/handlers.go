@@ -117,12 +117,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		dups, err := s.cfg.Publisher.Publish(ctx, evs)
 		if err != nil {
 			s.log.WarnContext(ctx, "publish events failed", slog.Int("events", len(evs)), slog.Any("err", err))
-			writeProblem(w, r, unavailable("the events could not be stored durably and none were accepted; retry the whole batch (event ids make retries safe)"))
+			writeProblem(w, r, unavailable(publishFailed(err)))
 			return
 		}
 		resp.Accepted, resp.Duplicates = len(evs), dups
 	}
 	writeJSON(w, http.StatusAccepted, "application/json", &resp)
+}
+
+// publishFailed is the detail of the 503 for a batch the publisher did not
+// store whole. It never says that none were stored: a bus may have stored
+// part of the batch (a Kafka producer still delivers records it sent
+// before the deadline).
+func publishFailed(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return "the event bus did not acknowledge the events in time; some of them may be stored all the same; retry the whole batch (event ids make retries safe)"
+	}
+	return "the events could not all be stored durably, though some may have been; retry the whole batch (event ids make retries safe)"
 }
 
 // putUser serves PUT /v1/users/{user_id}.

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,13 @@ var (
 	// ErrNoBrokers is returned by [OpenKafka] when KafkaConfig.Brokers is
 	// empty.
 	ErrNoBrokers = errors.New("ingest: no kafka brokers configured")
+	// ErrNotAcknowledged is returned by [Kafka.Append] when the brokers
+	// did not acknowledge every event before its ctx ended or
+	// KafkaConfig.ProduceTimeout passed. The error also wraps the
+	// context's error (context.DeadlineExceeded or context.Canceled).
+	// Some of the events may still be stored: the producer keeps the
+	// records it already sent and may deliver them later.
+	ErrNotAcknowledged = errors.New("ingest: events not acknowledged by the kafka brokers")
 )
 
 // Kafka record header keys carrying the W3C trace context of an event.
@@ -59,7 +67,9 @@ type KafkaConfig struct {
 	// means 1,000,000; negative disables deduplication across appends.
 	DedupeWindow int
 	// ProduceTimeout bounds how long Append waits for the brokers to
-	// acknowledge a record before failing it. Zero means 10s.
+	// acknowledge its records: past it Append returns
+	// [ErrNotAcknowledged], and the producer fails a record it has not
+	// sent yet. Zero means 10s.
 	ProduceTimeout time.Duration
 	// Logger receives consumer errors and franz-go warnings. Nil means no
 	// logging.
@@ -254,11 +264,19 @@ func (k *Kafka) Partitions() int32 { return k.parts }
 // Append produces evs and returns once all are acknowledged by the brokers
 // (acks=all), skipping events whose ID is in this process's dedupe window
 // or repeats an earlier event of evs. An Append racing another Append of
-// the same ID waits for it. On error the result is zero and the failed
-// events are not remembered, so a retry appends them (records that did
-// succeed are remembered and skipped on retry). First and Last are the
-// partition offsets of the first and last produced records: meaningful as
-// a range only on a 1-partition topic.
+// the same ID waits for it. First and Last are the partition offsets of
+// the first and last produced records: meaningful as a range only on a
+// 1-partition topic.
+//
+// Append waits at most until ctx ends or KafkaConfig.ProduceTimeout
+// passes, whichever comes first: then it returns an error wrapping
+// [ErrNotAcknowledged] and the context's error. On any error the result
+// is zero: no event is reported as accepted, though some may be stored
+// (acknowledged before the error, or delivered later by the producer,
+// which cannot withdraw a record it sent). The events are remembered in
+// the dedupe window only once acknowledged, whenever that happens, and
+// until each is settled an Append of the same ID waits for it: a retry
+// appends again exactly the events that were not stored.
 func (k *Kafka) Append(ctx context.Context, evs []event.Event) (AppendResult, error) {
 	if k.closeCtx.Err() != nil {
 		return AppendResult{}, ErrClosed
@@ -271,34 +289,53 @@ func (k *Kafka) Append(ctx context.Context, evs []event.Event) (AppendResult, er
 			return AppendResult{}, fmt.Errorf("append event %d of %d: %w", i, len(evs), ErrRecordTooLarge)
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.ProduceTimeout)
+	defer cancel()
 	keys := make([]idKey, len(evs))
 	for i := range evs {
 		keys[i] = k.idKey(evs[i].ID)
 	}
 	send, done, dups, err := k.claim(ctx, keys)
 	if err != nil {
-		return AppendResult{}, err
+		return AppendResult{}, fmt.Errorf("append to kafka: an earlier append of the same events is unsettled: %w: %w", ErrNotAcknowledged, err)
 	}
 	k.m.duplicates.Add(float64(dups))
 	if len(send) == 0 {
 		return AppendResult{Duplicates: dups}, nil
 	}
 	now := k.cfg.Now()
-	recs := make([]*kgo.Record, len(send))
+	p := &produced{recs: make([]*kgo.Record, len(send)), settled: make(chan struct{})}
+	p.left.Store(int64(len(send)))
 	for j, i := range send {
-		recs[j] = kafkaRecordOf(&evs[i], now)
+		p.recs[j] = kafkaRecordOf(&evs[i], now)
 	}
-	results := k.cl.ProduceSync(ctx, recs...)
-	k.dmu.Lock()
 	for j, i := range send {
-		if results[j].Err == nil {
-			k.remember(keys[i])
-		}
-		delete(k.inflight, keys[i])
+		key := keys[i]
+		// Promises run one at a time on the client's goroutine: the
+		// bookkeeping is short and never waits on the client.
+		k.cl.Produce(ctx, p.recs[j], func(_ *kgo.Record, err error) {
+			k.dmu.Lock()
+			if err == nil {
+				k.remember(key)
+			}
+			delete(k.inflight, key)
+			k.dmu.Unlock()
+			if err != nil {
+				p.fail(err)
+			}
+			if p.left.Add(-1) == 0 {
+				close(done) // Appends waiting in claim for these IDs go on
+				close(p.settled)
+			}
+		})
 	}
-	k.dmu.Unlock()
-	close(done)
-	if err := results.FirstErr(); err != nil {
+	select {
+	case <-p.settled:
+	case <-ctx.Done():
+		return AppendResult{}, fmt.Errorf("append to kafka: %d of %d events unacknowledged: %w: %w",
+			p.left.Load(), len(send), ErrNotAcknowledged, ctx.Err())
+	}
+	if err := p.firstErr(); err != nil {
 		if errors.Is(err, kgo.ErrClientClosed) {
 			err = errors.Join(ErrClosed, err)
 		}
@@ -308,9 +345,34 @@ func (k *Kafka) Append(ctx context.Context, evs []event.Event) (AppendResult, er
 	return AppendResult{
 		Appended:   len(send),
 		Duplicates: dups,
-		First:      uint64(results[0].Record.Offset),
-		Last:       uint64(results[len(results)-1].Record.Offset),
+		First:      uint64(p.recs[0].Offset),
+		Last:       uint64(p.recs[len(p.recs)-1].Offset),
 	}, nil
+}
+
+// produced tracks the records of one Append until the brokers settle
+// each (acknowledge or fail it).
+type produced struct {
+	recs    []*kgo.Record
+	left    atomic.Int64  // records not settled yet
+	settled chan struct{} // closed when left reaches 0
+
+	mu  sync.Mutex
+	err error // the first record error
+}
+
+func (p *produced) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *produced) firstErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // claim marks the IDs of keys that are neither in the window nor earlier
