@@ -258,12 +258,15 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	ring := n.engine.Ring()
 	loaded := make(chan struct{})
 	g.Go(func() error {
-		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func() { close(loaded) }, func(node string, rec []byte) {
-			if err := ring.Put(rec); err != nil {
-				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
-				return
+		return n.decisions.consume(gctx, int64(n.cfg.DecisionRing), func() { close(loaded) }, func(node string, rec []byte) error {
+			err := ring.Put(rec)
+			if err == nil {
+				err = n.observeRecord(node, rec)
 			}
-			n.observeRecord(node, rec)
+			if err != nil {
+				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
+			}
+			return err // counted in sightline_decision_stream_rejected_total
 		})
 	})
 	consume := func(name string, from offsets, h ingest.PartitionHandler) {
@@ -514,14 +517,17 @@ func (n *Node) clusterQuality() *clusterQuality {
 }
 
 // observeRecord feeds a decision of the stream, made by API node node, to
-// the trainer's cluster-wide quality signals.
-func (n *Node) observeRecord(node string, rec []byte) {
+// the trainer's cluster-wide quality signals. It returns
+// engine.ErrBadRecord for a record it cannot decode (the caller counts
+// it as rejected).
+func (n *Node) observeRecord(node string, rec []byte) error {
 	d, _, err := engine.DecodeRecord(rec)
 	if err != nil {
-		return // counted where the ring refused it
+		return err
 	}
 	n.observeDecision(d)
 	n.cluster.served.observe(node, d)
+	return nil
 }
 
 // servedBy counts the decisions of each (API node, variant, model version)

@@ -31,7 +31,7 @@ type decisionStream struct {
 	logger  *slog.Logger
 	cl      *kgo.Client // the producer; nil on a trainer
 
-	published, dropped, consumed prometheus.Counter
+	published, dropped, consumed, rejected prometheus.Counter
 }
 
 func newDecisionStream(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer, produce bool) (*decisionStream, error) {
@@ -49,8 +49,12 @@ func newDecisionStream(ctx context.Context, cfg *Config, logger *slog.Logger, re
 			Name: "sightline_decision_stream_consumed_total",
 			Help: "Decision records the active trainer read from the decision stream.",
 		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sightline_decision_stream_rejected_total",
+			Help: "Decision records the active trainer read and could not use (an unknown version, a corrupt record): the events that answer them learn from rebuilt contexts.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{s.published, s.dropped, s.consumed} {
+	for _, c := range []prometheus.Collector{s.published, s.dropped, s.consumed, s.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -127,10 +131,11 @@ func (s *decisionStream) publish(requestID string, rec []byte) {
 
 // consume reads the stream from about recent records before its end until
 // ctx is done, calling fn with each record's value and the node that
-// published it, from one goroutine. It calls loaded once, from the same
+// published it, from one goroutine; a record fn returns an error for is
+// counted as rejected. It calls loaded once, from the same
 // goroutine, when it has read every record that was in the stream when it
 // started (at once when there were none).
-func (s *decisionStream) consume(ctx context.Context, recent int64, loaded func(), fn func(node string, rec []byte)) error {
+func (s *decisionStream) consume(ctx context.Context, recent int64, loaded func(), fn func(node string, rec []byte) error) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
 	if err != nil {
 		return fmt.Errorf("decision stream: %w", err)
@@ -196,7 +201,9 @@ func (s *decisionStream) consume(ctx context.Context, recent int64, loaded func(
 					node = string(h.Value)
 				}
 			}
-			fn(node, r.Value)
+			if fn(node, r.Value) != nil {
+				s.rejected.Inc()
+			}
 		})
 	}
 }

@@ -7,12 +7,16 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sightline/sightline/internal/engine"
 )
 
 // TestTrainerReadsBackDecisions: a trainer that becomes active after the
 // API node served and its events were appended learns those events joined
 // to the decisions they answer, read back from the decision stream, not
-// from contexts rebuilt from the current features.
+// from contexts rebuilt from the current features; the records of the
+// stream it cannot use are counted.
 func TestTrainerReadsBackDecisions(t *testing.T) {
 	addr, prefix := testRedis(t)
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -42,6 +46,19 @@ func TestTrainerReadsBackDecisions(t *testing.T) {
 		got := counter(t, apiNode.Node, "sightline_decision_stream_published_total", nil)
 		return got >= 10, fmt.Sprintf("decisions published %v, want 10", got)
 	})
+	// Two records no trainer can use: an unknown version, and a known one
+	// whose body is cut short after the request id.
+	bad := [][]byte{{0xff, 1, 'x'}, {engine.RecordVersion, 2, 'r', 'x', 0xff}}
+	pc, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.DefaultProduceTopic("decisions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range bad {
+		if err := pc.ProduceSync(t.Context(), &kgo.Record{Key: []byte("bad"), Value: rec}).FirstErr(); err != nil {
+			t.Fatalf("produce a bad decision record: %v", err)
+		}
+	}
+	pc.Close()
 	// Past the trainer's join wait: only decisions read back can join.
 	time.Sleep(joinWait)
 
@@ -56,6 +73,9 @@ func TestTrainerReadsBackDecisions(t *testing.T) {
 	rebuilt := counter(t, trainer.Node, "sightline_learn_joins_total", map[string]string{"source": "rebuilt"})
 	if joined != float64(len(evs)) || rebuilt != 0 {
 		t.Errorf("trainer joins: decision %v, rebuilt %v; want %d and 0 (the decisions made before it became active read back)", joined, rebuilt, len(evs))
+	}
+	if got := counter(t, trainer.Node, "sightline_decision_stream_rejected_total", nil); got != float64(len(bad)) {
+		t.Errorf("sightline_decision_stream_rejected_total = %v, want %d", got, len(bad))
 	}
 }
 
