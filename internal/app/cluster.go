@@ -89,7 +89,7 @@ func (m *clusterMetrics) register(reg prometheus.Registerer) error {
 	})
 	m.swaps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sightline_model_swaps_total",
-		Help: "Published models this API node loaded (outcome loaded) or could not load (failed: unreachable, corrupt).",
+		Help: "Published models this API node swapped in (outcome loaded) or refused (failed: the snapshot did not match its SHA-256 and size, or did not decode; counted at each poll that refuses it). A registry it cannot reach is logged, not counted.",
 	}, []string{"outcome"})
 	m.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sightline_model_propagation_seconds",
