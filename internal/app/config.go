@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -16,8 +17,9 @@ import (
 // Config is everything a node needs. The zero value of every field means its
 // default; cmd/sightline fills it from flags and SIGHTLINE_* variables.
 type Config struct {
-	// Addr is the HTTP listen address (default 127.0.0.1:8080). Use port 0
-	// for an ephemeral port; Node.Addr tells which.
+	// Addr is the HTTP listen address, host:port (default 127.0.0.1:8080;
+	// ":8080" listens on every interface). Use port 0 for an ephemeral
+	// port; Node.Addr tells which. New fails on an address without a port.
 	Addr string
 	// DataDir holds the event log, snapshots and journals (default ./data).
 	DataDir string
@@ -217,9 +219,13 @@ func (c *Config) defaults() error {
 	if c.DecisionRing <= 0 {
 		c.DecisionRing = 50_000
 	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: want host:port, such as 127.0.0.1:8080 or :8080: %w", c.Addr, err)
+	}
 	if c.NodeName == "" {
 		host, _ := os.Hostname()
-		c.NodeName = host + c.Addr[strings.LastIndexByte(c.Addr, ':'):]
+		c.NodeName = host + ":" + port
 	}
 	switch c.Role {
 	case "":
