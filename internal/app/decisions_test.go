@@ -1,7 +1,9 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +18,7 @@ import (
 // API node served and its events were appended learns those events joined
 // to the decisions they answer, read back from the decision stream, not
 // from contexts rebuilt from the current features; the records of the
-// stream it cannot use are counted.
+// stream it cannot use are counted. Its log names its lease's epoch.
 func TestTrainerReadsBackDecisions(t *testing.T) {
 	addr, prefix := testRedis(t)
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -64,6 +66,8 @@ func TestTrainerReadsBackDecisions(t *testing.T) {
 
 	tc := base
 	tc.Role, tc.NodeName = RoleTrainer, "trainer-1"
+	logs := new(syncBuffer)
+	tc.LogWriter = logs
 	trainer := startNode(t, tc)
 	poll(t, 20*time.Second, func() (bool, string) {
 		s := getStats(t, trainer.base)
@@ -77,6 +81,29 @@ func TestTrainerReadsBackDecisions(t *testing.T) {
 	if got := counter(t, trainer.Node, "sightline_decision_stream_rejected_total", nil); got != float64(len(bad)) {
 		t.Errorf("sightline_decision_stream_rejected_total = %v, want %d", got, len(bad))
 	}
+	if epoch := leaseEpoch(t, logs.String()); epoch < 1 {
+		t.Errorf("trainer active log: lease_epoch = %v, want the lease's fencing token (>= 1)", epoch)
+	}
+}
+
+// leaseEpoch returns the lease_epoch of the "trainer active" log line in
+// logs (JSON lines), -1 when there is none or it is not a number (the
+// redactor replaced it).
+func leaseEpoch(t *testing.T, logs string) float64 {
+	t.Helper()
+	for line := range strings.Lines(logs) {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "trainer active" {
+			continue
+		}
+		if v, ok := rec["lease_epoch"].(float64); ok {
+			return v
+		}
+		t.Logf("trainer active log line: %s", line)
+		return -1
+	}
+	t.Logf("no trainer active log line in:\n%s", logs)
+	return -1
 }
 
 // counter returns the value of the counter name with labels in n's
