@@ -10,11 +10,12 @@
 // values, and fixed-size most-recent-first lists per user. [Redis] is the
 // scale-out implementation, for stateless API nodes sharing one Redis: the
 // same engine-facing methods (User, Activity, and Features in one round
-// trip), with every call bounded by the caller's deadline. The node wires
-// the in-memory store today; wiring Redis behind a flag is the next step.
+// trip), with every call bounded by the caller's deadline. The node uses
+// [Memory] by default and [Redis] with --feature-store redis (which a
+// cluster's API nodes and trainers need); internal/app wires either.
 //
-// The package does not consume events itself: the ingest consumers call
-// [Memory.Apply], and deduplication by event id is theirs. It does not decide
-// what a missing attribute means for a recommendation; that is the engine's
-// job.
+// The package does not consume events itself: the activity updater
+// (internal/learn) calls [Memory.Apply] or [Redis.Apply], and nothing here
+// deduplicates by event id. It does not decide what a missing attribute
+// means for a recommendation; that is the engine's job.
 package features

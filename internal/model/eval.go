@@ -14,17 +14,17 @@ import (
 // them close.
 type EvalStats struct {
 	// Window is the configured length of the window.
-	Window time.Duration
+	Window time.Duration `json:"window_ns"`
 	// Count is the number of examples (impressions, plus clicks learned as
 	// Positive) in the window. A Flip does not add an example: it turns an
 	// earlier negative into a positive.
-	Count int64
+	Count int64 `json:"count"`
 	// LogLoss is the mean log loss of the predictions in the window.
-	LogLoss float64
+	LogLoss float64 `json:"log_loss"`
 	// MeanPredicted is the mean predicted click probability.
-	MeanPredicted float64
+	MeanPredicted float64 `json:"mean_predicted"`
 	// ObservedCTR is the fraction of examples that were clicked.
-	ObservedCTR float64
+	ObservedCTR float64 `json:"observed_ctr"`
 }
 
 // evalBuckets is the number of time buckets of the sliding window; the
