@@ -11,22 +11,27 @@ import (
 // unknown API paths keep their problem+json answers.
 var consolePaths = []string{
 	"GET /{$}", "GET /traces", "GET /traces/{trace_id}", "GET /logs", "GET /decisions",
-	"GET /decisions/{request_id}", "GET /model", "GET /alerts", "GET /drills",
+	"GET /decisions/{request_id}", "GET /model", "GET /experiments", "GET /alerts", "GET /drills",
 	"GET /static/", "GET /console/api/series",
 }
 
 func (n *Node) buildConsole() (*console.Console, error) {
-	return console.New(console.Config{
-		Traces:    n.tel.Flight(),
-		Logs:      n.tel.Logs(),
-		Decisions: n.engine,
-		Stats:     consoleSource{n},
-		Alerts:    consoleSource{n},
-		Quality:   consoleSource{n},
-		Drills:    consoleSource{n},
-		Now:       n.cfg.Now,
-		Logger:    n.logger,
-	})
+	cfg := console.Config{
+		Traces:      n.tel.Flight(),
+		Logs:        n.tel.Logs(),
+		Decisions:   n.engine,
+		Stats:       consoleSource{n},
+		Alerts:      consoleSource{n},
+		Quality:     consoleSource{n},
+		Drills:      consoleSource{n},
+		Experiments: consoleExperiments{n},
+		Now:         n.cfg.Now,
+		Logger:      n.logger,
+	}
+	if n.cfg.Role != RoleAll {
+		cfg.Cluster = &consoleCluster{n: n}
+	}
+	return console.New(cfg)
 }
 
 func mountConsole(mount map[string]http.Handler, h http.Handler) {

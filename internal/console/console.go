@@ -200,6 +200,12 @@ type Config struct {
 	Quality Quality
 	// Drills lists the faults; nil lets the user type a fault name.
 	Drills Drills
+	// Cluster reports the cluster the node belongs to; nil (a node outside
+	// a cluster) shows no cluster panel.
+	Cluster Cluster
+	// Experiments reports the live A/B test; nil hides the Experiments
+	// page's data.
+	Experiments Experiments
 
 	// FaultsURL is the endpoint the Drills page POSTs to, with a JSON body
 	// {"name": "<fault>", "active": true|false} and the header
@@ -241,7 +247,7 @@ type Console struct {
 var _ http.Handler = (*Console)(nil)
 
 // pageNames are the templates that render whole pages.
-var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "alerts", "drills", "notfound"}
+var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "experiments", "alerts", "drills", "notfound"}
 
 // New returns a console reading from the sources in cfg.
 func New(cfg Config) (*Console, error) {
@@ -310,6 +316,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /decisions", c.decisions)
 	m.HandleFunc("GET /decisions/{request_id}", c.decision)
 	m.HandleFunc("GET /model", c.model)
+	m.HandleFunc("GET /experiments", c.experiments)
 	m.HandleFunc("GET /alerts", c.alerts)
 	m.HandleFunc("GET /drills", c.drills)
 	m.HandleFunc("GET /console/api/series", c.series)

@@ -1,17 +1,22 @@
 // Package console is Sightline's built-in web UI: server-rendered pages for
-// the node's health (Overview), its kept traces with a waterfall of each
-// (Traces), the log lines of the flight recorder (Logs), the record of one
-// recommendation (Decisions), feature quality, confidence and variant usage
-// (Model & data), in-process alerts with their root-cause hints (Alerts),
-// and fault drills (Drills).
+// the node's health (Overview; on a cluster node also the active trainer
+// and which API node served which variant with which model version), its
+// kept traces with a waterfall of each (Traces), the log lines of the
+// flight recorder (Logs), the record of one recommendation (Decisions),
+// feature quality, confidence and variant usage (Model & data), the live
+// A/B test's statistics (Experiments), in-process alerts with their
+// root-cause hints (Alerts), and fault drills (Drills).
 //
 // The console owns its HTML templates, CSS and JavaScript (embedded with
 // go:embed, no CDN, no build step) and a small bounded history of overview
 // figures for the live charts, sampled by [Console.Run]. It owns no data:
 // it reads the node's state through the small interfaces it declares in
 // [Config] ([Traces], [Logs], [Decisions], [Stats], [Alerts], [Quality],
-// [Drills]); the app passes the real implementations. A nil source hides
-// its panel instead of failing.
+// [Drills], [Cluster], [Experiments]) and takes its figures as the view
+// types declared here; the app passes the real implementations and
+// converts its own types. A nil source hides its panel instead of failing.
+// Live sections (the Overview's charts and cluster panel, the Experiments
+// page) refresh in place every [Config.SampleInterval].
 //
 // Every page is read-only and needs no token. The one action that changes
 // state, starting and stopping a fault on the Drills page, is sent by the

@@ -90,7 +90,12 @@ func TestConsoleBrowser(t *testing.T) {
 	var faults chan faultRequest
 	if base == "" {
 		w := newWorld(2000, 20_000)
-		c, err := console.New(w.config())
+		cfg := w.config()
+		cfg.SampleInterval = time.Second // live sections refresh every second
+		cl := fixtureCluster()
+		cl.Evaluated = time.Now().Add(-20 * time.Second)
+		cfg.Cluster = fakeCluster(cl)
+		c, err := console.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,6 +163,24 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 	}
 
+	if faults != nil {
+		// The Experiments view shows the fixture's verdict and refreshes in
+		// place; the Overview's cluster panel names the active trainer and
+		// refreshes too.
+		do("open experiments", chromedp.Navigate(base+"/experiments"), chromedp.WaitVisible(`p.banner.verdict.better[data-variant="ftrl"]`),
+			chromedp.WaitReady("#experiment[data-refreshed]"))
+		if v, err := chromedp.Run(ctx, chromedp.Text(`p.banner.verdict.better[data-variant="ftrl"]`)); err != nil || !strings.Contains(v, "ftrl beats popularity") {
+			t.Errorf("Experiments verdict = %q (%v), want it to say ftrl beats popularity", v, err)
+		}
+		if v, err := chromedp.Run(ctx, chromedp.Text(`tr[data-variant="ftrl"] td.pvalue`)); err != nil || v != "0.0012" {
+			t.Errorf("Experiments p-value of ftrl after a refresh = %q (%v), want 0.0012", v, err)
+		}
+		do("open overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#active-trainer"), chromedp.WaitReady("#cluster[data-refreshed]"))
+		if v, err := chromedp.Run(ctx, chromedp.Text("#active-trainer")); err != nil || v != "trainer-a" {
+			t.Errorf("Overview active trainer = %q (%v), want trainer-a", v, err)
+		}
+	}
+
 	pages := []struct{ name, path, ready string }{
 		{"overview", "/", "#charts[data-points]"},
 		{"alerts", "/alerts", "main h1"},
@@ -167,6 +190,7 @@ func TestConsoleBrowser(t *testing.T) {
 		{"decisions", "/decisions", "main h1"},
 		{"decision", decisionURL, "main h1"},
 		{"model", "/model", "main h1"},
+		{"experiments", "/experiments", "#experiment[data-refreshed]"},
 		{"drills", "/drills", "#drill-token"},
 	}
 	dir := artifactsDir(t)

@@ -285,15 +285,62 @@ func ageFeatures() []console.FeatureView {
 	}
 }
 
+// fakeExperiments returns a fixed experiment.
+type fakeExperiments console.ExperimentView
+
+func (f fakeExperiments) Experiment() console.ExperimentView { return console.ExperimentView(f) }
+
+// fixtureExperiment is a running A/B test: ftrl beats the popularity
+// control (p 0.0012), a third arm "ranker" has too little data to say, and
+// the split holds.
+func fixtureExperiment() console.ExperimentView {
+	return console.ExperimentView{
+		Control: "popularity",
+		Variants: []console.ExperimentVariantView{
+			{Name: "ftrl", Weight: 45, Decisions: 4512, Impressions: 40210, Clicks: 1206, Conversions: 97,
+				CTR: console.RateView{Value: 0.03, Low: 0.0284, High: 0.0317}, Conversion: console.RateView{Value: 0.0804, Low: 0.0664, High: 0.0971},
+				Lift:   &console.LiftView{Absolute: 0.01, AbsoluteLow: 0.0078, AbsoluteHigh: 0.0122, Relative: 0.5, RelativeLow: 0.37, RelativeHigh: 0.64},
+				PValue: new(0.0012), MDE: new(0.0027)},
+			{Name: "popularity", Weight: 45, Decisions: 4488, Impressions: 39870, Clicks: 797, Conversions: 51,
+				CTR: console.RateView{Value: 0.02, Low: 0.0187, High: 0.0214}, Conversion: console.RateView{Value: 0.064, Low: 0.049, High: 0.0832}},
+			{Name: "ranker", Weight: 10, Decisions: 1000, Impressions: 120, Clicks: 3,
+				CTR: console.RateView{Value: 0.025, Low: 0.0085, High: 0.0709}, Conversion: console.RateView{Value: 0, Low: 0, High: 0.5615},
+				PValue: new(0.93)},
+		},
+		SRM: console.SRMView{ChiSquare: 0.07, P: 0.9656, Threshold: 0.001},
+	}
+}
+
+// fakeCluster returns a fixed cluster state.
+type fakeCluster console.ClusterView
+
+func (f fakeCluster) Cluster(context.Context) console.ClusterView { return console.ClusterView(f) }
+
+// fixtureCluster is API node api-1's view: trainer-a is active and
+// published ftrl-43, which api-2 does not serve yet.
+func fixtureCluster() console.ClusterView {
+	return console.ClusterView{
+		Node: "api-1", Role: "api", Trainer: "trainer-a", Publisher: "trainer-a", ModelVersion: "ftrl-43",
+		Evaluated: epoch.Add(-20 * time.Second),
+		Served: []console.ServedView{
+			{Node: "api-1", Variant: "ftrl", ModelVersion: "ftrl-43", Decisions: 1200, Fallbacks: 12},
+			{Node: "api-1", Variant: "popularity", ModelVersion: "ftrl-43", Decisions: 1180},
+			{Node: "api-2", Variant: "ftrl", ModelVersion: "ftrl-42", Decisions: 900, Fallbacks: 90},
+		},
+	}
+}
+
 // config wires w and the fakes into a console Config.
 func (w *world) config() console.Config {
 	return console.Config{
-		Traces:    w.traces,
-		Logs:      w.logs,
-		Decisions: w.decisions,
-		Stats:     fakeStats{},
-		Quality:   fakeQuality{features: ageFeatures()},
-		Drills:    fakeDrills{},
+		Traces:      w.traces,
+		Logs:        w.logs,
+		Decisions:   w.decisions,
+		Stats:       fakeStats{},
+		Quality:     fakeQuality{features: ageFeatures()},
+		Drills:      fakeDrills{},
+		Experiments: fakeExperiments(fixtureExperiment()),
+		Cluster:     fakeCluster(fixtureCluster()),
 		Alerts: fakeAlerts{{
 			Name: "FeatureNullRateHigh", State: "firing", Severity: "warning",
 			Summary:     "user_age_bucket is null in 31% of requests",

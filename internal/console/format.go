@@ -137,6 +137,64 @@ func fixed(prec int, f float64) string {
 	return strconv.FormatFloat(f, 'f', prec, 64)
 }
 
+// signedPct formats a fraction as a percentage with its sign (+1.25%).
+func signedPct(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "–"
+	}
+	s := strconv.FormatFloat(f*100, 'f', 2, 64)
+	if f >= 0 {
+		s = "+" + s
+	}
+	return s + "%"
+}
+
+// points formats a difference of two rates in percentage points, signed
+// (+0.42 pp).
+func points(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "–"
+	}
+	s := strconv.FormatFloat(f*100, 'f', 2, 64)
+	if f >= 0 {
+		s = "+" + s
+	}
+	return s + " pp"
+}
+
+// pointsAbs formats a rate difference's size in percentage points.
+func pointsAbs(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "–"
+	}
+	return strconv.FormatFloat(f*100, 'f', 2, 64) + " pp"
+}
+
+// ago formats an age for people: seconds under two minutes, then minutes,
+// hours and days.
+func ago(d time.Duration) string {
+	switch {
+	case d < 2*time.Minute:
+		return strconv.FormatInt(int64(d/time.Second), 10) + " s"
+	case d < 2*time.Hour:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + " min"
+	case d < 48*time.Hour:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + " h"
+	}
+	return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
+}
+
+// pValue formats a p-value: four decimals, or a bound below 0.0001.
+func pValue(p float64) string {
+	switch {
+	case math.IsNaN(p):
+		return "–"
+	case p < 0.0001:
+		return "< 0.0001"
+	}
+	return strconv.FormatFloat(p, 'f', 4, 64)
+}
+
 func durMS(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + " ms"
 }
@@ -173,6 +231,11 @@ var funcs = template.FuncMap{
 	"pct":      pct,
 	"fixed":    fixed,
 	"durms":    durMS,
+	"spct":     signedPct,
+	"pp":       points,
+	"ppabs":    pointsAbs,
+	"pval":     pValue,
+	"ago":      ago,
 	"clock":    clock,
 	"stamp":    stamp,
 	"weburl":   webURL,
@@ -182,6 +245,7 @@ var funcs = template.FuncMap{
 	"inc":      func(i int) int { return i + 1 },
 	"indent":   func(depth int) int { return min(depth, 12) },
 	"bad":      func(f, limit float64) bool { return f > limit },
+	"finite":   func(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) },
 	"levelclass": func(s string) string {
 		switch {
 		case strings.HasPrefix(s, "ERROR"):

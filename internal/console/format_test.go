@@ -2,7 +2,9 @@ package console
 
 import (
 	"bytes"
+	"math"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -53,4 +55,40 @@ func FuzzRecordFields(f *testing.F) {
 			t.Errorf("recordFields(%q) found %d nulls, input has at most %d", raw, nulls, max)
 		}
 	})
+}
+
+func TestAgo(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0 s"}, {20 * time.Second, "20 s"}, {119 * time.Second, "119 s"}, {2 * time.Minute, "2 min"},
+		{119 * time.Minute, "119 min"}, {2 * time.Hour, "2 h"}, {47 * time.Hour, "47 h"}, {6725 * time.Hour, "280 days"},
+	}
+	for _, tt := range tests {
+		if got := ago(tt.d); got != tt.want {
+			t.Errorf("ago(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+func TestPValueAndPoints(t *testing.T) {
+	tests := []struct {
+		name, got, want string
+	}{
+		{"pValue(0.0012)", pValue(0.0012), "0.0012"},
+		{"pValue(1e-90)", pValue(1e-90), "< 0.0001"},
+		{"pValue(1)", pValue(1), "1.0000"},
+		{"points(0.0123)", points(0.0123), "+1.23 pp"},
+		{"points(-0.005)", points(-0.005), "-0.50 pp"},
+		{"points(+Inf)", points(math.Inf(1)), "–"},
+		{"pointsAbs(0.0027)", pointsAbs(0.0027), "0.27 pp"},
+		{"signedPct(0.5)", signedPct(0.5), "+50.00%"},
+		{"signedPct(-0.25)", signedPct(-0.25), "-25.00%"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
 }

@@ -21,10 +21,12 @@ type overviewData struct {
 	Pending        int
 	RefreshSeconds float64
 	HasQuality     bool
+	// Cluster is the cluster panel; nil on a node outside a cluster.
+	Cluster *clusterData
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
-	d := overviewData{RefreshSeconds: c.cfg.SampleInterval.Seconds(), HasQuality: c.cfg.Quality != nil}
+	d := overviewData{RefreshSeconds: c.cfg.SampleInterval.Seconds(), HasQuality: c.cfg.Quality != nil, Cluster: c.clusterPanel(r.Context())}
 	if c.cfg.Stats != nil {
 		d.HasStats = true
 		d.O = c.cfg.Stats.Overview(r.Context())

@@ -1,4 +1,4 @@
-// Sightline console: live overview charts and fault drills. Plain
+// Sightline console: live overview charts, live sections and fault drills. Plain
 // JavaScript, no dependencies, no build step.
 (function () {
   "use strict";
@@ -135,6 +135,36 @@
     window.addEventListener("resize", render);
   }
 
+  // startLive refreshes a server-rendered section in place: every
+  // data-live seconds it fetches the page again and swaps in the element
+  // of the same id (the server escaped it; DOMParser runs no script).
+  // Open <details> stay open. data-refreshed counts the swaps.
+  function startLive(el) {
+    var id = el.id;
+    var every = Math.max(1, parseFloat(el.getAttribute("data-live")) || 5) * 1000;
+    var n = 0;
+    function tick() {
+      fetch(location.href, { headers: { Accept: "text/html" } }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      }).then(function (html) {
+        var cur = document.getElementById(id);
+        var next = new DOMParser().parseFromString(html, "text/html").getElementById(id);
+        if (!cur || !next) return;
+        var open = {};
+        cur.querySelectorAll("details[id]").forEach(function (d) { open[d.id] = d.open; });
+        cur.innerHTML = next.innerHTML;
+        cur.querySelectorAll("details[id]").forEach(function (d) { if (d.id in open) d.open = open[d.id]; });
+        cur.setAttribute("data-refreshed", String(++n));
+        cur.removeAttribute("data-live-error");
+      }).catch(function (e) {
+        var cur = document.getElementById(id);
+        if (cur) cur.setAttribute("data-live-error", e.message);
+      });
+    }
+    setInterval(tick, every);
+  }
+
   function startDrills(form) {
     var url = form.getAttribute("data-faults-url");
     var status = document.getElementById("drill-status");
@@ -175,6 +205,9 @@
   document.addEventListener("DOMContentLoaded", function () {
     var charts = document.getElementById("charts");
     if (charts && window.fetch) startCharts(charts);
+    if (window.fetch && window.DOMParser) {
+      document.querySelectorAll("[data-live][id]").forEach(startLive);
+    }
     var drill = document.getElementById("drill-form");
     if (drill) startDrills(drill);
   });
