@@ -11,7 +11,7 @@ import (
 // unknown API paths keep their problem+json answers.
 var consolePaths = []string{
 	"GET /{$}", "GET /traces", "GET /traces/{trace_id}", "GET /logs", "GET /decisions",
-	"GET /decisions/{request_id}", "GET /model", "GET /experiments", "GET /alerts", "GET /drills",
+	"GET /decisions/{request_id}", "GET /model", "GET /experiments", "GET /evaluate", "GET /alerts", "GET /drills",
 	"GET /static/", "GET /console/api/series",
 }
 
@@ -25,6 +25,7 @@ func (n *Node) buildConsole() (*console.Console, error) {
 		Quality:     consoleSource{n},
 		Drills:      consoleSource{n},
 		Experiments: consoleExperiments{n},
+		Evaluations: newConsoleEvaluations(n.cfg.DataDir),
 		Now:         n.cfg.Now,
 		Logger:      n.logger,
 	}

@@ -2,16 +2,22 @@ package app
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/sightline/sightline/internal/console"
+	"github.com/sightline/sightline/internal/evaluate"
 	"github.com/sightline/sightline/internal/experiment"
 )
 
 // What the console reads of a node beyond its quality figures: the live
-// experiment and, on a cluster node, the cluster's active trainer and
-// served rows. Each converts the app's own types to the console's views.
+// experiment, the last offline evaluation saved in the data directory
+// and, on a cluster node, the cluster's active trainer and served rows.
+// Each converts its package's own types to the console's views.
 
 // experimentView converts the experiment's report (the body of GET
 // /v1/experiments) to the console's view.
@@ -127,4 +133,121 @@ func servedViews(rows []ServedCount) []console.ServedView {
 		out[i] = console.ServedView{Node: r.Node, Variant: r.Variant, ModelVersion: r.ModelVersion, Decisions: r.Decisions, Fallbacks: r.Fallbacks}
 	}
 	return out
+}
+
+// consoleEvaluations reads the last offline evaluation from the report
+// `sightline evaluate` saves in the node's data directory, parsing it
+// again only when the file changes.
+type consoleEvaluations struct {
+	dataDir string
+
+	mu    sync.Mutex
+	mtime time.Time
+	size  int64
+	view  *console.EvaluationView
+	err   string
+}
+
+func newConsoleEvaluations(dataDir string) *consoleEvaluations {
+	return &consoleEvaluations{dataDir: dataDir}
+}
+
+func (c *consoleEvaluations) LastEvaluation(context.Context) console.EvaluationState {
+	st := console.EvaluationState{
+		ReportPath:   filepath.Join(c.dataDir, "evaluations", "last.json"),
+		DecisionsDir: filepath.Join(c.dataDir, "decisions"),
+		DataDir:      c.dataDir,
+	}
+	fi, err := os.Stat(st.ReportPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return st
+	case err != nil:
+		st.Err = err.Error()
+		return st
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !fi.ModTime().Equal(c.mtime) || fi.Size() != c.size {
+		c.mtime, c.size, c.view, c.err = fi.ModTime(), fi.Size(), nil, ""
+		if r, err := evaluate.ReadFile(st.ReportPath); err != nil {
+			c.err = err.Error()
+		} else {
+			v := evaluationView(r)
+			c.view = &v
+		}
+	}
+	st.Report, st.Err = c.view, c.err
+	return st
+}
+
+// evaluationView converts an evaluation report to the console's view.
+func evaluationView(r *evaluate.Report) console.EvaluationView {
+	v := console.EvaluationView{
+		Created: r.Created, Elapsed: time.Duration(r.ElapsedSeconds * float64(time.Second)).Round(time.Millisecond),
+		Source: r.Source, From: r.From, To: r.To,
+		Decisions: r.Decisions, Slots: r.Slots, Events: r.Events,
+		Fallbacks: r.Fallbacks, Duplicates: r.Duplicates, Invalid: r.Invalid,
+		Clip: r.Settings.Clip, Bootstrap: r.Settings.Bootstrap, Level: r.Settings.Level,
+		Thresholds: console.EvaluationThresholds{
+			MinESS: r.Thresholds.MinESS, MinESSShare: r.Thresholds.MinESSShare,
+			MaxUnsupported: r.Thresholds.MaxUnsupported, MaxClippedMass: r.Thresholds.MaxClippedMass,
+		},
+		Logged: console.LoggedView{
+			CTR:               intervalView(r.Logged.CTR),
+			ClicksPerDecision: intervalView(r.Logged.ClicksPerDecision),
+			ConversionRate:    r.Logged.ConversionRate,
+		},
+		Notes: r.Notes,
+	}
+	for _, p := range r.Logged.Positions {
+		v.Logged.Positions = append(v.Logged.Positions, console.LoggedPositionView{Position: p.Position, Slots: p.Slots, CTR: p.CTR})
+	}
+	for _, lv := range r.Logged.Variants {
+		v.Logged.Variants = append(v.Logged.Variants, console.LoggedVariantView{
+			Variant: lv.Variant, Decisions: lv.Decisions, Slots: lv.Slots, CTR: lv.CTR, ConversionRate: lv.ConversionRate,
+		})
+	}
+	for _, p := range r.Policies {
+		pv := console.PolicyView{
+			Spec: p.Spec, Kind: p.Kind, Explore: p.Explore, Trustworthy: p.Trustworthy, Reasons: p.Reasons,
+			Estimates: estimateViews(p.Estimates), Conversions: estimateViews(p.Conversions),
+			Diagnostics: diagnosticsView(p.Diagnostics), Warnings: p.Warnings,
+		}
+		for _, pos := range p.Positions {
+			pv.Positions = append(pv.Positions, console.PositionView{
+				Position: pos.Position, LoggedCTR: pos.LoggedCTR, Estimates: estimateViews(pos.Estimates),
+				Diagnostics: diagnosticsView(pos.Diagnostics), Trustworthy: pos.Trustworthy, Reasons: pos.Reasons,
+			})
+		}
+		v.Policies = append(v.Policies, pv)
+	}
+	return v
+}
+
+func intervalView(iv evaluate.Interval) console.IntervalView {
+	return console.IntervalView{Value: iv.Value, Low: iv.Low, High: iv.High}
+}
+
+func optionalInterval(iv *evaluate.Interval) *console.IntervalView {
+	if iv == nil {
+		return nil
+	}
+	v := intervalView(*iv)
+	return &v
+}
+
+func estimateViews(es []evaluate.Estimate) []console.EstimateView {
+	out := make([]console.EstimateView, len(es))
+	for i, e := range es {
+		out[i] = console.EstimateView{Estimator: e.Estimator, CTR: optionalInterval(e.CTR), ClicksPerDecision: optionalInterval(e.ClicksPerDecision)}
+	}
+	return out
+}
+
+func diagnosticsView(d evaluate.Diagnostics) console.DiagnosticsView {
+	return console.DiagnosticsView{
+		Slots: d.Slots, ESS: d.ESS, ESSShare: d.ESSShare, Unsupported: d.Unsupported, Matched: d.Matched,
+		MeanWeight: d.MeanWeight, MaxWeight: d.MaxWeight, ClippedShare: d.ClippedShare, ClippedMass: d.ClippedMass,
+	}
 }

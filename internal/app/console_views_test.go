@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/console"
+	"github.com/sightline/sightline/internal/evaluate"
 	"github.com/sightline/sightline/internal/experiment"
 )
 
@@ -192,5 +195,108 @@ func TestConsoleCluster(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("the standby trainer's Overview lacks %q", want)
 		}
+	}
+}
+
+// testReport is an evaluation report with every field the console shows.
+func testReport() *evaluate.Report {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	iv := func(v float64) *evaluate.Interval {
+		return &evaluate.Interval{Value: v, Low: v - 0.001, High: v + 0.001}
+	}
+	return &evaluate.Report{
+		Version: evaluate.ReportVersion, Created: t0, ElapsedSeconds: 12.3456, Source: "data/decisions",
+		From: t0.Add(-time.Hour), To: t0.Add(-time.Minute),
+		Decisions: 1000, Slots: 5000, Events: 5300, Fallbacks: 4, Duplicates: 2, Invalid: 1,
+		Settings:   evaluate.Settings{Clip: 100, Bootstrap: 200, Level: 0.95},
+		Thresholds: evaluate.Thresholds{MinESS: 100, MinESSShare: 0.01, MaxUnsupported: 0.1, MaxClippedMass: 0.1},
+		Logged: evaluate.Logged{
+			CTR: *iv(0.02), ClicksPerDecision: *iv(0.1), ConversionRate: 0.001,
+			Positions: []evaluate.LoggedPosition{{Position: 1, Slots: 1000, CTR: 0.03}},
+			Variants:  []evaluate.LoggedVariant{{Variant: "ftrl", Decisions: 500, Slots: 2500, CTR: 0.022, ConversionRate: 0.001}},
+		},
+		Policies: []evaluate.Policy{{
+			Spec: "popularity", Kind: "popularity", Explore: 0.05, Trustworthy: false, Reasons: []string{evaluate.ReasonLowESS},
+			Estimates: []evaluate.Estimate{
+				{Estimator: evaluate.EstimatorIPS, CTR: iv(0.021), ClicksPerDecision: iv(0.105)},
+				{Estimator: evaluate.EstimatorSNIPS},
+			},
+			Conversions: []evaluate.Estimate{{Estimator: evaluate.EstimatorIPS, CTR: iv(0.002)}},
+			Diagnostics: evaluate.Diagnostics{Slots: 5000, ESS: 40, ESSShare: 0.008, Unsupported: 0.03, Matched: 0.5, MeanWeight: 0.9, MaxWeight: 30, ClippedShare: 0.01, ClippedMass: 0.02},
+			Positions: []evaluate.Position{{
+				Position: 1, LoggedCTR: 0.03, Estimates: []evaluate.Estimate{{Estimator: evaluate.EstimatorDR, CTR: iv(0.031)}},
+				Diagnostics: evaluate.Diagnostics{Slots: 1000, ESS: 300}, Trustworthy: true,
+			}},
+			Warnings: []string{"trained on the evaluated period"},
+		}},
+		Notes: []string{"slate: per position"},
+	}
+}
+
+func TestConsoleEvaluationView(t *testing.T) {
+	r := testReport()
+	t0 := r.Created
+	iv := func(v float64) *console.IntervalView {
+		return &console.IntervalView{Value: v, Low: v - 0.001, High: v + 0.001}
+	}
+	want := console.EvaluationView{
+		Created: t0, Elapsed: 12346 * time.Millisecond, Source: "data/decisions", From: t0.Add(-time.Hour), To: t0.Add(-time.Minute),
+		Decisions: 1000, Slots: 5000, Events: 5300, Fallbacks: 4, Duplicates: 2, Invalid: 1,
+		Clip: 100, Bootstrap: 200, Level: 0.95,
+		Thresholds: console.EvaluationThresholds{MinESS: 100, MinESSShare: 0.01, MaxUnsupported: 0.1, MaxClippedMass: 0.1},
+		Logged: console.LoggedView{
+			CTR: *iv(0.02), ClicksPerDecision: *iv(0.1), ConversionRate: 0.001,
+			Positions: []console.LoggedPositionView{{Position: 1, Slots: 1000, CTR: 0.03}},
+			Variants:  []console.LoggedVariantView{{Variant: "ftrl", Decisions: 500, Slots: 2500, CTR: 0.022, ConversionRate: 0.001}},
+		},
+		Policies: []console.PolicyView{{
+			Spec: "popularity", Kind: "popularity", Explore: 0.05, Reasons: []string{"low_effective_sample_size"},
+			Estimates:   []console.EstimateView{{Estimator: "ips", CTR: iv(0.021), ClicksPerDecision: iv(0.105)}, {Estimator: "snips"}},
+			Conversions: []console.EstimateView{{Estimator: "ips", CTR: iv(0.002)}},
+			Diagnostics: console.DiagnosticsView{Slots: 5000, ESS: 40, ESSShare: 0.008, Unsupported: 0.03, Matched: 0.5, MeanWeight: 0.9, MaxWeight: 30, ClippedShare: 0.01, ClippedMass: 0.02},
+			Positions: []console.PositionView{{
+				Position: 1, LoggedCTR: 0.03, Estimates: []console.EstimateView{{Estimator: "dr", CTR: iv(0.031)}},
+				Diagnostics: console.DiagnosticsView{Slots: 1000, ESS: 300}, Trustworthy: true,
+			}},
+			Warnings: []string{"trained on the evaluated period"},
+		}},
+		Notes: []string{"slate: per position"},
+	}
+	if diff := cmp.Diff(want, evaluationView(r)); diff != "" {
+		t.Errorf("evaluationView (-want +got):\n%s", diff)
+	}
+}
+
+// TestConsoleEvaluate: the Evaluate page of a node says how to run an
+// evaluation until <data-dir>/evaluations/last.json exists, then shows
+// it, and says so when the file cannot be read.
+func TestConsoleEvaluate(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, Config{DataDir: dir})
+	path := filepath.Join(dir, "evaluations", "last.json")
+
+	_, body := consoleGet(t, n.base+"/evaluate")
+	for _, want := range []string{"No evaluation has run yet", "sightline evaluate --decisions " + filepath.Join(dir, "decisions"), "<code>" + path + "</code>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("Evaluate page before any run lacks %q", want)
+		}
+	}
+
+	if err := testReport().WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	_, body = consoleGet(t, n.base+"/evaluate")
+	for _, want := range []string{`<section class="policy" data-policy="popularity"`, "not trustworthy", "The effective sample size is below 100 slots", "Run another evaluation"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("Evaluate page after a run lacks %q", want)
+		}
+	}
+
+	if err := os.WriteFile(path, []byte(`{"version": 99}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, body = consoleGet(t, n.base+"/evaluate")
+	if !strings.Contains(body, `id="evaluation-error"`) || !strings.Contains(body, "unknown report version") || strings.Contains(body, `class="policy"`) {
+		t.Errorf("Evaluate page of a report of another version does not say it cannot be read, or still shows the old one")
 	}
 }

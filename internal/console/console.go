@@ -206,6 +206,9 @@ type Config struct {
 	// Experiments reports the live A/B test; nil hides the Experiments
 	// page's data.
 	Experiments Experiments
+	// Evaluations reads the last offline evaluation run; nil shows only
+	// how to run one.
+	Evaluations Evaluations
 
 	// FaultsURL is the endpoint the Drills page POSTs to, with a JSON body
 	// {"name": "<fault>", "active": true|false} and the header
@@ -247,7 +250,7 @@ type Console struct {
 var _ http.Handler = (*Console)(nil)
 
 // pageNames are the templates that render whole pages.
-var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "experiments", "alerts", "drills", "notfound"}
+var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "experiments", "evaluate", "alerts", "drills", "notfound"}
 
 // New returns a console reading from the sources in cfg.
 func New(cfg Config) (*Console, error) {
@@ -317,6 +320,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /decisions/{request_id}", c.decision)
 	m.HandleFunc("GET /model", c.model)
 	m.HandleFunc("GET /experiments", c.experiments)
+	m.HandleFunc("GET /evaluate", c.evaluate)
 	m.HandleFunc("GET /alerts", c.alerts)
 	m.HandleFunc("GET /drills", c.drills)
 	m.HandleFunc("GET /console/api/series", c.series)

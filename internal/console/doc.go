@@ -4,7 +4,8 @@
 // kept traces with a waterfall of each (Traces), the log lines of the
 // flight recorder (Logs), the record of one recommendation (Decisions),
 // feature quality, confidence and variant usage (Model & data), the live
-// A/B test's statistics (Experiments), in-process alerts with their
+// A/B test's statistics (Experiments), the last offline policy evaluation
+// with its trust verdict (Evaluate), in-process alerts with their
 // root-cause hints (Alerts), and fault drills (Drills).
 //
 // The console owns its HTML templates, CSS and JavaScript (embedded with
@@ -12,9 +13,11 @@
 // figures for the live charts, sampled by [Console.Run]. It owns no data:
 // it reads the node's state through the small interfaces it declares in
 // [Config] ([Traces], [Logs], [Decisions], [Stats], [Alerts], [Quality],
-// [Drills], [Cluster], [Experiments]) and takes its figures as the view
-// types declared here; the app passes the real implementations and
-// converts its own types. A nil source hides its panel instead of failing.
+// [Drills], [Cluster], [Experiments], [Evaluations]) and takes their
+// figures as the view types declared here; the app passes the real
+// implementations and converts its own types (the console imports neither
+// the experiment nor the evaluate package). A nil source hides its panel
+// instead of failing.
 // Live sections (the Overview's charts and cluster panel, the Experiments
 // page) refresh in place every [Config.SampleInterval].
 //

@@ -175,6 +175,12 @@ func TestConsoleBrowser(t *testing.T) {
 		if v, err := chromedp.Run(ctx, chromedp.Text(`tr[data-variant="ftrl"] td.pvalue`)); err != nil || v != "0.0012" {
 			t.Errorf("Experiments p-value of ftrl after a refresh = %q (%v), want 0.0012", v, err)
 		}
+		// The Evaluate view puts the verdict first and keeps an
+		// untrustworthy target's estimates folded away.
+		do("open evaluate", chromedp.Navigate(base+"/evaluate"), chromedp.WaitVisible(`section.policy div.banner.untrusted`))
+		if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("section.policy[data-policy^=\"snapshot:\"] table.estimates").checkVisibility()`)); err != nil || v {
+			t.Errorf("the untrustworthy target's estimates are visible before unfolding (err %v)", err)
+		}
 		do("open overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#active-trainer"), chromedp.WaitReady("#cluster[data-refreshed]"))
 		if v, err := chromedp.Run(ctx, chromedp.Text("#active-trainer")); err != nil || v != "trainer-a" {
 			t.Errorf("Overview active trainer = %q (%v), want trainer-a", v, err)
@@ -191,6 +197,7 @@ func TestConsoleBrowser(t *testing.T) {
 		{"decision", decisionURL, "main h1"},
 		{"model", "/model", "main h1"},
 		{"experiments", "/experiments", "#experiment[data-refreshed]"},
+		{"evaluate", "/evaluate", "#how"},
 		{"drills", "/drills", "#drill-token"},
 	}
 	dir := artifactsDir(t)

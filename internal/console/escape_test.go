@@ -66,13 +66,27 @@ func TestEscaping(t *testing.T) {
 	ex.Control, ex.Variants[0].Name, ex.Variants[1].Name = hostile, hostile, hostile
 	ex.SRM.Mismatch = true
 	cfg.Experiments = fakeExperiments(ex)
+	ev := fixtureEvaluation()
+	ev.ReportPath, ev.DecisionsDir, ev.DataDir, ev.Err = hostile, hostile, hostile, hostile
+	rep := *ev.Report
+	rep.Source, rep.Notes = hostile, []string{hostile}
+	rep.Logged.Variants = []console.LoggedVariantView{{Variant: hostile}}
+	rep.Policies = append([]console.PolicyView(nil), rep.Policies...)
+	for i := range rep.Policies {
+		p := &rep.Policies[i]
+		p.Spec, p.Kind, p.Warnings = hostile, hostile, []string{hostile}
+		p.Reasons = append(p.Reasons, hostile)
+		p.Estimates = append(p.Estimates, console.EstimateView{Estimator: hostile})
+	}
+	ev.Report = &rep
+	cfg.Evaluations = fakeEvaluations(ev)
 	cfg.FaultsURL = hostile
 	srv := newServer(t, cfg)
 	q := url.QueryEscape(hostile)
 
 	for _, path := range []string{
 		"/", "/traces", "/traces?route=" + q, "/traces/" + tid.String(), "/logs", "/logs?q=" + q,
-		"/logs?trace_id=" + q, "/decisions", "/decisions/" + hostile, "/model", "/experiments", "/alerts", "/drills",
+		"/logs?trace_id=" + q, "/decisions", "/decisions/" + hostile, "/model", "/experiments", "/evaluate", "/alerts", "/drills",
 		"/traces/" + hostile, "/" + hostile,
 	} {
 		_, _, body := get(t, srv, path)

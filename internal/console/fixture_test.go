@@ -330,6 +330,66 @@ func fixtureCluster() console.ClusterView {
 	}
 }
 
+// fakeEvaluations returns a fixed evaluation state.
+type fakeEvaluations console.EvaluationState
+
+func (f fakeEvaluations) LastEvaluation(context.Context) console.EvaluationState {
+	return console.EvaluationState(f)
+}
+
+// fixtureEvaluation is a run over 120,000 logged decisions: popularity is
+// well covered (trustworthy, DR 2.31%), a greedy ftrl snapshot is not (few
+// logged slots look like its choices, many it could never be shown), and
+// its position 2 alone fails.
+func fixtureEvaluation() console.EvaluationState {
+	th := console.EvaluationThresholds{MinESS: 100, MinESSShare: 0.01, MaxUnsupported: 0.1, MaxClippedMass: 0.1}
+	iv := func(v, lo, hi float64) *console.IntervalView {
+		return &console.IntervalView{Value: v, Low: lo, High: hi}
+	}
+	est := func(ips, snips, dr float64) []console.EstimateView {
+		return []console.EstimateView{
+			{Estimator: "ips", CTR: iv(ips, ips-0.002, ips+0.002), ClicksPerDecision: iv(ips*5, ips*5-0.01, ips*5+0.01)},
+			{Estimator: "snips", CTR: iv(snips, snips-0.0015, snips+0.0015), ClicksPerDecision: iv(snips*5, snips*5-0.008, snips*5+0.008)},
+			{Estimator: "dr", CTR: iv(dr, dr-0.001, dr+0.001), ClicksPerDecision: iv(dr*5, dr*5-0.005, dr*5+0.005)},
+		}
+	}
+	return console.EvaluationState{
+		ReportPath: "/var/lib/sightline/evaluations/last.json", DecisionsDir: "/var/lib/sightline/decisions", DataDir: "/var/lib/sightline",
+		Report: &console.EvaluationView{
+			Created: epoch, Elapsed: 41 * time.Second, Source: "/var/lib/sightline/decisions",
+			From: epoch.Add(-24 * time.Hour), To: epoch.Add(-time.Minute),
+			Decisions: 120_000, Slots: 600_000, Events: 631_000, Fallbacks: 240, Clip: 100, Bootstrap: 200, Level: 0.95,
+			Thresholds: th,
+			Logged: console.LoggedView{
+				CTR: console.IntervalView{Value: 0.021, Low: 0.0205, High: 0.0215}, ClicksPerDecision: console.IntervalView{Value: 0.105, Low: 0.1025, High: 0.1075},
+				ConversionRate: 0.0012,
+				Variants:       []console.LoggedVariantView{{Variant: "ftrl", Decisions: 60_000, Slots: 300_000, CTR: 0.024, ConversionRate: 0.0014}},
+			},
+			Notes: []string{"A recommendation is a slate: each position is estimated on its own (independent-item estimator)."},
+			Policies: []console.PolicyView{
+				{Spec: "popularity", Kind: "popularity", Trustworthy: true,
+					Estimates: est(0.0232, 0.0229, 0.0231), Conversions: est(0.0011, 0.0011, 0)[:2],
+					Diagnostics: console.DiagnosticsView{Slots: 600_000, ESS: 48_000, ESSShare: 0.08, Unsupported: 0.02, Matched: 0.4, MeanWeight: 0.98, MaxWeight: 40, ClippedShare: 0.001, ClippedMass: 0.004},
+					Positions: []console.PositionView{
+						{Position: 1, LoggedCTR: 0.03, Estimates: est(0.033, 0.032, 0.0325), Trustworthy: true,
+							Diagnostics: console.DiagnosticsView{Slots: 120_000, ESS: 15_000, ESSShare: 0.125, Unsupported: 0.01}},
+					}},
+				{Spec: "snapshot:/tmp/ftrl-greedy.snap", Kind: "snapshot", Trustworthy: false,
+					Reasons:     []string{"low_effective_sample_size", "unsupported_choices"},
+					Estimates:   est(0.041, 0.035, 0.037),
+					Diagnostics: console.DiagnosticsView{Slots: 600_000, ESS: 80, ESSShare: 0.0001, Unsupported: 0.37, Matched: 0.05, MeanWeight: 0.61, MaxWeight: 100, ClippedShare: 0.03, ClippedMass: 0.05},
+					Positions: []console.PositionView{
+						{Position: 1, LoggedCTR: 0.03, Estimates: est(0.045, 0.04, 0.041), Trustworthy: true,
+							Diagnostics: console.DiagnosticsView{Slots: 120_000, ESS: 900, ESSShare: 0.0075, Unsupported: 0.05}},
+						{Position: 2, LoggedCTR: 0.022, Estimates: est(0.05, 0.03, 0.031), Trustworthy: false, Reasons: []string{"clipped_weights"},
+							Diagnostics: console.DiagnosticsView{Slots: 120_000, ESS: 60, ESSShare: 0.0005, Unsupported: 0.4, ClippedShare: 0.2}},
+					},
+					Warnings: []string{"the snapshot was trained on the evaluated period"}},
+			},
+		},
+	}
+}
+
 // config wires w and the fakes into a console Config.
 func (w *world) config() console.Config {
 	return console.Config{
@@ -341,6 +401,7 @@ func (w *world) config() console.Config {
 		Drills:      fakeDrills{},
 		Experiments: fakeExperiments(fixtureExperiment()),
 		Cluster:     fakeCluster(fixtureCluster()),
+		Evaluations: fakeEvaluations(fixtureEvaluation()),
 		Alerts: fakeAlerts{{
 			Name: "FeatureNullRateHigh", State: "firing", Severity: "warning",
 			Summary:     "user_age_bucket is null in 31% of requests",

@@ -236,6 +236,7 @@ var funcs = template.FuncMap{
 	"ppabs":    pointsAbs,
 	"pval":     pValue,
 	"ago":      ago,
+	"estname":  estimatorName,
 	"clock":    clock,
 	"stamp":    stamp,
 	"weburl":   webURL,

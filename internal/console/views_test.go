@@ -234,3 +234,121 @@ func TestExperimentsShares(t *testing.T) {
 		}
 	}
 }
+
+// policySection returns the Evaluate page's section of the target spec.
+func policySection(t *testing.T, body, spec string) string {
+	t.Helper()
+	i := strings.Index(body, `<section class="policy" data-policy="`+spec+`"`)
+	if i < 0 {
+		t.Fatalf("Evaluate page has no section for %q", spec)
+	}
+	return body[i : i+strings.Index(body[i:], "</section>")]
+}
+
+func TestEvaluatePage(t *testing.T) {
+	srv := newServer(t, console.Config{Evaluations: fakeEvaluations(fixtureEvaluation())})
+	status, _, body := get(t, srv, "/evaluate")
+	if status != 200 {
+		t.Fatalf("GET /evaluate status = %d, want 200", status)
+	}
+	for _, want := range []string{
+		`href="/evaluate" aria-current="page"`, "2026-03-01 12:00:00 UTC", "41s", ">120000<", ">600000<", ">631000<",
+		"A recommendation is a slate: each position is estimated on its own", "2.10% <small>(2.05% – 2.15%)</small>",
+		"Run another evaluation", "sightline evaluate --decisions /var/lib/sightline/decisions --policy popularity",
+		"<code>/var/lib/sightline/evaluations/last.json</code>",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /evaluate body lacks %q", want)
+		}
+	}
+
+	pop := policySection(t, body, "popularity")
+	for _, want := range []string{
+		`<span class="tag ok">trustworthy</span>`, `<p class="banner trusted verdict" role="status"><strong>Trustworthy.</strong>`,
+		"Doubly robust CTR per slot 2.31% (2.21% – 2.41%) against 2.10% served",
+		"48000 <small>slots, 8.00% of 600000</small>", "2.00% <small>(at most 10.00%)</small>",
+		`<tr data-estimator="ips"><th scope="row">IPS</th>`, "2.32%<br><small>2.12% – 2.52%</small>",
+		`<tr data-estimator="dr"><th scope="row">DR</th>`,
+	} {
+		if !strings.Contains(pop, want) {
+			t.Errorf("popularity section lacks %q", want)
+		}
+	}
+	if strings.Contains(pop, "<details") || strings.Contains(pop, `class="bad"`) {
+		t.Errorf("the trustworthy popularity section hides its figures or marks a diagnostic bad")
+	}
+
+	snap := policySection(t, body, "snapshot:/tmp/ftrl-greedy.snap")
+	for _, want := range []string{
+		`<span class="tag firing">not trustworthy</span>`,
+		`<div class="banner untrusted verdict" role="alert"><p><strong>Not trustworthy: do not decide on these estimates.</strong>`,
+		"<li>The effective sample size is below 100 slots or 1.00% of the slots",
+		"<li>More than 10.00% of the target&#39;s choices are ones the logging policy could never have made",
+		`<dd class="bad">80 <small>slots, 0.01% of 600000</small>`, `<dd class="bad">37.00% <small>(at most 10.00%)</small>`,
+		`<details id="figures-1"><summary>The figures anyway (not trustworthy)</summary>`,
+		`<li class="bad">the snapshot was trained on the evaluated period</li>`,
+	} {
+		if !strings.Contains(snap, want) {
+			t.Errorf("snapshot section lacks %q", want)
+		}
+	}
+	// The estimates of an untrustworthy target are only inside the
+	// closed details, never beside the verdict.
+	if i, j := strings.Index(snap, "<details"), strings.Index(snap, `<table class="estimates">`); j < i {
+		t.Errorf("the untrustworthy target's estimates come before its <details> (%d < %d)", j, i)
+	}
+	pos := snap[strings.Index(snap, `<table class="positions">`):]
+	p1 := regexp.MustCompile(`(?s)<tr data-position="1">.*?</tr>`).FindString(pos)
+	p2 := regexp.MustCompile(`(?s)<tr data-position="2" class="bad">.*?</tr>`).FindString(pos)
+	if !strings.Contains(p1, "4.50%<br><small>4.30% – 4.70%</small>") || !strings.Contains(p1, "4.10%") || !strings.Contains(p1, ">900<") {
+		t.Errorf("position 1 row = %s, want its IPS, DR estimates and ESS", p1)
+	}
+	if !strings.Contains(p2, `<td colspan="3"><strong>Not trustworthy:</strong> Clipping removed more than 10.00% of the weight mass`) || strings.Contains(p2, "5.00%") {
+		t.Errorf("position 2 row = %s, want the reason instead of the estimates", p2)
+	}
+}
+
+func TestEvaluatePageWithoutRun(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     console.Config
+		want    []string
+		wantNot []string
+	}{
+		{
+			name: "no run yet",
+			cfg:  console.Config{Evaluations: fakeEvaluations{ReportPath: "/d/evaluations/last.json", DecisionsDir: "/d/decisions", DataDir: "/d"}},
+			want: []string{"No evaluation has run yet", "sightline evaluate --decisions /d/decisions --policy popularity", "<code>/d/evaluations/last.json</code>"},
+		},
+		{
+			name: "unreadable report",
+			cfg:  console.Config{Evaluations: fakeEvaluations{ReportPath: "/d/evaluations/last.json", DecisionsDir: "/d/decisions", Err: "decode report: unexpected end of JSON input"}},
+			want: []string{`id="evaluation-error"`, "<code>/d/evaluations/last.json</code> cannot be read: decode report: unexpected end of JSON input", "No evaluation has run yet"},
+		},
+		{
+			name:    "no source",
+			cfg:     console.Config{},
+			want:    []string{"No evaluation has run yet", "sightline evaluate --decisions DATA_DIR/decisions --policy popularity", "DATA_DIR/evaluations/last.json"},
+			wantNot: []string{"evaluation-error"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, tt.cfg)
+			status, _, body := get(t, srv, "/evaluate")
+			if status != 200 {
+				t.Fatalf("GET /evaluate status = %d, want 200", status)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(body, s) {
+					t.Errorf("GET /evaluate body lacks %q", s)
+				}
+			}
+			for _, s := range append(tt.wantNot, `class="policy"`, "Last run") {
+				if strings.Contains(body, s) {
+					t.Errorf("GET /evaluate body has %q", s)
+				}
+			}
+		})
+	}
+}
