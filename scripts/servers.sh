@@ -9,7 +9,7 @@
 #
 # Jaeger is built once from the tools module tools/jaeger (pinned there)
 # into the git-ignored .tools/ folder, and rebuilt only when that module's
-# go.mod or go.sum changes. Prometheus and promtool come from the Debian
+# go.mod or go.sum changes; the DuckDB query tool (tools/duckdb) likewise. Prometheus and promtool come from the Debian
 # package `prometheus`; the Prometheus test starts its own server, since only
 # it knows the port of the node it scrapes.
 
@@ -86,6 +86,26 @@ servers_build_jaeger() {
   mv "$bin.tmp" "$bin"
   echo "$want" >"$stamp"
   echo "$bin"
+}
+
+# servers_build_duckdb builds .tools/duckdb (tools/duckdb: runs one SQL
+# query with the DuckDB Go bindings and prints the rows as JSON) unless an
+# up-to-date binary is there, and exports SIGHTLINE_TEST_DUCKDB, its path,
+# for the decision log's read-back test (internal/decisionlog).
+servers_build_duckdb() {
+  local bin="$servers_root/.tools/duckdb"
+  local stamp="$bin.stamp"
+  local want
+  want=$(cat "$servers_root/tools/duckdb/go.mod" "$servers_root/tools/duckdb/go.sum" | sha256sum | cut -d' ' -f1)
+  if [ ! -x "$bin" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    mkdir -p "$servers_root/.tools"
+    echo "servers: building the DuckDB query tool into .tools/ (cgo)" >&2
+    (cd "$servers_root/tools/duckdb" && CGO_ENABLED=1 go build -buildvcs=false -o "$bin.tmp" .) >&2 || return 1
+    mv "$bin.tmp" "$bin"
+    echo "$want" >"$stamp"
+  fi
+  export SIGHTLINE_TEST_DUCKDB="$bin"
+  echo "servers: duckdb query tool $SIGHTLINE_TEST_DUCKDB" >&2
 }
 
 # servers_start_jaeger builds (if needed) and starts Jaeger with in-memory
