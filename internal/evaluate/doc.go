@@ -6,11 +6,12 @@
 // intervals, the effective sample size, weight clipping and an overlap check
 // that says when an estimate is not to be trusted.
 //
-// A recommendation is a slate: the estimators work per shown position with
-// the logged per-slot propensity as the item-position propensity (the
-// independent-item estimator of Open Bandit Pipeline's slate estimators),
-// and sum over positions. docs/evaluation.md explains each estimator, its
-// assumptions and the thresholds.
+// A recommendation is a slate: the estimators work per shown position (the
+// independent-item estimator of Open Bandit Pipeline's slate estimators)
+// and sum over positions. The item-position propensity is the logged one
+// in the first slot and, below it, reconstructed from the logged
+// exploration settings and serving ranking. docs/evaluation.md explains
+// each estimator, its assumptions and the thresholds.
 //
 // Targets are parsed from a spec ([ParseSpec]): the logging policy itself
 // ("logged"), popularity ("popularity"), a model snapshot file, or the FTRL

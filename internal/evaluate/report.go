@@ -24,7 +24,8 @@ const (
 	EstimatorIPS = "ips"
 	// EstimatorSNIPS is self-normalized inverse propensity scoring.
 	EstimatorSNIPS = "snips"
-	// EstimatorDR is the doubly robust estimator.
+	// EstimatorDR is the doubly robust estimator, with the correction
+	// term self-normalized per position (docs/evaluation.md).
 	EstimatorDR = "dr"
 )
 
@@ -227,8 +228,9 @@ type Diagnostics struct {
 	// have shown there (a non-zero weight).
 	Matched float64 `json:"matched"`
 	// MeanWeight is the mean unclipped weight; near 1 when the target is
-	// well covered. Below position 1 it also falls when the logged items
-	// above often made the target's item unavailable (see the notes).
+	// well covered, lower when its choices are often unsupported (or, below
+	// position 1, where the diversity cap makes the reconstructed
+	// propensities approximate).
 	MeanWeight float64 `json:"mean_weight"`
 	// MaxWeight is the largest unclipped weight.
 	MaxWeight float64 `json:"max_weight"`
