@@ -59,7 +59,8 @@ type Config struct {
 	// Registerer receives the writer's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now). It stamps file names, decides
-	// rolls and retention; partitions come from the rows' own times.
+	// rolls and retention, and is read by metric scrapes, so it must be
+	// safe for concurrent use; partitions come from the rows' own times.
 	Now func() time.Time
 }
 

@@ -35,17 +35,17 @@ const (
 
 // metrics are the writer's Prometheus metrics.
 type metrics struct {
-	written       *prometheus.CounterVec // kind
-	dropped       *prometheus.CounterVec // kind, reason
-	sampledOut    *prometheus.CounterVec // kind
-	filesClosed   *prometheus.CounterVec // kind
-	abandoned     prometheus.Counter
-	deletedFiles  *prometheus.CounterVec // reason
-	deletedBytes  *prometheus.CounterVec // reason
-	diskBytes     prometheus.Gauge
-	diskFiles     prometheus.Gauge
-	lastWrite     prometheus.Gauge
-	collectorsSet []prometheus.Collector
+	written      *prometheus.CounterVec // kind
+	dropped      *prometheus.CounterVec // kind, reason
+	sampledOut   *prometheus.CounterVec // kind
+	filesClosed  *prometheus.CounterVec // kind
+	abandoned    prometheus.Counter
+	deletedFiles *prometheus.CounterVec // reason
+	deletedBytes *prometheus.CounterVec // reason
+	diskBytes    prometheus.Gauge
+	diskFiles    prometheus.Gauge
+	lastWrite    prometheus.Gauge
+	all          []prometheus.Collector
 }
 
 func newMetrics(reg prometheus.Registerer, w *Writer) (*metrics, error) {
@@ -111,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, w *Writer) (*metrics, error) {
 		Name: "sightline_decisionlog_queue_age_seconds",
 		Help: "Age of the oldest record waiting in the decision log's queue (0 when it is empty): how far the writer is behind.",
 	}, w.queueAge)
-	m.collectorsSet = []prometheus.Collector{
+	m.all = []prometheus.Collector{
 		m.written, m.dropped, m.sampledOut, m.filesClosed, m.abandoned,
 		m.deletedFiles, m.deletedBytes, m.diskBytes, m.diskFiles, m.lastWrite, fill, age,
 	}
@@ -119,7 +119,7 @@ func newMetrics(reg prometheus.Registerer, w *Writer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range m.collectorsSet {
+	for _, c := range m.all {
 		errs = append(errs, reg.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -58,6 +58,7 @@ type Writer struct {
 	// Cached hot-path counters.
 	dropFull    [2]prometheus.Counter
 	dropClosed  [2]prometheus.Counter
+	sampledOutD prometheus.Counter
 	sampledOutE prometheus.Counter
 
 	// Owned by Run's goroutine.
@@ -102,6 +103,7 @@ func New(cfg Config) (*Writer, error) {
 		w.dropFull[i] = met.dropped.WithLabelValues(k, reasonQueueFull)
 		w.dropClosed[i] = met.dropped.WithLabelValues(k, reasonClosed)
 	}
+	w.sampledOutD = met.sampledOut.WithLabelValues(kindDecisions)
 	w.sampledOutE = met.sampledOut.WithLabelValues(kindEvents)
 	return w, nil
 }
@@ -330,7 +332,7 @@ func (w *Writer) handle(ctx context.Context, e entry) {
 		return
 	}
 	if !Keep(d.RequestID, w.cfg.StoreRatio) {
-		w.met.sampledOut.WithLabelValues(kindDecisions).Inc()
+		w.sampledOutD.Inc()
 		return
 	}
 	row := decisionRow(d, x, e.node)
