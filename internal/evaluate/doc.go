@@ -19,7 +19,8 @@
 //
 // The package reads rows through [Source], which the decision log's Parquet
 // reader and [MemorySource] implement; reading files, flags, the terminal
-// and the saved report are the caller's business (cmd/sightline). It
-// starts no goroutines. [Report] is the result, in the JSON form the
+// and the saved report are the caller's business (cmd/sightline). [Run]
+// reads the source on a goroutine of its own while it evaluates, and
+// returns after it ended. [Report] is the result, in the JSON form the
 // console reads.
 package evaluate

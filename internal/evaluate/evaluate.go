@@ -15,7 +15,7 @@ import (
 const (
 	DefaultClip           = 100
 	DefaultBootstrap      = 200
-	DefaultGroups         = 10_000
+	DefaultGroups         = 4_000
 	DefaultMaxPerCategory = 3
 	DefaultRecentSlots    = 1
 	DefaultLevel          = 0.95
@@ -114,7 +114,9 @@ var reportNotes = []string{
 // Run evaluates the targets of specs on the log of src and returns the
 // report. It reads the events first (to join clicks to decisions), then
 // the decisions once, scoring every target on each decision and training
-// ftrl targets after they scored it. It returns early with ctx's error.
+// ftrl targets after they scored it. Each pass reads src on a goroutine of
+// its own while Run's goroutine evaluates; both have ended when Run
+// returns. It returns early with ctx's error.
 func Run(ctx context.Context, src Source, specs []Spec, cfg Config) (*Report, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -133,19 +135,26 @@ func Run(ctx context.Context, src Source, specs []Spec, cfg Config) (*Report, er
 		}
 		ev.targets = append(ev.targets, t)
 	}
-	if err := src.Events(ctx, func(e *decisionlog.Event) error {
+	ratio := 1.0
+	if sr, ok := src.(storeRatioer); ok {
+		if ratio, err = sr.StoreRatio(); err != nil {
+			return nil, fmt.Errorf("read store ratio: %w", err)
+		}
+	}
+	if err := pipe(ctx, src.Events, func(e *decisionlog.Event) error {
 		ev.join.add(e)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
-	if err := src.Decisions(ctx, ev.decision); err != nil {
+	if err := pipe(ctx, src.Decisions, ev.decision); err != nil {
 		return nil, fmt.Errorf("read decisions: %w", err)
 	}
 	if cfg.Progress != nil {
 		cfg.Progress(ev.read)
 	}
 	r := ev.report()
+	r.StoreRatio = ratio
 	r.Created = cfg.Now()
 	r.ElapsedSeconds = r.Created.Sub(start).Seconds()
 	return r, nil

@@ -69,6 +69,11 @@ type Report struct {
 	Decisions int64 `json:"decisions"`
 	Slots     int64 `json:"slots"`
 	Events    int64 `json:"events"`
+	// StoreRatio is the share of decisions the log kept
+	// (--decision-store-ratio; 1: all). Decisions are sampled by request
+	// id with their events, so the estimates, which are rates, need no
+	// reweighting; totals would scale by 1/StoreRatio.
+	StoreRatio float64 `json:"store_ratio"`
 	// Fallbacks is the number of evaluated decisions that fell back (kept
 	// as served, with weight 1, for every target).
 	Fallbacks int64 `json:"fallbacks"`

@@ -9,14 +9,16 @@ import (
 )
 
 // Source yields the rows of a decision log. The decision log's Parquet
-// reader (wired in cmd/sightline) and [MemorySource] implement it. Run
-// calls Events once, then Decisions once, from its own goroutine; neither
-// needs to be safe for concurrent use.
+// reader ([DirSource]) and [MemorySource] implement it. Run calls Events
+// once, then Decisions once, each from a goroutine of its own (never both
+// at a time); neither needs to be safe for concurrent use.
 type Source interface {
 	// Decisions calls fn with every decision row, in time order as far as
-	// the source keeps it (the ftrl target learns in this order). The row
-	// is valid only during the call; fn does not modify it. An error from
-	// fn ends the walk and is returned.
+	// the source keeps it (the ftrl target learns in this order). fn does
+	// not modify the row, and may keep a shallow copy of it: the row's
+	// slices and strings must stay unchanged after the call (the Parquet
+	// reader reads each batch into fresh rows). An error from fn ends the
+	// walk and is returned.
 	Decisions(ctx context.Context, fn func(*decisionlog.Decision) error) error
 	// Events calls fn with every event row, in any order, under the same
 	// rules.
@@ -87,3 +89,45 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	slices.Sort(ks)
 	return ks
 }
+
+// DirSource is a [Source] over the Parquet decision log under Dir (a
+// node's <data-dir>/decisions), read with [decisionlog.ReadDecisions] and
+// [decisionlog.ReadEvents]: files in path order (hour partitions in time
+// order), rows in file order.
+type DirSource struct {
+	// Dir is the decisions directory.
+	Dir string
+}
+
+// Decisions implements Source.
+func (s DirSource) Decisions(ctx context.Context, fn func(*decisionlog.Decision) error) error {
+	return decisionlog.ReadDecisions(ctx, s.Dir, fn)
+}
+
+// Events implements Source.
+func (s DirSource) Events(ctx context.Context, fn func(*decisionlog.Event) error) error {
+	return decisionlog.ReadEvents(ctx, s.Dir, fn)
+}
+
+// CountDecisions implements Counter from the files' footers.
+func (s DirSource) CountDecisions(context.Context) (int64, error) {
+	d, _, err := decisionlog.Count(s.Dir)
+	return d, err
+}
+
+// StoreRatio returns the share of decisions the log kept
+// (decisionlog.StoreRatio).
+func (s DirSource) StoreRatio() (float64, error) {
+	return decisionlog.StoreRatio(s.Dir)
+}
+
+// storeRatioer is implemented by a Source that knows the share of
+// decisions its log kept.
+type storeRatioer interface {
+	StoreRatio() (float64, error)
+}
+
+var (
+	_ Counter      = DirSource{}
+	_ storeRatioer = DirSource{}
+)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/sightline/sightline/internal/decisionlog"
@@ -29,6 +30,8 @@ type world struct {
 	// logging ranking is not the truth's.
 	logScore [][]float64
 	maxPer   int
+	// pool is the number of best candidates each decision lists (0: all).
+	pool int
 }
 
 type witem struct {
@@ -96,9 +99,21 @@ func rank(scores []float64) []int {
 // log serves n decisions under lp and returns the rows, with impression,
 // click and conversion events drawn from the true probabilities.
 func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []decisionlog.Event) {
+	var ds []decisionlog.Decision
+	var es []decisionlog.Event
+	w.generate(seed, n, lp, func(d *decisionlog.Decision, evs []decisionlog.Event) {
+		ds = append(ds, *d)
+		es = append(es, evs...)
+	})
+	return ds, es
+}
+
+// generate draws the decisions of log one at a time and passes each with
+// its events to emit, which must not keep them: a log of any length in
+// little memory.
+func (w *world) generate(seed uint64, n int, lp logging, emit func(*decisionlog.Decision, []decisionlog.Event)) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	t0 := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	var ds []decisionlog.Decision
 	var es []decisionlog.Event
 	pops := make([]float64, len(w.items))
 	for i, it := range w.items {
@@ -109,17 +124,33 @@ func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []d
 	for c := range orders {
 		orders[c] = rank(w.logScore[c])
 	}
-	index := map[string]int{}
 	catOf := make([]int, len(w.items))
 	cats := map[string]int{}
 	for i, it := range w.items {
-		index[it.id] = i
 		if _, ok := cats[it.category]; !ok {
 			cats[it.category] = len(cats)
 		}
 		catOf[i] = cats[it.category]
 	}
 	K := len(w.theta)
+	poolOf := func(order []int, scores []float64) []decisionlog.Candidate {
+		size := len(order)
+		if w.pool > 0 {
+			size = min(w.pool, size)
+		}
+		p := make([]decisionlog.Candidate, 0, size)
+		for _, i := range order[:size] {
+			it := w.items[i]
+			p = append(p, decisionlog.Candidate{ItemID: it.id, Category: it.category, Score: scores[i], Popularity: it.popularity})
+		}
+		return p
+	}
+	pools := make([][]decisionlog.Candidate, len(orders))
+	for c := range orders {
+		pools[c] = poolOf(orders[c], w.logScore[c])
+	}
+	popPool := poolOf(popRank, pops)
+	var picks []int
 	taken := make([]bool, len(w.items))
 	shown := make([]int, len(cats))
 	usable := make([]int, 0, len(w.items))
@@ -131,7 +162,7 @@ func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []d
 			scores, order = pops, popRank
 		}
 		d := decisionlog.Decision{
-			RequestID: fmt.Sprintf("r%07d", j), Time: t0.Add(time.Duration(j) * time.Second),
+			RequestID: "r" + strconv.Itoa(j), Time: t0.Add(time.Duration(j) * time.Second),
 			UserHash: "u", KnownUser: true, Channel: ch, Variant: "ftrl", ModelVersion: "ftrl-v1.0",
 			UserSegment: &seg, Hour: 12, Candidates: int32(len(w.items)), Eligible: int32(len(w.items)),
 			Explore: lp.explore, ExploreTop: int32(lp.top),
@@ -139,11 +170,13 @@ func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []d
 		if lp.popularity {
 			d.Variant, d.ModelVersion = "popularity", "popularity-v1"
 		}
-		d.Pool = make([]decisionlog.Candidate, 0, len(order))
-		for _, i := range order {
-			it := w.items[i]
-			d.Pool = append(d.Pool, decisionlog.Candidate{ItemID: it.id, Category: it.category, Score: scores[i], Popularity: it.popularity})
+		if lp.popularity {
+			d.Pool = popPool
+		} else {
+			d.Pool = pools[c] // shared: readers do not modify rows
 		}
+		d.Items = make([]decisionlog.Slot, 0, K)
+		picks = picks[:0]
 		clear(taken)
 		clear(shown)
 		for len(d.Items) < K {
@@ -151,6 +184,9 @@ func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []d
 			for _, i := range order {
 				if !taken[i] && shown[catOf[i]] < w.maxPer {
 					usable = append(usable, i)
+					if lp.top > 0 && len(usable) == lp.top {
+						break // the window is all that is drawn from
+					}
 				}
 			}
 			if len(usable) == 0 {
@@ -169,25 +205,26 @@ func (w *world) log(seed uint64, n int, lp logging) ([]decisionlog.Decision, []d
 			taken[pick] = true
 			it := w.items[pick]
 			shown[catOf[pick]]++
+			picks = append(picks, pick)
 			d.Items = append(d.Items, decisionlog.Slot{ItemID: it.id, Category: it.category, Score: scores[pick], Reason: reason, Propensity: prop})
 		}
 		for k, s := range d.Items {
 			ev := decisionlog.Event{RequestID: d.RequestID, ItemID: s.ItemID, Time: d.Time.Add(time.Second)}
-			ev.Type, ev.EventID = "impression", fmt.Sprintf("%s-i%d", d.RequestID, k)
+			ev.Type, ev.EventID = "impression", d.RequestID+"-i"+strconv.Itoa(k)
 			es = append(es, ev)
-			i := index[s.ItemID]
+			i := picks[k]
 			if rng.Float64() < w.q[c][i]*w.theta[k] {
-				ev.Type, ev.EventID = "click", fmt.Sprintf("%s-c%d", d.RequestID, k)
+				ev.Type, ev.EventID = "click", d.RequestID+"-c"+strconv.Itoa(k)
 				es = append(es, ev)
 				if rng.Float64() < 0.3 {
-					ev.Type, ev.EventID = "conversion", fmt.Sprintf("%s-v%d", d.RequestID, k)
+					ev.Type, ev.EventID = "conversion", d.RequestID+"-v"+strconv.Itoa(k)
 					es = append(es, ev)
 				}
 			}
 		}
-		ds = append(ds, d)
+		emit(&d, es)
+		es = es[:0]
 	}
-	return ds, es
 }
 
 // truth returns the expected clicks per slot of a deterministic target
