@@ -30,6 +30,7 @@ var commands = []command{
 	{"loadgen", "drive simulated users against a running node", runLoadgen},
 	{"etl", "batch-load user attributes from an NDJSON file into a running node", runETL},
 	{"drill", "run a game day: inject a fault on an accelerated clock and time its detection", runDrill},
+	{"evaluate", "estimate offline, from the decision log, how a model or policy would have done", runEvaluate},
 }
 
 func usage() {
