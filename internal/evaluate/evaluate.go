@@ -205,6 +205,7 @@ func (ev *evaluator) decision(d *decisionlog.Decision) error {
 	ev.seen[h] = struct{}{}
 	outs := ev.join.take(d.RequestID)
 	v := &ev.v
+	v.maxPer = ev.cfg.MaxPerCategory
 	if !v.load(d, ev.join, outs, ev.hasher) {
 		ev.invalid++
 		return nil

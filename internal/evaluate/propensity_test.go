@@ -1,8 +1,11 @@
 package evaluate
 
 import (
+	"fmt"
 	"math"
 	"testing"
+
+	"github.com/sightline/sightline/internal/decisionlog"
 )
 
 // TestMarginalRankMatchesSimulation checks the reconstructed item-position
@@ -52,5 +55,34 @@ func TestMarginalRankMatchesSimulation(t *testing.T) {
 				t.Errorf("%+v: decision %d: marginalRank(%d, 0) = %v, want the logged %v", lp, i, r, got, want)
 			}
 		}
+	}
+}
+
+func TestCappedAbove(t *testing.T) {
+	d := decisionlog.Decision{RequestID: "r", Explore: 0.2, ExploreTop: 2, Eligible: 6}
+	for i, cat := range []string{"a", "a", "b", "a", "b", "c"} {
+		d.Pool = append(d.Pool, decisionlog.Candidate{ItemID: fmt.Sprint("i", i), Category: cat})
+	}
+	// Shown: i0, i1 (category a twice), then i2.
+	for _, i := range []int{0, 1, 2} {
+		d.Items = append(d.Items, decisionlog.Slot{ItemID: d.Pool[i].ItemID, Category: d.Pool[i].Category, Propensity: 0.9})
+	}
+	var v view
+	v.maxPer = 2
+	if !v.load(&d, newJoinIndex(), nil, nil) {
+		t.Fatal("load refused a valid decision")
+	}
+	// At slot 2, category a is at its cap: i3 (rank 3) is dropped, so i4
+	// (rank 4) stands one higher.
+	if got := v.cappedAbove(4, 2); got != 1 {
+		t.Errorf("cappedAbove(4, 2) = %d, want 1 (i3 of the capped category)", got)
+	}
+	if got := v.cappedAbove(4, 1); got != 0 {
+		t.Errorf("cappedAbove(4, 1) = %d, want 0 (no category at its cap above slot 1)", got)
+	}
+	// With the window of 2 at slot 2 (from 0): ranks up to 3 are reachable,
+	// and rank 4 too once i3 is capped out; rank 5 is not.
+	if v.unsupported(4, 2) || !v.unsupported(5, 2) {
+		t.Errorf("unsupported(rank 4, slot 2), unsupported(rank 5, slot 2) = %v, %v; want false, true", v.unsupported(4, 2), v.unsupported(5, 2))
 	}
 }

@@ -276,6 +276,15 @@ func (p *Policy) Estimate(estimator string) *Estimate {
 	return findEstimate(p.Estimates, estimator)
 }
 
+// Covers reports whether the interval of p's click estimate by the named
+// estimator holds ctr (clicks per shown slot), e.g. the CTR the target
+// achieved when it then served on-policy. It is false when the estimate is
+// undefined.
+func (p *Policy) Covers(estimator string, ctr float64) bool {
+	e := p.Estimate(estimator)
+	return e != nil && e.CTR != nil && e.CTR.Contains(ctr)
+}
+
 // Estimate returns the position's click estimate by the named estimator,
 // or nil.
 func (p *Position) Estimate(estimator string) *Estimate {

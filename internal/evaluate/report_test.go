@@ -38,6 +38,9 @@ func TestReportFileRoundTrip(t *testing.T) {
 	if e := got.Policy("popularity").Estimate(EstimatorIPS); e == nil || !e.CTR.Contains(0.05) || e.CTR.Contains(0.07) {
 		t.Errorf("Policy(popularity).Estimate(ips) = %+v, want the interval [0.04, 0.06]", e)
 	}
+	if p := got.Policy("popularity"); !p.Covers(EstimatorIPS, 0.05) || p.Covers(EstimatorIPS, 0.07) || p.Covers(EstimatorSNIPS, 0.05) {
+		t.Errorf("Covers: want ips to cover 0.05 but not 0.07, and snips (undefined) nothing")
+	}
 	if got.Policy("nope") != nil {
 		t.Errorf("Policy(nope) = non-nil, want nil")
 	}

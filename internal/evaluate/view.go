@@ -46,6 +46,9 @@ type view struct {
 	// rho caches propensity by slot (0: not computed); dp is the scratch
 	// of marginalRank.
 	rho, dp []float64
+	// maxPer is the serving diversity cap; catN the scratch of cappedAbove.
+	maxPer int
+	catN   []int
 }
 
 // popularityVariant is the name of the serving control that ranks by
@@ -193,7 +196,7 @@ func (v *view) unsupported(ci, k int) bool {
 	}
 	c := &v.cands[ci]
 	if c.rank < len(d.Pool) {
-		return c.rank > k+t-1
+		return c.rank-v.cappedAbove(c.rank, k) > k+t-1
 	}
 	// Below the pool: shown by exploration at or above this slot means
 	// it was in the window then.
@@ -214,6 +217,36 @@ func (v *view) unknownUnsupported(k int) bool {
 	}
 	t := int(d.ExploreTop)
 	return t > 0 && len(d.Pool) >= k+t
+}
+
+// cappedAbove returns how many pool candidates ranked above rank the
+// logged items above slot k had dropped by the diversity cap: not shown
+// above, of a category already shown maxPer times there. Serving skipped
+// them, so in slot k the candidate stood that much higher in the ranking
+// of usable candidates.
+func (v *view) cappedAbove(rank, k int) int {
+	if k < v.maxPer || v.maxPer <= 0 {
+		return 0
+	}
+	v.catN = slices.Grow(v.catN[:0], v.ncat)[:v.ncat]
+	clear(v.catN)
+	capped := false
+	for _, ci := range v.shown[:k] {
+		c := v.cands[ci].cat
+		v.catN[c]++
+		capped = capped || v.catN[c] >= v.maxPer
+	}
+	if !capped {
+		return 0
+	}
+	n := 0
+	for i := 0; i < rank && i < len(v.cands); i++ {
+		c := &v.cands[i] // the pool's candidates come first, in rank order
+		if v.catN[c.cat] >= v.maxPer && !(c.shownAt >= 0 && c.shownAt < k) {
+			n++
+		}
+	}
+	return n
 }
 
 // reasonRecent is the slot reason of the engine's recent-category rule,
@@ -238,7 +271,7 @@ func (v *view) propensity(k int) float64 {
 	p := s.Propensity
 	if k > 0 && p < 1 && s.Reason != reasonRecent && d.Explore > 0 {
 		if c := &v.cands[v.shown[k]]; c.rank < len(d.Pool) {
-			if rho := v.marginalRank(c.rank, k); rho > 0 {
+			if rho := v.marginalRank(c.rank-v.cappedAbove(c.rank, k), k); rho > 0 {
 				p = rho
 			}
 		}
