@@ -21,7 +21,7 @@ type outcome struct {
 
 // joinIndex holds the events of the log by the decision they answer, in
 // compact form: item ids interned, one byte of outcome bits per item, so a
-// million decisions of ten shown items fit in some hundred megabytes.
+// million decisions of ten shown items take about 200 megabytes.
 // Repeated events (at-least-once delivery) set the same bit again.
 type joinIndex struct {
 	items  map[string]uint32

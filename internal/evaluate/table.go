@@ -11,7 +11,14 @@ import (
 func reasonText(reason string, d Diagnostics, th Thresholds) string {
 	switch reason {
 	case ReasonLowESS:
-		return fmt.Sprintf("effective sample size %.0f slots (%.2f%% of them), below %.0f or %.2f%%", d.ESS, 100*d.ESSShare, th.MinESS, 100*th.MinESSShare)
+		var below []string
+		if d.ESS < th.MinESS {
+			below = append(below, fmt.Sprintf("the minimum of %.0f", th.MinESS))
+		}
+		if d.ESSShare < th.MinESSShare {
+			below = append(below, fmt.Sprintf("%.2f%% of the slots", 100*th.MinESSShare))
+		}
+		return fmt.Sprintf("effective sample size %.0f slots (%.2f%% of them), below %s", d.ESS, 100*d.ESSShare, strings.Join(below, " and "))
 	case ReasonUnsupported:
 		return fmt.Sprintf("%.1f%% of its choices are ones the logging policy never makes (above %.0f%%)", 100*d.Unsupported, 100*th.MaxUnsupported)
 	case ReasonClipped:
