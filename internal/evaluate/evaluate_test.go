@@ -2,9 +2,11 @@ package evaluate
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,9 @@ func run(t *testing.T, ds []decisionlog.Decision, es []decisionlog.Event, specs 
 	r, err := Run(context.Background(), &MemorySource{DecisionRows: ds, EventRows: es}, specs, cfg)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Fatalf("the report does not encode as JSON (a NaN?): %v", err)
 	}
 	return r
 }
@@ -317,5 +322,16 @@ func TestStochasticTarget(t *testing.T) {
 	t.Logf("SNIPS covered the explored target's CTR %.4f (deterministic %.4f) in %d of %d runs", truth, det, covered, seeds)
 	if covered < seeds*7/10 {
 		t.Errorf("SNIPS interval covered the explored target's CTR %.4f in %d of %d runs, want at least 70%%", truth, covered, seeds)
+	}
+}
+
+func TestRunEmptyLog(t *testing.T) {
+	r := run(t, nil, nil, []Spec{{Kind: KindLogged}, {Kind: KindPopularity}}, Config{})
+	if r.Decisions != 0 || len(r.Policies) != 2 || r.Policies[1].Trustworthy || !slices.Contains(r.Policies[1].Reasons, ReasonNoData) {
+		t.Errorf("Run(empty log) = %d decisions, policies %+v; want 0 and both flagged no_data", r.Decisions, r.Policies)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Errorf("WriteTable(empty report): %v", err)
 	}
 }
