@@ -419,9 +419,21 @@ func TestKafkaAppendClusterDown(t *testing.T) {
 
 	// The failed events were not claimed: once a cluster is back on the
 	// same address, a retry appends them.
+	// The producer reconnects with backoff, so the first retries may still
+	// time out (ProduceTimeout is 1 s here); a client retries until the
+	// brokers acknowledge, and so does this test, for a bounded time.
 	c2 := newKafkaCluster(t, kfake.Ports(port), kfake.SeedTopics(1, testTopic))
 	_ = c2
-	got := appendOK(t, k, evs)
+	var got AppendResult
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		got, err = k.Append(context.Background(), evs)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotAcknowledged) || time.Now().After(deadline) {
+			t.Fatalf("retry after the outage: %v", err)
+		}
+	}
 	if got.Appended != 3 || got.Duplicates != 0 {
 		t.Errorf("retry after the outage = %+v, want 3 appended, 0 duplicates", got)
 	}

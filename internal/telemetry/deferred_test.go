@@ -28,7 +28,7 @@ func TestDeferredServer(t *testing.T) {
 		{name: "unsampled, 4xx: nothing recorded", ratio: -1, status: 422},
 		{name: "unsampled, fallback under it: kept whole", ratio: -1, status: 200, child: true, reason: ReasonFallback},
 		{name: "unsampled, 5xx: kept", ratio: -1, status: 503, reason: ReasonError},
-		{name: "unsampled, slow: kept", ratio: -1, status: 200, sleep: 3 * time.Millisecond, reason: ReasonSlow},
+		{name: "unsampled, slow: kept", ratio: -1, status: 200, sleep: 300 * time.Millisecond, reason: ReasonSlow},
 		{name: "head-sampled: live span", ratio: 1, status: 200, reason: ReasonSampled},
 		{name: "sampled remote parent: live span", ratio: -1, status: 200, reason: ReasonSampled,
 			traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
@@ -38,7 +38,7 @@ func TestDeferredServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tel := newTest(t, Config{SampleRatio: tt.ratio, DisableTailRetention: tt.noTail, SlowThreshold: 2 * time.Millisecond})
+			tel := newTest(t, Config{SampleRatio: tt.ratio, DisableTailRetention: tt.noTail, SlowThreshold: 250 * time.Millisecond})
 			var seen trace.SpanContext
 			var childParent trace.SpanID
 			h := tel.DeferredServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
