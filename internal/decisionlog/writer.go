@@ -183,6 +183,8 @@ type Stats struct {
 	DecisionsDropped, EventsDropped int64
 	// QueueLen and QueueCap are the queue's use and size.
 	QueueLen, QueueCap int
+	// QueueAge is how long the oldest queued entry has waited (about).
+	QueueAge time.Duration
 }
 
 // Stats returns the writer's running totals.
@@ -191,6 +193,36 @@ func (w *Writer) Stats() Stats {
 		DecisionsWritten: w.cnt.written[0].Load(), EventsWritten: w.cnt.written[1].Load(),
 		DecisionsDropped: w.cnt.dropped[0].Load(), EventsDropped: w.cnt.dropped[1].Load(),
 		QueueLen: len(w.queue), QueueCap: cap(w.queue),
+		QueueAge: time.Duration(w.queueAge() * float64(time.Second)),
+	}
+}
+
+// roomWait bounds how long [Writer.WaitRoom] waits.
+const roomWait = time.Second
+
+// WaitRoom waits while the queue is at least half full, for at most a
+// second, or until ctx ends or the writer stops. A caller that reads a
+// durable stream (the event bus replaying after a restart, the decision
+// stream) calls it before handing over a batch, so that it slows to the
+// writer's pace instead of dropping rows; a burst the writer cannot absorb
+// in that time is still dropped and counted, so the stream is never held
+// up for long. Serving never calls it.
+func (w *Writer) WaitRoom(ctx context.Context) {
+	if len(w.queue) < cap(w.queue)/2 {
+		return
+	}
+	t := time.NewTimer(roomWait)
+	defer t.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for len(w.queue) >= cap(w.queue)/2 && !w.stopped.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -485,8 +486,8 @@ func TestQueueFullDrops(t *testing.T) {
 	if got := gaugeValue(t, reg, "sightline_decisionlog_queue_age_seconds"); got != 90 {
 		t.Errorf("queue_age_seconds = %v, want 90", got)
 	}
-	if st := w.Stats(); st.DecisionsDropped != 2 || st.EventsDropped != 1 || st.QueueLen != 4 {
-		t.Errorf("Stats = %+v, want 2 and 1 dropped, 4 queued", st)
+	if st := w.Stats(); st.DecisionsDropped != 2 || st.EventsDropped != 1 || st.QueueLen != 4 || st.QueueAge != 90*time.Second {
+		t.Errorf("Stats = %+v, want 2 and 1 dropped, 4 queued for 90s", st)
 	}
 	// Once running, the writer empties the queue; a bad record is dropped
 	// as an error by its goroutine.
@@ -515,6 +516,62 @@ func TestQueueFullDrops(t *testing.T) {
 	}
 	if err := w.Run(context.Background()); !errors.Is(err, ErrRunning) {
 		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+}
+
+// TestWaitRoom checks that a reader of a durable stream waits for the
+// writer while its queue is half full, for a bounded time.
+func TestWaitRoom(t *testing.T) {
+	rc, err := newRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rec, err := rc.decide("r1", "alice", time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		queued int
+		drain  time.Duration // the queue empties after this (0: never)
+		cancel bool
+		want   time.Duration
+	}{
+		{name: "room: no wait", queued: 1, want: 0},
+		{name: "half full, drained after 30ms", queued: 2, drain: 30 * time.Millisecond, want: 30 * time.Millisecond},
+		{name: "full, never drained: a second at most", queued: 4, want: roomWait},
+		{name: "full, context cancelled", queued: 4, cancel: true, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWriter(t, Config{Dir: t.TempDir(), Buffer: 4})
+				for range tt.queued {
+					w.Record(rec)
+				}
+				if tt.drain > 0 {
+					go func() {
+						time.Sleep(tt.drain)
+						for {
+							if _, ok := w.poll(); !ok {
+								return
+							}
+						}
+					}()
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				if tt.cancel {
+					cancel()
+				}
+				defer cancel()
+				start := time.Now()
+				w.WaitRoom(ctx)
+				// It polls every 2ms.
+				if got := time.Since(start); got < tt.want || got > tt.want+2*time.Millisecond {
+					t.Errorf("WaitRoom waited %v, want %v (+2ms)", got, tt.want)
+				}
+			})
+		})
 	}
 }
 

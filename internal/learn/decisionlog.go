@@ -25,9 +25,20 @@ type DecisionEvents struct{ log EventLog }
 // NewDecisionEvents returns a handler feeding l.
 func NewDecisionEvents(l EventLog) *DecisionEvents { return &DecisionEvents{log: l} }
 
+// roomWaiter is a log that can ask a durable stream's reader to wait for
+// it (decisionlog.Writer.WaitRoom).
+type roomWaiter interface {
+	WaitRoom(ctx context.Context)
+}
+
 // HandlePartition hands the events of recs that answer a decision to the
-// log.
-func (h *DecisionEvents) HandlePartition(_ context.Context, _ int32, recs []ingest.Record) error {
+// log, after waiting for room in it when the log can say (the bus is
+// durable: replaying it after a restart slows to the log's pace instead of
+// dropping).
+func (h *DecisionEvents) HandlePartition(ctx context.Context, _ int32, recs []ingest.Record) error {
+	if w, ok := h.log.(roomWaiter); ok {
+		w.WaitRoom(ctx)
+	}
 	for i := range recs {
 		if ev := &recs[i].Event; ev.RequestID != "" {
 			h.log.Event(ev)
