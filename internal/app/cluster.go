@@ -265,6 +265,12 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 			if err == nil {
 				err = n.observeRecord(node, rec)
 			}
+			if err == nil && n.dlog != nil {
+				// The backlog read again at each takeover is logged
+				// again: readers keep one row per request id.
+				n.dlog.WaitRoom(gctx)
+				n.dlog.RecordFrom(node, rec)
+			}
 			if err != nil {
 				n.warnEvery(gctx, "decision-record", "skipping a bad decision record", slog.Any("err", err))
 			}
@@ -282,9 +288,10 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	}
 	n.decisions.awaitBacklog(gctx, loaded)
 	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
-	// The cluster's engagement (CTR) rides on the activity consumer's read
-	// of the stream: one read and decode of every event fewer.
-	consume(consumerFeatures, actFrom, learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments)))
+	// The cluster's engagement (CTR) and the decision log's events ride on
+	// the activity consumer's read of the stream: one read and decode of
+	// every event fewer.
+	consume(consumerFeatures, actFrom, n.logEvents(learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments))))
 	var last uint64
 	published := ok
 	publish := func(ctx context.Context) error {

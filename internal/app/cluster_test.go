@@ -2,9 +2,12 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sightline/sightline/client"
+	"github.com/sightline/sightline/internal/decisionlog"
 )
 
 // TestClusterRoles runs a trainer and an API node in process on a kfake
@@ -135,6 +139,51 @@ func TestClusterRoles(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `sightline_node_info{role="api"`) {
 		t.Errorf("API node's /metrics lacks sightline_node_info{role=\"api\"}")
+	}
+
+	// The trainer wrote the cluster's decision log from the decision
+	// stream; the API node wrote none.
+	if err := apiNode.stop(); err != nil {
+		t.Errorf("stop the API node: %v", err)
+	}
+	if err := trainer.stop(); err != nil {
+		t.Errorf("stop the trainer: %v", err)
+	}
+	checkClusterLog(t, trainer.cfg.DataDir, apiNode.cfg.DataDir, evs)
+}
+
+// checkClusterLog checks that the trainer's decision log holds the
+// decision of every request in evs, served by api-1, and every event
+// (at least once: a takeover logs again), and that the API node's data
+// directory has no log.
+func checkClusterLog(t *testing.T, trainerDir, apiDir string, evs []client.Event) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(apiDir, "decisions")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the API node wrote a decision log (%v): only the trainer should", err)
+	}
+	nodes := map[string]string{}
+	err := decisionlog.ReadDecisions(t.Context(), filepath.Join(trainerDir, "decisions"), func(d *decisionlog.Decision) error {
+		nodes[d.RequestID] = d.Node
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := map[string]bool{}
+	err = decisionlog.ReadEvents(t.Context(), filepath.Join(trainerDir, "decisions"), func(e *decisionlog.Event) error {
+		logged[e.EventID] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if nodes[e.RequestID] != "api-1" {
+			t.Errorf("decision %s in the trainer's log: node %q, want api-1", e.RequestID, nodes[e.RequestID])
+		}
+		if !logged[e.EventID] {
+			t.Errorf("event %s missing from the trainer's log", e.EventID)
+		}
 	}
 }
 

@@ -27,6 +27,13 @@ type Config struct {
 	Split string
 	// Explore is the exploration share (default 0.05; negative disables).
 	Explore float64
+	// ExploreTop restricts exploration to the best ExploreTop eligible
+	// candidates of each slot (default 0: all of them).
+	ExploreTop int
+	// DecisionStore configures the Parquet decision log under
+	// DataDir/decisions, written by a --role all node and by the active
+	// trainer.
+	DecisionStore DecisionStoreConfig
 	// FeatureBudget and ModelBudget are the stage deadlines (default 5ms each).
 	FeatureBudget time.Duration
 	ModelBudget   time.Duration
@@ -145,6 +152,24 @@ type Config struct {
 	// stream before it learns, so the events it learns again join the
 	// decisions they answer.
 	DecisionRing int
+}
+
+// DecisionStoreConfig configures the Parquet decision log. The zero value
+// means the defaults.
+type DecisionStoreConfig struct {
+	// Disabled turns the log off.
+	Disabled bool
+	// Ratio is the share of decisions kept, sampled by request id
+	// (default 1: every decision).
+	Ratio float64
+	// Retention deletes hours older than this (default 7 days).
+	Retention time.Duration
+	// MaxBytes deletes the oldest files while the log is larger (default
+	// 10 GiB; negative: no limit).
+	MaxBytes int64
+	// Pool is the number of best eligible candidates recorded with each
+	// decision for offline evaluation (default 20; negative: none).
+	Pool int
 }
 
 // Roles, the values of Config.Role.

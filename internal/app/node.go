@@ -20,6 +20,7 @@ import (
 
 	"github.com/sightline/sightline/internal/api"
 	"github.com/sightline/sightline/internal/console"
+	"github.com/sightline/sightline/internal/decisionlog"
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/experiment"
@@ -57,6 +58,10 @@ type Node struct {
 	registry  *registry.Registry
 	decisions *decisionStream
 	cluster   clusterParts
+
+	// dlog is the Parquet decision log's writer: nil on an API node and
+	// when the log is off.
+	dlog *decisionlog.Writer
 
 	httpRequests *prometheus.CounterVec
 	faults       *faults.Set
@@ -153,6 +158,9 @@ func (n *Node) build(ctx context.Context) error {
 	if err := n.openStore(ctx); err != nil {
 		return err
 	}
+	if err := n.openDecisionLog(); err != nil {
+		return err
+	}
 	if cfg.Role != RoleAll {
 		if err := n.openCluster(ctx); err != nil {
 			return err
@@ -235,8 +243,11 @@ func (n *Node) buildEngine(ctx context.Context) error {
 		featureBudget = 5 * time.Millisecond
 	}
 	var onRecord func(string, []byte)
-	if cfg.Role == RoleAPI {
+	switch {
+	case cfg.Role == RoleAPI:
 		onRecord = n.publishDecision
+	case cfg.Role == RoleAll && n.dlog != nil:
+		onRecord = n.recordDecision
 	}
 	var err error
 	n.engine, err = engine.New(faults.Store{Source: n.store, Faults: n.faults, Budget: featureBudget}, engine.Config{
@@ -246,6 +257,8 @@ func (n *Node) buildEngine(ctx context.Context) error {
 		ModelBudget:      cfg.ModelBudget,
 		MinConfidence:    cfg.MinConfidence,
 		Explore:          cfg.Explore,
+		ExploreTop:       cfg.ExploreTop,
+		PoolSize:         cfg.DecisionStore.pool(),
 		DecisionLogRatio: cfg.DecisionLogRatio,
 		DecisionRing:     cfg.DecisionRing,
 		SlowThreshold:    cfg.SlowThreshold,

@@ -94,6 +94,9 @@ func (n *Node) buildQuality() error {
 		}
 	}
 	rules = append(rules, n.srmRule())
+	if n.dlog != nil {
+		rules = append(rules, n.decisionLogRule())
+	}
 	q.evaluator, err = quality.NewEvaluator(sig, quality.EvaluatorConfig{Logger: n.logger, Rules: rules})
 	return err
 }

@@ -61,8 +61,9 @@ func (n *Node) consumers() []consumer {
 	}
 	if n.path.activity != nil {
 		// Redis is not snapshotted: the bus keeps the activity updater's
-		// position, and applying a suffix again is harmless.
-		cs = append(cs, consumer{consumerFeatures, n.featFrom, n.path.activity, n.redis != nil})
+		// position, and applying a suffix again is harmless. The decision
+		// log's events ride on its read.
+		cs = append(cs, consumer{consumerFeatures, n.featFrom, n.logEvents(n.path.activity), n.redis != nil})
 	}
 	if n.path.index != nil {
 		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false})
@@ -78,6 +79,11 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
 	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
 	bgCtx, stopBG := context.WithCancel(bgCtx)
+	// The decision log stops after everything that feeds it (the engine,
+	// the consumers, the trainer), so it writes what they queued.
+	dlCtx, stopDL := context.WithCancel(context.WithoutCancel(ctx))
+	dlDone := make(chan error, 1)
+	go func() { dlDone <- n.runDecisionLog(dlCtx) }()
 	for _, c := range n.consumers() {
 		bg.Go(func() error {
 			err := n.log.Subscribe(bgCtx, c.name, c.from, c.h, c.commit)
@@ -139,6 +145,8 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	n.waitCaughtUp(shutCtx)
 	stopBG()
 	runErr = errors.Join(runErr, bg.Wait())
+	stopDL()
+	runErr = errors.Join(runErr, <-dlDone)
 	if err := n.Snapshot(shutCtx); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
