@@ -33,6 +33,7 @@ func BenchmarkHandler(b *testing.B) {
 		cfg  Config
 	}{
 		{"telemetry=default", Config{}},
+		{"telemetry=default,decisionstore=off", Config{DecisionStore: DecisionStoreConfig{Disabled: true}}},
 		{"telemetry=minimal", Config{TraceSampleRatio: -1, DecisionLogRatio: -1}},
 		{"telemetry=off", Config{TraceSampleRatio: -1, DisableTailRetention: true, DecisionLogRatio: -1, LogLevel: slog.LevelError}},
 		{"telemetry=full", Config{TraceSampleRatio: 1}},

@@ -1,7 +1,7 @@
 package decisionlog
 
 import (
-	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/sightline/sightline/internal/engine"
@@ -22,9 +22,19 @@ func Keep(requestID string, ratio float64) bool {
 	if !(ratio > 0) {
 		return false
 	}
-	h := fnv.New64a()
-	h.Write([]byte(requestID)) // never fails
-	return mix(h.Sum64()) < uint64(ratio*(1<<64))
+	return mix(fnv64a(requestID)) < uint64(ratio*(1<<64))
+}
+
+// fnv64a is the FNV-1a 64-bit hash of s, as hash/fnv's New64a computes it,
+// without allocating.
+func fnv64a(s string) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= prime
+	}
+	return h
 }
 
 // mix is the SplitMix64 finalizer: FNV's low bits alone are poorly mixed
@@ -38,10 +48,18 @@ func mix(x uint64) uint64 {
 	return x
 }
 
-// decisionRow converts a decoded decision record into a row. node is the
-// serving node.
-func decisionRow(d *engine.Decision, x *model.Context, node string) Decision {
-	r := Decision{
+// maxAttrs bounds the writer's table of user attribute values; it is
+// reset when full.
+const maxAttrs = 4096
+
+// fillDecision sets row r to the decoded decision record d, x, served by
+// node, reusing r's slices. The strings of d and x alias the queued record
+// (see [engine.RecordDecoder]), and so do r's, until the record's buffer is
+// released after the row was handed to the encoder; the user attributes,
+// which the row holds by pointer, are interned copies.
+func (w *Writer) fillDecision(r *Decision, d *engine.Decision, x *model.Context, node string) {
+	items, pool, recent := r.Items[:0], r.Pool[:0], r.RecentCategories[:0]
+	*r = Decision{
 		RequestID:      d.RequestID,
 		Time:           d.Time.UTC(),
 		UserHash:       d.UserHash,
@@ -50,10 +68,10 @@ func decisionRow(d *engine.Decision, x *model.Context, node string) Decision {
 		Channel:        d.Channel,
 		Variant:        d.Variant,
 		ModelVersion:   d.ModelVersion,
-		UserAgeBucket:  d.Features[event.AttrAgeBucket],
-		UserSegment:    d.Features[event.AttrSegment],
-		UserRegion:     d.Features[event.AttrRegion],
-		UserDevice:     d.Features[event.AttrDevice],
+		UserAgeBucket:  w.attr(d.Features[event.AttrAgeBucket]),
+		UserSegment:    w.attr(d.Features[event.AttrSegment]),
+		UserRegion:     w.attr(d.Features[event.AttrRegion]),
+		UserDevice:     w.attr(d.Features[event.AttrDevice]),
 		Candidates:     int32(d.Candidates),
 		Eligible:       int32(d.Eligible),
 		Explore:        d.Explore,
@@ -66,21 +84,38 @@ func decisionRow(d *engine.Decision, x *model.Context, node string) Decision {
 	}
 	if x != nil {
 		r.Hour = int32(x.Hour)
-		r.RecentCategories = x.RecentCategories
+		if len(x.RecentCategories) > 0 {
+			r.RecentCategories = append(recent, x.RecentCategories...)
+		}
 	}
 	if len(d.Items) > 0 {
-		r.Items = make([]Slot, len(d.Items))
-		for i, it := range d.Items {
-			r.Items[i] = Slot{ItemID: it.ItemID, Category: it.Category, Score: it.Score, Reason: it.Reason, Propensity: it.Propensity}
+		for _, it := range d.Items {
+			items = append(items, Slot{ItemID: it.ItemID, Category: it.Category, Score: it.Score, Reason: it.Reason, Propensity: it.Propensity})
 		}
+		r.Items = items
 	}
 	if len(d.Pool) > 0 {
-		r.Pool = make([]Candidate, len(d.Pool))
-		for i, p := range d.Pool {
-			r.Pool[i] = Candidate{ItemID: p.ItemID, Category: p.Category, Score: p.Score, Popularity: p.Popularity}
+		for _, p := range d.Pool {
+			pool = append(pool, Candidate{ItemID: p.ItemID, Category: p.Category, Score: p.Score, Popularity: p.Popularity})
 		}
+		r.Pool = pool
 	}
-	return r
+}
+
+// attr returns a pointer to an interned copy of *v, nil for nil.
+func (w *Writer) attr(v *string) *string {
+	if v == nil {
+		return nil
+	}
+	if p, ok := w.attrs[*v]; ok {
+		return p
+	}
+	if w.attrs == nil || len(w.attrs) >= maxAttrs {
+		w.attrs = make(map[string]*string)
+	}
+	s := strings.Clone(*v)
+	w.attrs[s] = &s
+	return &s
 }
 
 // eventRow converts an event into a row; a zero timestamp becomes now.

@@ -124,6 +124,19 @@ func syncDir(dir string) error {
 // addRow adds row of kind, timed t, to the open file of its hour (opening
 // one), and closes that file when it is full.
 func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t time.Time, row T) {
+	p, key, slot := rowSlot(ctx, w, files, kind, t)
+	if slot == nil {
+		return
+	}
+	*slot = row
+	rowAdded(ctx, w, files, key, p)
+}
+
+// rowSlot returns the next pending row of the open file of kind for the
+// hour of t (opening one), for the caller to fill and then report with
+// rowAdded; the row holds what the slot held before, its slices to reuse.
+// It returns a nil row when no file could be opened (counted and logged).
+func rowSlot[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t time.Time) (*partFile[T], int64, *T) {
 	hour := t.UTC().Truncate(time.Hour)
 	key := hour.Unix()
 	p := files[key]
@@ -132,11 +145,24 @@ func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T],
 		if p, err = openPart[T](w, kind, hour); err != nil {
 			w.dropped(kind, reasonError, 1)
 			w.logError(ctx, "decision log: open file", err)
-			return
+			return nil, 0, nil
 		}
 		files[key] = p
 	}
-	p.pending = append(p.pending, row)
+	n := len(p.pending)
+	if n < cap(p.pending) {
+		p.pending = p.pending[:n+1]
+	} else {
+		var zero T
+		p.pending = append(p.pending, zero)
+	}
+	return p, key, &p.pending[n]
+}
+
+// rowAdded counts the row rowSlot gave out as filled, hands the pending
+// rows to the encoder when a batch is full, and closes the file when it is
+// full.
+func rowAdded[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], key int64, p *partFile[T]) {
 	p.rows++
 	if len(p.pending) >= writeBatch {
 		if !flushPart(ctx, w, files, key, p) {
@@ -177,7 +203,8 @@ func (p *partFile[T]) write(rowGroup int) error {
 			}
 		}
 	}
-	clear(p.pending) // drop references to the rows' strings and slices
+	// The rows stay in the slice's backing array, stale, for rowSlot to
+	// reuse their slices: the encoder copied every value.
 	p.pending = p.pending[:0]
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,14 +71,37 @@ type Writer struct {
 	errsQuiet int // errors not logged since lastErrAt
 	// diskBytes and diskFiles mirror the gauges between scans.
 	diskBytes, diskFiles int64
+	// dec decodes the queued records; attrs interns user attribute values
+	// (fillDecision).
+	dec   engine.RecordDecoder
+	attrs map[string]*string
+	// held are the record buffers that pending rows alias, released to
+	// recordBufs once the rows went to the encoder.
+	held []*[]byte
+}
+
+// recordBufs recycles the buffers Record copies records into: the writer's
+// goroutine releases each once its row was handed to the Parquet encoder,
+// which copies every value, so the queue costs no allocation per record.
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRecord is the largest record buffer kept for reuse.
+const maxPooledRecord = 64 << 10
+
+// releaseRecord returns a record buffer to recordBufs.
+func releaseRecord(b *[]byte) {
+	if cap(*b) <= maxPooledRecord {
+		*b = (*b)[:0]
+		recordBufs.Put(b)
+	}
 }
 
 // entry is one queued record or event.
 type entry struct {
-	rec  []byte // an engine decision record, or nil for an event
-	node string // the node that served the decision
-	ev   *Event // the event row when rec is nil
-	at   int64  // enqueue time, unix nanos
+	rec  *[]byte // an engine decision record (from recordBufs), or nil for an event
+	node string  // the node that served the decision
+	ev   *Event  // the event row when rec is nil
+	at   int64   // enqueue time, unix nanos
 }
 
 // New returns a writer configured by cfg; [Writer.Run] starts it. Records
@@ -121,7 +145,13 @@ func (w *Writer) Record(rec []byte) bool {
 // records of every API node read from the decision stream, with the node
 // named in the stream's record header.
 func (w *Writer) RecordFrom(node string, rec []byte) bool {
-	return w.enqueue(entry{rec: append([]byte(nil), rec...), node: node}, 0)
+	b := recordBufs.Get().(*[]byte)
+	*b = append((*b)[:0], rec...)
+	if !w.enqueue(entry{rec: b, node: node}, 0) {
+		releaseRecord(b)
+		return false
+	}
+	return true
 }
 
 // Event queues an event joined to a decision (one with a RequestID) for the
@@ -306,6 +336,8 @@ func (w *Writer) dropQueued() {
 			k := 0
 			if e.rec == nil {
 				k = 1
+			} else {
+				releaseRecord(e.rec)
 			}
 			w.dropClosed[k].Inc()
 		default:
@@ -337,6 +369,7 @@ func (w *Writer) shutdown(ctx context.Context) error {
 	for key, p := range w.efiles {
 		errs = append(errs, closePart(ctx, w, w.efiles, key, p))
 	}
+	w.releaseHeld()
 	err := errors.Join(errs...)
 	w.log.LogAttrs(ctx, slog.LevelInfo, "decision log stopped",
 		slog.Int("dropped_at_shutdown", left), slog.Bool("files_closed", err == nil))
@@ -357,18 +390,37 @@ func (w *Writer) handle(ctx context.Context, e entry) {
 		addRow(ctx, w, w.efiles, kindEvents, e.ev.Time, *e.ev)
 		return
 	}
-	d, x, err := engine.DecodeRecord(e.rec)
+	d, x, err := w.dec.Decode(*e.rec)
 	if err != nil {
+		releaseRecord(e.rec)
 		w.dropped(kindDecisions, reasonError, 1)
 		w.logError(ctx, "decision log: bad record", err)
 		return
 	}
 	if !Keep(d.RequestID, w.cfg.StoreRatio) {
+		releaseRecord(e.rec)
 		w.sampledOutD.Inc()
 		return
 	}
-	row := decisionRow(d, x, e.node)
-	addRow(ctx, w, w.dfiles, kindDecisions, row.Time, row)
+	p, key, row := rowSlot(ctx, w, w.dfiles, kindDecisions, d.Time)
+	if row == nil {
+		releaseRecord(e.rec)
+		return
+	}
+	// The row aliases the record until the encoder has copied it.
+	w.held = append(w.held, e.rec)
+	w.fillDecision(row, d, x, e.node)
+	rowAdded(ctx, w, w.dfiles, key, p)
+}
+
+// releaseHeld releases the record buffers of rows the encoder has copied
+// (or that were dropped with their file); no pending row may alias them.
+func (w *Writer) releaseHeld() {
+	for i, b := range w.held {
+		releaseRecord(b)
+		w.held[i] = nil
+	}
+	w.held = w.held[:0]
 }
 
 // dropped counts n rows of kind lost for reason.
@@ -399,6 +451,7 @@ func (w *Writer) writePending(ctx context.Context) {
 	for key, p := range w.efiles {
 		flushPart(ctx, w, w.efiles, key, p)
 	}
+	w.releaseHeld()
 }
 
 // rollDue closes the files whose RollInterval is up.

@@ -232,6 +232,52 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// The writer reuses its record buffers and its rows, whose strings alias
+// the records until the encoder copied them: thousands of distinct
+// decisions of every shape, interleaved over two hour partitions, through
+// small row groups and files that close mid-batch, read back exactly as
+// served while the callers reuse their own buffers.
+func TestRecycledRecords(t *testing.T) {
+	rc, err := newRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"alice", "newbie", "stranger", "broken"}
+	base := time.Date(2026, 3, 1, 10, 59, 0, 0, time.UTC)
+	dir := t.TempDir()
+	w := newWriter(t, Config{Dir: dir, Node: "api-1", MaxFileRows: 700, RowGroupRows: 100, Buffer: 512})
+	stop := start(t, w)
+	const n = 3000
+	want := make([]Decision, 0, n)
+	var buf []byte
+	for i := range n {
+		user := users[i%len(users)]
+		at := base.Add(time.Duration(i%7) * 20 * time.Second) // 10:59 and 11:00
+		d, rec, err := rc.decide(fmt.Sprintf("req-%05d-%s", i, user), user, at, i%3 == 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, wantRow(d, "api-1", testActivity[user].RecentCategories))
+		buf = append(buf[:0], rec...)
+		for !w.Record(buf) {
+			time.Sleep(100 * time.Microsecond) // the queue is full
+		}
+		for j := range buf {
+			buf[j] = 0xff // the caller reuses its buffer at once
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := readDecisions(t, dir)
+	if diff := cmp.Diff(want, got, sortDecisions, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("decisions read back (-want +got):\n%s", diff)
+	}
+	if st := w.Stats(); st.DecisionsWritten != n || st.DecisionsDropped != 0 {
+		t.Errorf("Stats = %+v, want %d written and none dropped", st, n)
+	}
+}
+
 func TestPartitions(t *testing.T) {
 	rc, err := newRecorder()
 	if err != nil {

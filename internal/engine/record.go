@@ -3,6 +3,9 @@ package engine
 import (
 	"encoding/hex"
 	"errors"
+	"slices"
+	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -124,4 +127,156 @@ func traceIDs(tid, sid []byte) (trace.TraceID, trace.SpanID, bool) {
 		return t, s, false
 	}
 	return t, s, true
+}
+
+// RecordDecoder decodes encoded records into one Decision and model context
+// that it reuses from record to record, so that a reader of every decision
+// (the Parquet decision log's writer) allocates nothing per record once the
+// decoder has warmed up. The zero value is ready to use. A RecordDecoder is
+// not safe for concurrent use.
+type RecordDecoder struct {
+	d Decision
+	x model.Context
+	// The backing arrays of the slices and the map of d and x, kept while
+	// a record has none.
+	items    []Item
+	pool     []PoolItem
+	stages   []StageTiming
+	recent   []string
+	features map[string]*string
+	// vals backs the feature values d.Features points to.
+	vals []string
+	// names interns the feature names, a small set.
+	names map[string]string
+}
+
+// maxFeatureNames bounds the decoder's table of feature names; it is reset
+// when full.
+const maxFeatureNames = 256
+
+// Decode decodes rec, as [DecodeRecord] does, into the decoder's Decision
+// and model context, which stay valid until the next call of Decode. Their
+// strings, feature names excepted, alias rec: the caller must neither
+// change nor reuse rec while it uses them, and must copy what it keeps
+// longer. A record that does not decode returns ErrBadRecord.
+func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) {
+	if len(rec) == 0 || !knownVersion(rec[0]) {
+		return nil, nil, ErrBadRecord
+	}
+	d, x := &dec.d, &dec.x
+	*d = Decision{}
+	*x = model.Context{}
+
+	rd := reader{b: rec}
+	version := rd.byte()
+	d.RequestID = alias(rd.bytes())
+	d.Time = time.Unix(0, rd.varint())
+	d.UserHash = alias(rd.bytes())
+	d.KnownUser = rd.byte() == 1
+	d.Segment = alias(rd.bytes())
+	d.Channel = alias(rd.bytes())
+	d.Variant = alias(rd.bytes())
+	d.ModelVersion = alias(rd.bytes())
+	if n := rd.count(); n > 0 {
+		if dec.features == nil {
+			dec.features = make(map[string]*string, n)
+		}
+		clear(dec.features)
+		if cap(dec.vals) < n {
+			dec.vals = make([]string, n)
+		}
+		vals := dec.vals[:n]
+		for i := range n {
+			name := dec.name(rd.bytes())
+			if rd.byte() == 1 {
+				vals[i] = alias(rd.bytes())
+				dec.features[name] = &vals[i]
+			} else {
+				dec.features[name] = nil
+			}
+		}
+		d.Features = dec.features
+	}
+	d.Candidates = int(rd.uvarint())
+	if n := rd.count(); n > 0 {
+		dec.items = slices.Grow(dec.items[:0], n)[:n]
+		for i := range dec.items {
+			it := &dec.items[i]
+			it.ItemID, it.Category = alias(rd.bytes()), alias(rd.bytes())
+			it.Score = rd.float()
+			it.Reason = alias(rd.bytes())
+			it.Propensity = rd.float()
+		}
+		d.Items = dec.items
+	}
+	d.Confidence = rd.float()
+	d.Fallback = Reason(alias(rd.bytes()))
+	d.FallbackDetail = alias(rd.bytes())
+	if n := rd.count(); n > 0 {
+		dec.stages = slices.Grow(dec.stages[:0], n)[:n]
+		for i := range dec.stages {
+			st := &dec.stages[i]
+			st.Stage = alias(rd.bytes())
+			st.Duration = time.Duration(rd.varint())
+			st.Error = alias(rd.bytes())
+		}
+		d.Stages = dec.stages
+	}
+	d.Duration = time.Duration(rd.varint())
+	d.TraceID = alias(rd.bytes())
+	d.SpanID = alias(rd.bytes())
+	d.TraceSampled = rd.byte() == 1
+	x.User.AgeBucket = alias(rd.bytes())
+	x.User.Segment = alias(rd.bytes())
+	x.User.Region = alias(rd.bytes())
+	x.User.Device = alias(rd.bytes())
+	x.Channel = alias(rd.bytes())
+	x.Hour = int(rd.varint())
+	if n := rd.count(); n > 0 {
+		dec.recent = slices.Grow(dec.recent[:0], n)[:n]
+		for i := range dec.recent {
+			dec.recent[i] = alias(rd.bytes())
+		}
+		x.RecentCategories = dec.recent
+	}
+	if version >= 2 {
+		d.Eligible = int(rd.uvarint())
+		d.Explore = rd.float()
+		d.ExploreTop = int(rd.uvarint())
+		if n := rd.count(); n > 0 {
+			dec.pool = slices.Grow(dec.pool[:0], n)[:n]
+			for i := range dec.pool {
+				p := &dec.pool[i]
+				p.ItemID, p.Category = alias(rd.bytes()), alias(rd.bytes())
+				p.Score = rd.float()
+				p.Popularity = rd.float()
+			}
+			d.Pool = dec.pool
+		}
+	}
+	if rd.err {
+		return nil, nil, ErrBadRecord
+	}
+	return d, x, nil
+}
+
+// name returns the feature name b, interned.
+func (dec *RecordDecoder) name(b []byte) string {
+	if s, ok := dec.names[string(b)]; ok {
+		return s
+	}
+	if dec.names == nil || len(dec.names) >= maxFeatureNames {
+		dec.names = make(map[string]string)
+	}
+	s := string(b)
+	dec.names[s] = s
+	return s
+}
+
+// alias returns the bytes of b as a string without copying them.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
