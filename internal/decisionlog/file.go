@@ -56,8 +56,9 @@ func schemaName(kind string) string {
 	return kind + "/" + strconv.Itoa(SchemaVersion)
 }
 
-// openPart creates the temporary file of kind for hour.
-func openPart[T any](w *Writer, kind string, hour time.Time) (*partFile[T], error) {
+// openPart creates the temporary file of kind for hour, for a first row
+// queued at first: the file closes RollInterval after it.
+func openPart[T any](w *Writer, kind string, hour, first time.Time) (*partFile[T], error) {
 	dir := filepath.Join(w.cfg.Dir, partitionDir(hour))
 	if err := mkdirSynced(w.cfg.Dir, dir); err != nil {
 		return nil, err
@@ -74,7 +75,7 @@ func openPart[T any](w *Writer, kind string, hour time.Time) (*partFile[T], erro
 		dir:      dir,
 		tmp:      filepath.Join(dir, "."+base+tmpSuffix),
 		final:    filepath.Join(dir, base+".parquet"),
-		deadline: now.Add(w.cfg.RollInterval),
+		deadline: first.Add(w.cfg.RollInterval),
 		pending:  make([]T, 0, writeBatch),
 	}
 	f, err := os.OpenFile(p.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -121,10 +122,10 @@ func syncDir(dir string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
-// addRow adds row of kind, timed t, to the open file of its hour (opening
-// one), and closes that file when it is full.
-func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t time.Time, row T) {
-	p, key, slot := rowSlot(ctx, w, files, kind, t)
+// addRow adds row of kind, timed t and queued at queued, to the open file
+// of its hour (opening one), and closes that file when it is full.
+func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t, queued time.Time, row T) {
+	p, key, slot := rowSlot(ctx, w, files, kind, t, queued)
 	if slot == nil {
 		return
 	}
@@ -133,16 +134,17 @@ func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T],
 }
 
 // rowSlot returns the next pending row of the open file of kind for the
-// hour of t (opening one), for the caller to fill and then report with
-// rowAdded; the row holds what the slot held before, its slices to reuse.
-// It returns a nil row when no file could be opened (counted and logged).
-func rowSlot[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t time.Time) (*partFile[T], int64, *T) {
+// hour of t (opening one for a row queued at queued), for the caller to
+// fill and then report with rowAdded; the row holds what the slot held
+// before, its slices to reuse. It returns a nil row when no file could be
+// opened (counted and logged).
+func rowSlot[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t, queued time.Time) (*partFile[T], int64, *T) {
 	hour := t.UTC().Truncate(time.Hour)
 	key := hour.Unix()
 	p := files[key]
 	if p == nil {
 		var err error
-		if p, err = openPart[T](w, kind, hour); err != nil {
+		if p, err = openPart[T](w, kind, hour, queued); err != nil {
 			w.dropped(kind, reasonError, 1)
 			w.logError(ctx, "decision log: open file", err)
 			return nil, 0, nil
