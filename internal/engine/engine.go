@@ -103,7 +103,8 @@ type Config struct {
 	// evaluation can learn from without showing poor items.
 	ExploreTop int
 	// PoolSize is the number of best eligible candidates, shown or not,
-	// recorded in each decision's Pool for offline evaluation (default 0:
+	// recorded in each decision's Pool for offline evaluation, leaving out
+	// those of a category no slot can reach (see recordPool; default 0:
 	// none; the decision log sets it).
 	PoolSize int
 	// RecentSlots is the number of the user's most recent categories that
@@ -242,6 +243,7 @@ type scratch struct {
 	exclude map[string]struct{}
 	catIdx  map[string]int
 	cats    []catState
+	poolN   []int32 // per cats entry: candidates recordPool took
 	pcg     rand.PCG
 	rng     *rand.Rand
 }

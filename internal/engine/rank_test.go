@@ -17,7 +17,8 @@ import (
 // refRules is the rules stage as it was written before ranking became lazy:
 // every eligible candidate sorted, then the same walk. It is the oracle of
 // TestApplyRulesMatchesFullSort. It returns the items shown and the pool
-// (Config.PoolSize best eligible candidates).
+// (Config.PoolSize best eligible candidates, MaxPerCategory+ExploreTop-1
+// of a category at most).
 func refRules(e *Engine, items []event.Item, scores []float64, req Request, act features.Activity, d *Decision, greedy string) ([]Item, []PoolItem) {
 	exclude := map[string]struct{}{}
 	for _, id := range req.Exclude {
@@ -40,10 +41,12 @@ func refRules(e *Engine, items []event.Item, scores []float64, req Request, act 
 	})
 	var order []int
 	var pool []PoolItem
-	for k, r := range rk {
+	perCat := map[string]int{}
+	for _, r := range rk {
 		order = append(order, r.i)
-		if k < e.cfg.PoolSize {
-			pool = append(pool, PoolItem{ItemID: items[r.i].ID, Category: items[r.i].Category, Score: scores[r.i], Popularity: e.index.Popularity(items[r.i].ID)})
+		if c := items[r.i].Category; len(pool) < e.cfg.PoolSize && perCat[c] < e.cfg.MaxPerCategory+max(e.cfg.ExploreTop-1, 1) {
+			perCat[c]++
+			pool = append(pool, PoolItem{ItemID: items[r.i].ID, Category: c, Score: scores[r.i], Popularity: e.index.Popularity(items[r.i].ID)})
 		}
 	}
 	var pcg rand.PCG

@@ -428,17 +428,29 @@ func (f rulesFilter) ok(it *event.Item) bool {
 }
 
 // recordPool records the best Config.PoolSize eligible candidates in the
-// ranking's order as d.Pool.
+// ranking's order as d.Pool, skipping the candidates no slot can reach:
+// with exploration among the best ExploreTop usable candidates, a
+// category's j-th candidate can enter a slot's window only while fewer
+// than MaxPerCategory of the category are shown, so only its first
+// MaxPerCategory+ExploreTop-1 can (MaxPerCategory+1 without a window,
+// where the deeper ones are drawn with a negligible probability). The pool
+// then reaches as deep into the ranking as the slots do.
 func (e *Engine) recordPool(sp *scratch, d *Decision) {
 	n := min(e.cfg.PoolSize, sp.rank.len())
 	d.Pool = make([]PoolItem, 0, n)
-	for k := range n {
+	per := int32(e.cfg.MaxPerCategory + max(e.cfg.ExploreTop-1, 1))
+	sp.poolN = slices.Grow(sp.poolN[:0], len(sp.cats))[:len(sp.cats)]
+	clear(sp.poolN)
+	for k := 0; len(d.Pool) < n; k++ {
 		i, ok := sp.rank.at(k)
 		if !ok {
 			break
 		}
-		it := &sp.cs.items[i]
-		d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.Popularity(it.ID)})
+		if c := sp.cat[i]; sp.poolN[c] < per {
+			sp.poolN[c]++
+			it := &sp.cs.items[i]
+			d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.Popularity(it.ID)})
+		}
 	}
 }
 
