@@ -206,6 +206,7 @@ func (ev *evaluator) decision(d *decisionlog.Decision) error {
 	outs := ev.join.take(d.RequestID)
 	v := &ev.v
 	v.maxPer = ev.cfg.MaxPerCategory
+	v.recentSlots = max(ev.cfg.RecentSlots, 0)
 	if !v.load(d, ev.join, outs, ev.hasher) {
 		ev.invalid++
 		return nil

@@ -86,3 +86,70 @@ func TestCappedAbove(t *testing.T) {
 		t.Errorf("unsupported(rank 4, slot 2), unsupported(rank 5, slot 2) = %v, %v; want false, true", v.unsupported(4, 2), v.unsupported(5, 2))
 	}
 }
+
+// TestCappedMarginalsMatchSimulation checks the item-position propensities
+// where the diversity cap binds (three categories, two of each shown, six
+// slots) against the frequencies of the logging policy itself, per
+// context.
+func TestCappedMarginalsMatchSimulation(t *testing.T) {
+	const n = 40_000
+	w := newWorld(9, worldConfig{items: 12, categories: 3, slots: 6, noise: 0.3, positionDecay: 1})
+	w.maxPer = 2
+	lp := logging{explore: 0.4, top: 3}
+	ds, _ := w.log(9, n, lp)
+	// freq[context][slot][item] and the decisions of each context.
+	key := func(d *decisionlog.Decision) string { return *d.UserSegment + "/" + d.Channel }
+	freq := map[string][]map[string]float64{}
+	count := map[string]float64{}
+	for i := range ds {
+		d := &ds[i]
+		c := key(d)
+		if freq[c] == nil {
+			freq[c] = make([]map[string]float64, len(d.Items))
+			for k := range freq[c] {
+				freq[c][k] = map[string]float64{}
+			}
+		}
+		count[c]++
+		for k, s := range d.Items {
+			freq[c][k][s.ItemID]++
+		}
+	}
+	// Each decision's propensities come from rollouts of their own: their
+	// mean over the decisions that showed an item in a slot is checked, so
+	// that a bias shows and the rollouts' noise averages out.
+	type cell struct {
+		c, item string
+		k       int
+	}
+	sum, num := map[cell]float64{}, map[cell]float64{}
+	var v view
+	v.maxPer = w.maxPer
+	bound := false
+	for i := range 4000 {
+		d := &ds[i]
+		if !v.load(d, newJoinIndex(), nil, nil) {
+			t.Fatal("load refused a valid decision")
+		}
+		bound = bound || v.capBinds()
+		for k := 1; k < len(d.Items); k++ {
+			x := cell{key(d), d.Items[k].ItemID, k}
+			sum[x] += v.propensity(k)
+			num[x]++
+		}
+	}
+	for x, s := range sum {
+		if num[x] < 30 {
+			continue
+		}
+		got, want := s/num[x], freq[x.c][x.k][x.item]/count[x.c]
+		// Sampling noise of the frequency, and of the rollouts' mean (a
+		// decision's estimate varies by about 0.05 or less).
+		if tol := 4*math.Sqrt(want/count[x.c]) + 4*0.05/math.Sqrt(num[x]) + 0.005; math.Abs(got-want) > tol {
+			t.Errorf("%s slot %d item %s: mean propensity %.4f over %v decisions, want the simulated %.4f ± %.4f", x.c, x.k, x.item, got, num[x], want, tol)
+		}
+	}
+	if !bound {
+		t.Fatal("the cap never binds in this world: the test checks nothing")
+	}
+}

@@ -106,7 +106,7 @@ func (t *target) buildSlate(v *view, maxPerCat, recentSlots int) {
 			break
 		}
 		c := &v.cands[i]
-		if t.catCount[c.cat] >= maxPerCat {
+		if t.catCount[c.cat] >= maxPerCat || !v.pooled(i) {
 			continue
 		}
 		t.catCount[c.cat]++
@@ -222,7 +222,7 @@ func (t *target) slot(v *view, k, maxPerCat int) slotResult {
 		if t.spec.ExploreTop > 0 && known >= t.spec.ExploreTop {
 			break
 		}
-		if t.takenAbove(i, k) || t.capAbove(v, i, k, maxPerCat) {
+		if t.takenAbove(i, k) || t.capAbove(v, i, k, maxPerCat) || !v.pooled(i) {
 			continue
 		}
 		known++

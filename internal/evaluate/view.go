@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 
@@ -49,6 +50,21 @@ type view struct {
 	// maxPer is the serving diversity cap; catN the scratch of cappedAbove.
 	maxPer int
 	catN   []int
+	// cap holds cappedMarginals' propensities by slot when capDone;
+	// logged, taken, win and rng are its scratch.
+	cap     []float64
+	capDone bool
+	logged  []int
+	taken   []bool
+	win     []int
+	fill    []int
+	fillP   []float64
+	flag    []uint8
+	catOf   []int32
+	rng     rand.PCG
+	rand    *rand.Rand
+	// recentSlots is the serving recent-category rule's slot count.
+	recentSlots int
 }
 
 // popularityVariant is the name of the serving control that ranks by
@@ -88,6 +104,7 @@ func (v *view) load(d *decisionlog.Decision, j *joinIndex, outs []outcome, hashe
 	v.shown = v.shown[:0]
 	v.bits = v.bits[:0]
 	v.rho = v.rho[:0]
+	v.capDone = false
 	for k := range d.Items {
 		s := &d.Items[k]
 		ci := v.find(s.ItemID, large)
@@ -164,6 +181,15 @@ func (v *view) addCand(c cand, large bool) int {
 		v.byID[c.id] = i
 	}
 	return i
+}
+
+// pooled reports whether a target may choose candidate ci: a pool
+// candidate, or any candidate of a decision logged without a pool. A
+// shown item below the pool is known only because the logging policy drew
+// it: a target choosing it would match the log by construction, and its
+// estimate would be biased up.
+func (v *view) pooled(ci int) bool {
+	return len(v.d.Pool) == 0 || v.cands[ci].rank < len(v.d.Pool)
 }
 
 func deref(s *string) string {
@@ -271,7 +297,20 @@ func (v *view) propensity(k int) float64 {
 	p := s.Propensity
 	if k > 0 && p < 1 && s.Reason != reasonRecent && d.Explore > 0 {
 		if c := &v.cands[v.shown[k]]; c.rank < len(d.Pool) {
-			if rho := v.marginalRank(c.rank-v.cappedAbove(c.rank, k), k); rho > 0 {
+			if !v.capDone {
+				v.capDone = true
+				v.cap = v.cap[:0]
+				if v.capBinds() {
+					v.cappedMarginals()
+				}
+			}
+			// The cap binds from slot maxPer on; above it marginalRank is
+			// exact, and free of the rollouts' noise.
+			if len(v.cap) > k && k >= v.maxPer {
+				if rho := v.cap[k]; rho > 0 {
+					p = rho
+				}
+			} else if rho := v.marginalRank(c.rank-v.cappedAbove(c.rank, k), k); rho > 0 {
 				p = rho
 			}
 		}
