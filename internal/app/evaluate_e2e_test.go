@@ -265,4 +265,3 @@ func (n *simNode) run(t *testing.T, seed uint64, d time.Duration, rate int) floa
 	}
 	return expected / float64(max(slots, 1))
 }
-
