@@ -72,7 +72,8 @@ type Decision struct {
 	// Items are the items shown, in slot order.
 	Items []Slot `parquet:"items,list"`
 	// Pool is the best eligible candidates by the serving ranking, shown or
-	// not (--decision-pool of them; empty on a fallback).
+	// not, without a category's candidates no slot can reach
+	// (--decision-pool of them; empty on a fallback).
 	Pool []Candidate `parquet:"pool,list"`
 	// DurationNS is the decision's duration in nanoseconds.
 	DurationNS int64 `parquet:"duration_ns"`
