@@ -131,8 +131,10 @@ func (c *Client) Recommend(ctx context.Context, req RecommendRequest) (*Recommen
 }
 
 // SendEvents posts a batch of at most 1000 events. Invalid events are listed
-// in EventsResult.Rejected while the valid ones are accepted; an error means
-// nothing was accepted.
+// in EventsResult.Rejected while the valid ones are accepted. An error means
+// the batch was not accepted as a whole: send it again. Some of its events
+// may already be durable (a 503 when the Kafka brokers acknowledged only part
+// of it); the node remembers event ids, so a retry learns each event once.
 func (c *Client) SendEvents(ctx context.Context, evs []Event) (*EventsResult, error) {
 	if evs == nil {
 		evs = []Event{}

@@ -254,7 +254,7 @@ func TestEvaluatePage(t *testing.T) {
 	for _, want := range []string{
 		`href="/evaluate" aria-current="page"`, "2026-03-01 12:00:00 UTC", "41s", ">120000<", ">600000<", ">631000<",
 		"A recommendation is a slate: each position is estimated on its own", "2.10% <small>(2.05% – 2.15%)</small>",
-		"Run another evaluation", "sightline evaluate --decisions /var/lib/sightline/decisions --policy popularity",
+		"Run another evaluation", "sightline evaluate --data-dir /var/lib/sightline --policy popularity",
 		"<code>/var/lib/sightline/evaluations/last.json</code>",
 	} {
 		if !strings.Contains(body, want) {
@@ -318,7 +318,7 @@ func TestEvaluatePageWithoutRun(t *testing.T) {
 		{
 			name: "no run yet",
 			cfg:  console.Config{Evaluations: fakeEvaluations{ReportPath: "/d/evaluations/last.json", DecisionsDir: "/d/decisions", DataDir: "/d"}},
-			want: []string{"No evaluation has run yet", "sightline evaluate --decisions /d/decisions --policy popularity", "<code>/d/evaluations/last.json</code>"},
+			want: []string{"No evaluation has run yet", "sightline evaluate --data-dir /d --policy popularity", "<code>/d/evaluations/last.json</code>"},
 		},
 		{
 			name: "unreadable report",
@@ -328,7 +328,7 @@ func TestEvaluatePageWithoutRun(t *testing.T) {
 		{
 			name:    "no source",
 			cfg:     console.Config{},
-			want:    []string{"No evaluation has run yet", "sightline evaluate --decisions DATA_DIR/decisions --policy popularity", "DATA_DIR/evaluations/last.json"},
+			want:    []string{"No evaluation has run yet", "sightline evaluate --data-dir DATA_DIR --policy popularity", "DATA_DIR/evaluations/last.json"},
 			wantNot: []string{"evaluation-error"},
 		},
 	}
