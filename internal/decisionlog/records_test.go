@@ -59,22 +59,29 @@ func (testScorer) Calibrated() bool { return true }
 
 // recorder makes decisions with a real engine and keeps their records.
 type recorder struct {
-	e   *engine.Engine
-	mu  sync.Mutex
-	now time.Time
-	rec []byte
+	e     *engine.Engine
+	mu    sync.Mutex
+	now   time.Time
+	rec   []byte
+	count int // items per decision
 }
 
-// newRecorder returns a recorder whose engine explores among the top 4 and
-// logs a pool of 5.
+// newRecorder returns a recorder whose engine explores among the top 4,
+// shows 4 items and logs a pool of 5.
 func newRecorder() (*recorder, error) {
-	r := &recorder{}
+	return newRecorderSized(4, 5)
+}
+
+// newRecorderSized is newRecorder showing count items and logging a pool
+// of pool; a node's defaults are 10 and 20.
+func newRecorderSized(count, pool int) (*recorder, error) {
+	r := &recorder{count: count}
 	e, err := engine.New(testStore{}, engine.Config{
 		Split:            model.Split{{Name: "ftrl", Weight: 1}, {Name: "popularity", Weight: 1}},
 		Scorers:          map[string]engine.Scorer{"ftrl": testScorer{}},
 		Explore:          0.2,
 		ExploreTop:       4,
-		PoolSize:         5,
+		PoolSize:         pool,
 		RequiredFeatures: []string{},
 		Now:              func() time.Time { return r.now },
 		OnRecord:         func(_ string, rec []byte) { r.rec = append(r.rec[:0], rec...) },
@@ -106,7 +113,7 @@ func (r *recorder) decide(id, user string, at time.Time, traced bool) (*engine.D
 		})
 		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
-	d, err := r.e.Recommend(ctx, engine.Request{RequestID: id, UserID: user, Count: 4, Channel: "web"})
+	d, err := r.e.Recommend(ctx, engine.Request{RequestID: id, UserID: user, Count: r.count, Channel: "web"})
 	if err != nil {
 		return nil, nil, err
 	}
