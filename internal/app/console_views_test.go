@@ -276,7 +276,7 @@ func TestConsoleEvaluate(t *testing.T) {
 	path := filepath.Join(dir, "evaluations", "last.json")
 
 	_, body := consoleGet(t, n.base+"/evaluate")
-	for _, want := range []string{"No evaluation has run yet", "sightline evaluate --decisions " + filepath.Join(dir, "decisions"), "<code>" + path + "</code>"} {
+	for _, want := range []string{"No evaluation has run yet", "sightline evaluate --data-dir " + dir, "<code>" + path + "</code>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("Evaluate page before any run lacks %q", want)
 		}

@@ -385,7 +385,9 @@ func TestRedisFeatures(t *testing.T) {
 // well-formed activity.
 func TestRedisConcurrent(t *testing.T) {
 	const bound = 6
-	r := newTestRedis(t, RedisConfig{RecentItems: bound, RecentCategories: bound, ClickedItems: bound, PoolSize: 8})
+	// The serving read timeout (50ms) is not what this test is about: a
+	// race-instrumented run on a loaded machine stalls longer than that.
+	r := newTestRedis(t, RedisConfig{RecentItems: bound, RecentCategories: bound, ClickedItems: bound, PoolSize: 8, ReadTimeout: 5 * time.Second})
 	ctx := context.Background()
 	for i := range 10 {
 		if err := r.PutItem(ctx, event.Item{ID: "i" + strconv.Itoa(i), Category: "c" + strconv.Itoa(i)}); err != nil {
