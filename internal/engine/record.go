@@ -169,15 +169,15 @@ func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) 
 
 	rd := reader{b: rec}
 	version := rd.byte()
-	d.RequestID = alias(rd.bytes())
+	d.RequestID = rd.str()
 	d.Time = time.Unix(0, rd.varint())
-	d.UserHash = alias(rd.bytes())
+	d.UserHash = rd.str()
 	d.KnownUser = rd.byte() == 1
-	d.Segment = alias(rd.bytes())
-	d.Channel = alias(rd.bytes())
-	d.Variant = alias(rd.bytes())
-	d.ModelVersion = alias(rd.bytes())
-	if n := rd.count(); n > 0 {
+	d.Segment = rd.str()
+	d.Channel = rd.str()
+	d.Variant = rd.str()
+	d.ModelVersion = rd.str()
+	if n := rd.countFast(); n > 0 {
 		if dec.features == nil {
 			dec.features = make(map[string]*string, n)
 		}
@@ -187,9 +187,9 @@ func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) 
 		}
 		vals := dec.vals[:n]
 		for i := range n {
-			name := dec.name(rd.bytes())
+			name := dec.name(rd.bytesFast())
 			if rd.byte() == 1 {
-				vals[i] = alias(rd.bytes())
+				vals[i] = rd.str()
 				dec.features[name] = &vals[i]
 			} else {
 				dec.features[name] = nil
@@ -197,57 +197,57 @@ func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) 
 		}
 		d.Features = dec.features
 	}
-	d.Candidates = int(rd.uvarint())
-	if n := rd.count(); n > 0 {
+	d.Candidates = int(rd.uvarintFast())
+	if n := rd.countFast(); n > 0 {
 		dec.items = slices.Grow(dec.items[:0], n)[:n]
 		for i := range dec.items {
 			it := &dec.items[i]
-			it.ItemID, it.Category = alias(rd.bytes()), alias(rd.bytes())
+			it.ItemID, it.Category = rd.str(), rd.str()
 			it.Score = rd.float()
-			it.Reason = alias(rd.bytes())
+			it.Reason = rd.str()
 			it.Propensity = rd.float()
 		}
 		d.Items = dec.items
 	}
 	d.Confidence = rd.float()
-	d.Fallback = Reason(alias(rd.bytes()))
-	d.FallbackDetail = alias(rd.bytes())
-	if n := rd.count(); n > 0 {
+	d.Fallback = Reason(rd.str())
+	d.FallbackDetail = rd.str()
+	if n := rd.countFast(); n > 0 {
 		dec.stages = slices.Grow(dec.stages[:0], n)[:n]
 		for i := range dec.stages {
 			st := &dec.stages[i]
-			st.Stage = alias(rd.bytes())
+			st.Stage = rd.str()
 			st.Duration = time.Duration(rd.varint())
-			st.Error = alias(rd.bytes())
+			st.Error = rd.str()
 		}
 		d.Stages = dec.stages
 	}
 	d.Duration = time.Duration(rd.varint())
-	d.TraceID = alias(rd.bytes())
-	d.SpanID = alias(rd.bytes())
+	d.TraceID = rd.str()
+	d.SpanID = rd.str()
 	d.TraceSampled = rd.byte() == 1
-	x.User.AgeBucket = alias(rd.bytes())
-	x.User.Segment = alias(rd.bytes())
-	x.User.Region = alias(rd.bytes())
-	x.User.Device = alias(rd.bytes())
-	x.Channel = alias(rd.bytes())
+	x.User.AgeBucket = rd.str()
+	x.User.Segment = rd.str()
+	x.User.Region = rd.str()
+	x.User.Device = rd.str()
+	x.Channel = rd.str()
 	x.Hour = int(rd.varint())
-	if n := rd.count(); n > 0 {
+	if n := rd.countFast(); n > 0 {
 		dec.recent = slices.Grow(dec.recent[:0], n)[:n]
 		for i := range dec.recent {
-			dec.recent[i] = alias(rd.bytes())
+			dec.recent[i] = rd.str()
 		}
 		x.RecentCategories = dec.recent
 	}
 	if version >= 2 {
-		d.Eligible = int(rd.uvarint())
+		d.Eligible = int(rd.uvarintFast())
 		d.Explore = rd.float()
-		d.ExploreTop = int(rd.uvarint())
-		if n := rd.count(); n > 0 {
+		d.ExploreTop = int(rd.uvarintFast())
+		if n := rd.countFast(); n > 0 {
 			dec.pool = slices.Grow(dec.pool[:0], n)[:n]
 			for i := range dec.pool {
 				p := &dec.pool[i]
-				p.ItemID, p.Category = alias(rd.bytes()), alias(rd.bytes())
+				p.ItemID, p.Category = rd.str(), rd.str()
 				p.Score = rd.float()
 				p.Popularity = rd.float()
 			}
@@ -271,6 +271,52 @@ func (dec *RecordDecoder) name(b []byte) string {
 	s := string(b)
 	dec.names[s] = s
 	return s
+}
+
+// The reads below are the reader's (ring.go) with a fast path, small
+// enough to be inlined, for the common one-byte length: the decision log's
+// writer reads some hundred fields of every decision.
+
+// uvarintFast is uvarint.
+func (r *reader) uvarintFast() uint64 {
+	b := r.b
+	if len(b) == 0 || b[0] >= 0x80 {
+		return r.uvarint()
+	}
+	r.b = b[1:]
+	return uint64(b[0])
+}
+
+// countFast is count.
+func (r *reader) countFast() int {
+	b := r.b
+	if len(b) == 0 || b[0] >= 0x80 || int(b[0]) >= len(b) {
+		return r.count()
+	}
+	r.b = b[1:]
+	return int(b[0])
+}
+
+// bytesFast is bytes.
+func (r *reader) bytesFast() []byte {
+	b := r.b
+	if len(b) == 0 || b[0] >= 0x80 || int(b[0]) >= len(b) {
+		return r.bytes()
+	}
+	n := int(b[0]) + 1
+	r.b = b[n:]
+	return b[1:n:n]
+}
+
+// str is bytes as a string aliasing the record.
+func (r *reader) str() string {
+	b := r.b
+	if len(b) < 2 || b[0] >= 0x80 || int(b[0]) >= len(b) {
+		return alias(r.bytes())
+	}
+	n := int(b[0])
+	r.b = b[n+1:]
+	return unsafe.String(&b[1], n)
 }
 
 // alias returns the bytes of b as a string without copying them.

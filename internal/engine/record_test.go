@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -256,5 +257,29 @@ func TestRecordPoolAndVersions(t *testing.T) {
 	}
 	if err := NewRing(4).Put(rec); err != nil {
 		t.Errorf("Ring.Put(version 1) = %v", err)
+	}
+}
+
+// BenchmarkRecordDecoder decodes a node's default record (10 items, a pool
+// of 20, four features): the decision log's writer does it for every
+// decision.
+func BenchmarkRecordDecoder(b *testing.B) {
+	d, x := ringDecision("bench-request-0001", 10)
+	d.Features = map[string]*string{}
+	for _, name := range []string{"user_age_bucket", "user_segment", "user_region", "user_device"} {
+		v := "v-" + name
+		d.Features[name] = &v
+	}
+	for i := range 20 {
+		d.Pool = append(d.Pool, PoolItem{ItemID: fmt.Sprintf("i%05d", i*37), Category: fmt.Sprintf("c%02d", i%7), Score: 0.1, Popularity: 0.5})
+	}
+	rec := appendRecord(nil, d, x)
+	var dec RecordDecoder
+	b.SetBytes(int64(len(rec)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := dec.Decode(rec); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
