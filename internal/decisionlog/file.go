@@ -84,7 +84,7 @@ func openPart[T any](w *Writer, kind string, hour, first time.Time) (*partFile[T
 	}
 	p.f = f
 	opts := []parquet.WriterOption{
-		parquet.Compression(&parquet.Snappy),
+		parquet.Compression(&fastSnappy{}),
 		parquet.CreatedBy("sightline", "decisionlog", schemaName(kind)),
 		parquet.KeyValueMetadata(MetaSchema, schemaName(kind)),
 		parquet.KeyValueMetadata(MetaStoreRatio, strconv.FormatFloat(w.cfg.StoreRatio, 'g', -1, 64)),
