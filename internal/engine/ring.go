@@ -145,7 +145,7 @@ func (r *ring) joined(id, itemID string) (Join, bool) {
 	variant := rd.head()
 	found := false
 	var j Join
-	for range rd.uvarint() {
+	for range rd.count() {
 		iid, cat := rd.item()
 		if !found && string(iid) == itemID {
 			found = true
@@ -183,7 +183,7 @@ func (rd *reader) head() (variant []byte) {
 	rd.bytes()  // channel
 	variant = rd.bytes()
 	rd.bytes() // model version
-	for range rd.uvarint() {
+	for range rd.count() {
 		rd.bytes()
 		if rd.byte() == 1 {
 			rd.bytes()
@@ -207,7 +207,7 @@ func (rd *reader) tail() (fallback, traceID, spanID []byte, sampled bool) {
 	rd.float() // confidence
 	fallback = rd.bytes()
 	rd.bytes() // fallback detail
-	for range rd.uvarint() {
+	for range rd.count() {
 		rd.bytes()
 		rd.varint()
 		rd.bytes()
@@ -476,7 +476,7 @@ func (r *ring) trace(id string) (DecisionTrace, bool) {
 	}
 	rd := reader{b: rec}
 	rd.head()
-	for range rd.uvarint() {
+	for range rd.count() {
 		rd.item()
 	}
 	var t DecisionTrace
