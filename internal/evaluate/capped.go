@@ -7,7 +7,7 @@ import (
 
 // rollouts is the number of logging slates simulated per decision to
 // estimate item-position propensities when the diversity cap can bind.
-const rollouts = 64
+const rollouts = 48
 
 // capBinds reports whether the diversity cap can change the serving
 // ranking within the decision's slots: some category holds more pool

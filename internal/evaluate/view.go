@@ -305,11 +305,12 @@ func (v *view) propensity(k int) float64 {
 				}
 			}
 			// The cap binds from slot maxPer on; above it marginalRank is
-			// exact, and free of the rollouts' noise.
-			if len(v.cap) > k && k >= v.maxPer {
-				if rho := v.cap[k]; rho > 0 {
-					p = rho
-				}
+			// exact, and free of the rollouts' noise. Where no rollout
+			// put the logged item in the window (a rare placement), it
+			// stands in: an approximation of the right order, where the
+			// logged per-slot propensity can be many times too large.
+			if len(v.cap) > k && k >= v.maxPer && v.cap[k] > 0 {
+				p = v.cap[k]
 			} else if rho := v.marginalRank(c.rank-v.cappedAbove(c.rank, k), k); rho > 0 {
 				p = rho
 			}
