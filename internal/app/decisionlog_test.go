@@ -3,13 +3,16 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/decisionlog"
+	"github.com/sightline/sightline/internal/event"
 )
 
 // TestDecisionLogOnANode serves recommendations and their events on a
@@ -115,5 +118,31 @@ func TestDecisionLogOnANode(t *testing.T) {
 				t.Errorf("StoreRatio = %v, %v, want 1", r, err)
 			}
 		})
+	}
+}
+
+// TestDecisionLogRule: the in-process DecisionLogDropping alert counts the
+// rows the writer dropped over the last 10 minutes, as the Prometheus
+// rule's increase(...[10m]) does.
+func TestDecisionLogRule(t *testing.T) {
+	w, err := decisionlog.New(decisionlog.Config{Dir: t.TempDir(), Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{dlog: w}
+	rule := n.decisionLogRule()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	if got := rule.Expr(t0); got != nil {
+		t.Fatalf("no drops: Expr = %v, want nothing", got)
+	}
+	// The writer is not running: the second event finds the queue full.
+	for i := range 2 {
+		w.Event(&event.Event{ID: fmt.Sprint("e", i), Type: event.Click, RequestID: "r1", ItemID: "i1", Timestamp: t0})
+	}
+	if got := rule.Expr(t0.Add(time.Minute)); len(got) != 1 || got[0].Value != 1 {
+		t.Errorf("a drop a minute ago: Expr = %v, want one sample of 1", got)
+	}
+	if got := rule.Expr(t0.Add(12 * time.Minute)); got != nil {
+		t.Errorf("the drop 11 minutes ago: Expr = %v, want nothing", got)
 	}
 }
