@@ -94,15 +94,13 @@ type Writer struct {
 // which copies every value, so the queue costs no allocation per record.
 var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// maxPooledRecord is the largest record buffer kept for reuse.
-const maxPooledRecord = 64 << 10
-
-// releaseRecord returns a record buffer to recordBufs.
+// releaseRecord would return a record buffer to recordBufs. It keeps none
+// for now: a race-instrumented run of TestRecycledRecords once read back a
+// row whose recent categories were lost, and until that is understood a
+// buffer is never reused while anything could still alias it (the rows'
+// strings point into it). The garbage collector frees it instead.
 func releaseRecord(b *[]byte) {
-	if cap(*b) <= maxPooledRecord {
-		*b = (*b)[:0]
-		recordBufs.Put(b)
-	}
+	_ = b
 }
 
 // entry is one queued record or event.
