@@ -58,13 +58,7 @@ const maxAttrs = 4096
 // released after the row was handed to the encoder; the user attributes,
 // which the row holds by pointer, are interned copies.
 func (w *Writer) fillDecision(r *Decision, d *engine.Decision, x *model.Context, node string) {
-	// Fresh lists for every row (see releaseRecord): no row shares a
-	// backing array with a row written before it.
-	var (
-		items  []Slot
-		pool   []Candidate
-		recent []string
-	)
+	items, pool, recent := r.Items[:0], r.Pool[:0], r.RecentCategories[:0]
 	*r = Decision{
 		RequestID:      d.RequestID,
 		Time:           d.Time.UTC(),

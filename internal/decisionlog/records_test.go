@@ -83,8 +83,14 @@ func newRecorderSized(count, pool int) (*recorder, error) {
 		ExploreTop:       4,
 		PoolSize:         pool,
 		RequiredFeatures: []string{},
-		Now:              func() time.Time { return r.now },
-		OnRecord:         func(_ string, rec []byte) { r.rec = append(r.rec[:0], rec...) },
+		// No deadline a slow (race-instrumented, loaded) machine can miss:
+		// a feature fetch timing out would make a fallback decision without
+		// the user's recent categories, which the tests' expected rows take
+		// from testActivity.
+		FeatureBudget: time.Hour,
+		ModelBudget:   time.Hour,
+		Now:           func() time.Time { return r.now },
+		OnRecord:      func(_ string, rec []byte) { r.rec = append(r.rec[:0], rec...) },
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,24 +84,30 @@ type Writer struct {
 	// (fillDecision).
 	dec   engine.RecordDecoder
 	attrs map[string]*string
-	// held are the record buffers that pending rows alias, released
-	// (releaseRecord) once the rows went to the encoder.
+	// held are the record buffers that pending rows alias, released to
+	// recordBufs once the rows went to the encoder.
 	held []*[]byte
 }
 
-// releaseRecord marks the point where a record buffer could be reused (no
-// row aliases it any more). It reuses none for now: a race-instrumented
-// run of TestRecycledRecords once read back a row whose recent categories
-// were lost, and until that is understood a
-// buffer is never reused while anything could still alias it (the rows'
-// strings point into it). The garbage collector frees it instead.
+// recordBufs recycles the buffers Record copies records into: the writer's
+// goroutine releases each once its row was handed to the Parquet encoder,
+// which copies every value, so the queue costs no allocation per record.
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRecord is the largest record buffer kept for reuse.
+const maxPooledRecord = 64 << 10
+
+// releaseRecord returns a record buffer to recordBufs.
 func releaseRecord(b *[]byte) {
-	_ = b
+	if cap(*b) <= maxPooledRecord {
+		*b = (*b)[:0]
+		recordBufs.Put(b)
+	}
 }
 
 // entry is one queued record or event.
 type entry struct {
-	rec  *[]byte // a copy of an engine decision record, or nil for an event
+	rec  *[]byte // an engine decision record (from recordBufs), or nil for an event
 	node string  // the node that served the decision
 	ev   *Event  // the event row when rec is nil
 	at   int64   // enqueue time, unix nanos
@@ -147,8 +154,8 @@ func (w *Writer) Record(rec []byte) bool {
 // records of every API node read from the decision stream, with the node
 // named in the stream's record header.
 func (w *Writer) RecordFrom(node string, rec []byte) bool {
-	c := append([]byte(nil), rec...)
-	b := &c
+	b := recordBufs.Get().(*[]byte)
+	*b = append((*b)[:0], rec...)
 	if !w.enqueue(entry{rec: b, node: node}, 0) {
 		releaseRecord(b)
 		return false
