@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
@@ -39,6 +40,42 @@ type Catalog interface {
 	PutUser(ctx context.Context, u event.User) error
 	// PutItem creates or replaces the item it.ID.
 	PutItem(ctx context.Context, it event.Item) error
+}
+
+// CatalogReader is the read side of a [Catalog], an optional capability:
+// when Config.Catalog implements it, GET /v1/users/{user_id} and
+// GET /v1/items/{item_id} read through it; otherwise they answer 501. Its
+// methods are called concurrently and may block on the store until ctx is
+// done.
+type CatalogReader interface {
+	// UserProfile returns the stored profile of the user id and its recent
+	// activity; ok is false when the store has neither.
+	UserProfile(ctx context.Context, id string) (p UserProfile, ok bool, err error)
+	// CatalogItem returns the catalog item id; ok is false when it is not
+	// in the catalog.
+	CatalogItem(ctx context.Context, id string) (it event.Item, ok bool, err error)
+}
+
+// UserProfile is the answer to GET /v1/users/{user_id}: what the feature
+// store holds of a user. The profile fields are empty (and UpdatedAt zero)
+// for a user known only from events.
+type UserProfile struct {
+	event.User
+	// Activity is the user's recent activity, most recent first.
+	Activity Activity `json:"activity"`
+}
+
+// Activity is a user's recent activity as the feature store keeps it. Each
+// list holds distinct values, most recent first; none is nil.
+type Activity struct {
+	// RecentItems are the items the user most recently clicked or
+	// converted on.
+	RecentItems []string `json:"recent_items"`
+	// RecentCategories are the categories of those items.
+	RecentCategories []string `json:"recent_categories"`
+	// ClickedItems is the longer list of clicked items the engine filters
+	// out of recommendations.
+	ClickedItems []string `json:"clicked_items"`
 }
 
 // Importer loads NDJSON files of users or items, reading r as a stream. It
@@ -119,15 +156,20 @@ type Config struct {
 // Server is the HTTP handler of the Sightline API. It is safe for
 // concurrent use.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	mounted []string // Config.Mount's patterns, for Patterns
 }
 
 var _ http.Handler = (*Server)(nil)
 
 //go:embed openapi.json
 var openAPISpec []byte
+
+// OpenAPI returns the OpenAPI 3.1 document of the API, the one served at
+// GET /openapi.json. The caller must not modify it.
+func OpenAPI() []byte { return openAPISpec }
 
 // route is one API route.
 type route struct {
@@ -145,6 +187,8 @@ func (s *Server) routes() []route {
 		{"PUT /v1/items/{item_id}", s.putItem},
 		{"POST /v1/users:import", s.importUsers},
 		{"POST /v1/items:import", s.importItems},
+		{"GET /v1/users/{user_id}", s.getUser},
+		{"GET /v1/items/{item_id}", s.getItem},
 		{"GET /v1/decisions/{request_id}", s.decision},
 		{"GET /v1/stats", s.stats},
 		{"GET /healthz", s.healthz},
@@ -194,8 +238,21 @@ func New(cfg Config) (s *Server, err error) {
 			return nil, fmt.Errorf("api: config: nil handler mounted at %q", pattern)
 		}
 		s.mux.Handle(pattern, h)
+		s.mounted = append(s.mounted, pattern)
 	}
+	slices.Sort(s.mounted)
 	return s, nil
+}
+
+// Patterns returns the ServeMux patterns s routes, its API routes first and
+// then the mounted ones (sorted), such as "GET /v1/stats". Contract tests
+// compare them with the OpenAPI document.
+func (s *Server) Patterns() []string {
+	var out []string
+	for _, rt := range s.routes() {
+		out = append(out, rt.pattern)
+	}
+	return append(out, s.mounted...)
 }
 
 // ServeHTTP assigns the request id, recovers panics and routes the request.

@@ -12,7 +12,7 @@ import (
 
 func newServer(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checked(t, h))
 	t.Cleanup(srv.Close)
 	return srv
 }

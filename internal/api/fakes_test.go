@@ -174,9 +174,7 @@ func importLines(r io.Reader, put func([]byte) error) (api.ImportResult, error) 
 
 type fakeStats struct{}
 
-func (fakeStats) Stats(context.Context) any {
-	return map[string]any{"requests_per_second": 10.5, "model_version": "ftrl-3"}
-}
+func (fakeStats) Stats(context.Context) any { return statsFixture() }
 
 // env is a Server over real HTTP with its fakes.
 type env struct {
@@ -201,7 +199,7 @@ func newEnv(t testing.TB, mod func(*api.Config)) *env {
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
-	e.srv = httptest.NewServer(s)
+	e.srv = httptest.NewServer(checked(t, s))
 	t.Cleanup(e.srv.Close)
 	return e
 }

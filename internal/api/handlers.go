@@ -251,6 +251,70 @@ func (s *Server) imported(w http.ResponseWriter, r *http.Request, res ImportResu
 	writeJSON(w, http.StatusOK, "application/json", &res)
 }
 
+// getUser serves GET /v1/users/{user_id}: the stored profile and recent
+// activity.
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	cr, id, ok := s.readTarget(w, r, "user profiles", "user_id")
+	if !ok {
+		return
+	}
+	p, found, err := cr.UserProfile(r.Context(), id)
+	switch {
+	case err != nil:
+		s.log.WarnContext(r.Context(), "catalog read failed", slog.String("kind", "user"), slog.Any("err", err))
+		writeProblem(w, r, unavailable("the user profile could not be read; retry"))
+	case !found:
+		writeProblem(w, r, notFound("no profile or activity is stored for this user_id; PUT /v1/users/{user_id} creates a profile"))
+	default:
+		p.ID = id
+		a := &p.Activity
+		a.RecentItems, a.RecentCategories, a.ClickedItems = nonNil(a.RecentItems), nonNil(a.RecentCategories), nonNil(a.ClickedItems)
+		writeJSON(w, http.StatusOK, "application/json", &p)
+	}
+}
+
+// getItem serves GET /v1/items/{item_id}: the catalog item.
+func (s *Server) getItem(w http.ResponseWriter, r *http.Request) {
+	cr, id, ok := s.readTarget(w, r, "catalog items", "item_id")
+	if !ok {
+		return
+	}
+	it, found, err := cr.CatalogItem(r.Context(), id)
+	switch {
+	case err != nil:
+		s.log.WarnContext(r.Context(), "catalog read failed", slog.String("kind", "item"), slog.Any("err", err))
+		writeProblem(w, r, unavailable("the item could not be read; retry"))
+	case !found:
+		writeProblem(w, r, notFound("no item with this item_id in the catalog; PUT /v1/items/{item_id} creates it"))
+	default:
+		it.ID = id
+		writeJSON(w, http.StatusOK, "application/json", &it)
+	}
+}
+
+// readTarget returns the catalog's read side and the id in the path
+// parameter param of a read-back route; it answers the request itself (501,
+// 400) and returns ok false when there is none or the id is invalid.
+func (s *Server) readTarget(w http.ResponseWriter, r *http.Request, what, param string) (cr CatalogReader, id string, ok bool) {
+	if cr, ok = s.cfg.Catalog.(CatalogReader); !ok {
+		writeProblem(w, r, notImplemented(what))
+		return nil, "", false
+	}
+	id = r.PathValue(param)
+	if d := checkID(param+" in the path", id, true); d != "" {
+		writeProblem(w, r, badRequest(d))
+		return nil, "", false
+	}
+	return cr, id, true
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 // decision serves GET /v1/decisions/{request_id}.
 func (s *Server) decision(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("request_id")
