@@ -133,6 +133,10 @@ type Config struct {
 	// OnDecision, if set, is called synchronously with every decision (stats,
 	// quality monitors). It must be cheap and must not retain or modify d.
 	OnDecision func(d *Decision)
+	// ChallengerVariant, if set, is the variant name of a rollout's
+	// challenger's decisions ([Engine.SetChallenger]); it must not be an arm
+	// of the split. Empty: no challenger can be set.
+	ChallengerVariant string
 	// OnRecord, if set, is called synchronously with the encoded record of
 	// every decision (see [RecordVersion]), after it is kept in the
 	// engine's ring: an API node publishes it on the decision stream. rec
@@ -226,6 +230,8 @@ type Engine struct {
 	// then not started at all, which saves a context per stage.
 	tracing bool
 	rootOpt trace.SpanStartOption
+	// challenger is the rollout's challenger, nil when none.
+	challenger atomic.Pointer[Challenger]
 }
 
 // scratch is per-request working memory, pooled. Nothing in it outlives the
@@ -300,6 +306,13 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 	var variants []string
 	for name := range e.scorers {
 		variants = append(variants, name)
+	}
+	if v := cfg.ChallengerVariant; v != "" {
+		_, dup := e.scorers[v]
+		if _, err := model.ParseSplit(v + "=1"); dup || err != nil {
+			return nil, fmt.Errorf("engine: challenger variant %q must be a valid name outside the split", v)
+		}
+		variants = append(variants, v)
 	}
 	slices.Sort(variants)
 	met, err := newMetrics(cfg.Registerer, variants, cfg.Channels)

@@ -209,7 +209,7 @@ func TestApplyRulesMatchesFullSort(t *testing.T) {
 		}
 		sp := newScratch()
 		sp.cs.items, sp.scores = items, scores
-		blk := &decisionBlock{}
+		blk := &decisionBlock{scorer: e.scorers["ftrl"]}
 		blk.d = Decision{RequestID: req.RequestID, Variant: "ftrl", KnownUser: trial%3 != 0}
 		want, wantPool := refRules(e, items, scores, req, act, &blk.d, "model")
 		e.applyRules(t.Context(), sp, req, act, blk)

@@ -65,8 +65,8 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	}
 	defer span.End()
 
-	variant := e.cfg.Split.Assign(req.UserID)
-	scorer := e.scorers[variant]
+	variant, scorer := e.route(req.UserID)
+	blk.scorer = scorer
 	d := &blk.d
 	*d = Decision{
 		RequestID:    req.RequestID,
@@ -178,6 +178,8 @@ type decisionBlock struct {
 	// deferred: stage spans are made by stageSpans at the end, if at all;
 	// deferredRoot: so is the GenerateRecommendations span.
 	deferred, deferredRoot bool
+	// scorer scores the decision (its variant's, or a challenger's).
+	scorer Scorer
 }
 
 // noopSpan is what stages get when tracing is off.
@@ -468,7 +470,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
-	if c, ok := e.scorers[d.Variant].(Calibrated); ok && c.Calibrated() {
+	if c, ok := blk.scorer.(Calibrated); ok && c.Calibrated() {
 		greedy = "model"
 	}
 	items := sp.cs.items

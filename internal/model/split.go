@@ -139,3 +139,21 @@ func (s Split) Assign(userID string) string {
 	}
 	return last // rounding left u at or above the last weight
 }
+
+// canarySalt separates the canary draw of a rollout from the variant
+// assignment, so the challenger's users are a uniform sample of a
+// variant's users. Changing it moves every canary user.
+const canarySalt = "sightline/canary/v1\x00"
+
+// InCanary reports whether the user with id userID is among the share
+// (0..1) of users a challenger serves. It is a pure function of userID and
+// share, monotone in share: a user served at 5% is served at 25% too, so a
+// growing canary never switches a user back and forth. It does not
+// allocate.
+func InCanary(userID string, share float64) bool {
+	if !(share > 0) {
+		return false
+	}
+	h := mix64(fnvString(fnvString(fnvOffset, canarySalt), userID))
+	return float64(h>>11)/(1<<53) < share
+}
