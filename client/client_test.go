@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/sightline/sightline/client"
+	"github.com/sightline/sightline/internal/api/apitest"
 )
 
 // captured is what the test server saw of one request.
@@ -24,8 +25,19 @@ type captured struct {
 }
 
 // newServer starts a server that records the request and answers with
-// status and body.
+// status and body. The client's transport checks every request it sends
+// and every response it reads against the API's OpenAPI document
+// (internal/api/openapi.json): the canned answers are held to it as the
+// client's requests are.
 func newServer(t *testing.T, status int, ctype, body string) (*client.Client, *captured) {
+	t.Helper()
+	return newServerChecking(t, apitest.Requests|apitest.Responses, status, ctype, body)
+}
+
+// newServerChecking is newServer checking only what checks says, for
+// answers that are off the document on purpose (a proxy's error page, a
+// truncated body).
+func newServerChecking(t *testing.T, checks apitest.Check, status int, ctype, body string) (*client.Client, *captured) {
 	t.Helper()
 	var got captured
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -34,17 +46,40 @@ func newServer(t *testing.T, status int, ctype, body string) (*client.Client, *c
 			Method: r.Method, Path: r.URL.EscapedPath(), ContentType: r.Header.Get("Content-Type"),
 			UserAgent: r.Header.Get("User-Agent"), TraceParent: r.Header.Get("Traceparent"), Body: string(b),
 		}
-		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("X-Request-ID", "req-1")
+		if ctype != "" {
+			w.Header().Set("Content-Type", ctype)
+		}
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
-	c, err := client.New(srv.URL + "/")
+	c, err := client.New(srv.URL+"/", client.WithHTTPClient(&http.Client{Transport: validator(t).Transport(t, nil, checks)}))
 	if err != nil {
 		t.Fatalf("New(%q) error = %v", srv.URL, err)
 	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c, &got
+}
+
+// validator returns the checker of the API's OpenAPI document.
+func validator(t *testing.T) *apitest.Validator {
+	t.Helper()
+	v, err := apitest.Default()
+	if err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	return v
+}
+
+// example returns the example body of a schema of the OpenAPI document.
+func example(t *testing.T, schema string) string {
+	t.Helper()
+	b, err := validator(t).Example(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestNewRejectsBadURLs(t *testing.T) {
@@ -83,7 +118,7 @@ func TestRecommend(t *testing.T) {
 }
 
 func TestRecommendOmitsEmptyFields(t *testing.T) {
-	c, got := newServer(t, 200, "application/json", `{"request_id":"r1","fallback":null,"items":[]}`)
+	c, got := newServer(t, 200, "application/json", `{"request_id":"r1","variant":"control","model_version":"m1","fallback":null,"items":[]}`)
 	rec, err := c.Recommend(context.Background(), client.RecommendRequest{UserID: "u1"})
 	if err != nil {
 		t.Fatalf("Recommend() error = %v", err)
@@ -97,7 +132,10 @@ func TestRecommendOmitsEmptyFields(t *testing.T) {
 }
 
 func TestSendEvents(t *testing.T) {
-	c, got := newServer(t, 202, "application/json",
+	// The second event has no item id, on purpose: the server rejects it
+	// by index (the request is off the document's Event schema, so only
+	// the answer is checked).
+	c, got := newServerChecking(t, apitest.Responses, 202, "application/json",
 		`{"accepted":1,"duplicates":1,"rejected":[{"index":1,"error":"item_id: missing required field"}]}`)
 	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	res, err := c.SendEvents(context.Background(), []client.Event{
@@ -116,6 +154,15 @@ func TestSendEvents(t *testing.T) {
 		`{"event_id":"e2","type":"impression","user_id":"u1","item_id":""}]`
 	if got.Body != wantBody {
 		t.Errorf("SendEvents() body = %s, want %s", got.Body, wantBody)
+	}
+
+	// A valid batch is a valid request.
+	c, _ = newServer(t, 202, "application/json", `{"accepted":2,"duplicates":0,"rejected":[]}`)
+	if _, err := c.SendEvents(context.Background(), []client.Event{
+		{EventID: "e1", Type: client.TypeClick, UserID: "u1", ItemID: "i1", RequestID: "r1", Channel: "home", Timestamp: ts, DwellMS: 1500},
+		{EventID: "e2", Type: client.TypeConversion, UserID: "u1", ItemID: "i1"},
+	}); err != nil {
+		t.Errorf("SendEvents(valid) error = %v", err)
 	}
 }
 
@@ -161,28 +208,27 @@ func TestImportStreamsNDJSON(t *testing.T) {
 }
 
 func TestStatsAndDecision(t *testing.T) {
-	c, _ := newServer(t, 200, "application/json", `{"requests_per_second":12.5,"latency_ms":{"p50":1,"p95":2,"p99":3},
-		"error_rate":0.01,"fallback_rate":0.1,"fallback_rate_by_reason":{"model_timeout":0.1},
-		"ctr_by_variant":{"a":{"impressions":100,"clicks":5,"ctr":0.05}},"events_per_second":3,"model_version":"m1","window_seconds":60}`)
+	c, _ := newServer(t, 200, "application/json", example(t, "Stats"))
 	st, err := c.Stats(context.Background())
 	if err != nil {
 		t.Fatalf("Stats() error = %v", err)
 	}
-	want := &client.Stats{RequestsPerSecond: 12.5, Latency: client.Latency{P50: 1, P95: 2, P99: 3}, ErrorRate: 0.01,
+	want := &client.Stats{RequestsPerSecond: 10.5, Latency: client.Latency{P50: 1.2, P95: 3.4, P99: 5.6}, ErrorRate: 0,
 		FallbackRate: 0.1, FallbackRateByReason: map[string]float64{"model_timeout": 0.1},
-		CTRByVariant:    map[string]client.VariantCTR{"a": {Impressions: 100, Clicks: 5, CTR: 0.05}},
-		EventsPerSecond: 3, ModelVersion: "m1", WindowSeconds: 60}
+		CTRByVariant:    map[string]client.VariantCTR{"control": {Impressions: 100, Clicks: 5, CTR: 0.05}},
+		EventsPerSecond: 3, ModelVersion: "ftrl-3", WindowSeconds: 60}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("Stats() mismatch (-want +got):\n%s", diff)
 	}
 
-	c, got := newServer(t, 200, "application/json", `{"request_id":"r/1"}`)
-	raw, err := c.Decision(context.Background(), "r/1")
+	dec := example(t, "Decision")
+	c, got := newServer(t, 200, "application/json", dec)
+	raw, err := c.Decision(context.Background(), "r-1.a")
 	if err != nil {
 		t.Fatalf("Decision() error = %v", err)
 	}
-	if string(raw) != `{"request_id":"r/1"}` || got.Path != "/v1/decisions/r%2F1" {
-		t.Errorf("Decision() = %s via %s, want the body via /v1/decisions/r%%2F1", raw, got.Path)
+	if string(raw) != dec || got.Path != "/v1/decisions/r-1.a" {
+		t.Errorf("Decision() = %s via %s, want the body via /v1/decisions/r-1.a", raw, got.Path)
 	}
 }
 
@@ -204,7 +250,9 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _ := newServer(t, tt.status, tt.ctype, tt.body)
+			// Error answers of any status, some not problems (a proxy's):
+			// only the request is checked.
+			c, _ := newServerChecking(t, apitest.Requests, tt.status, tt.ctype, tt.body)
 			err := c.Health(context.Background())
 			e, ok := errors.AsType[*client.Error](err)
 			if !ok {
@@ -226,7 +274,7 @@ func TestErrors(t *testing.T) {
 func TestTransportErrorHidesUserID(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close() // nothing listens any more
-	c, err := client.New(srv.URL)
+	c, err := client.New(srv.URL, client.WithHTTPClient(validator(t).Client(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +293,8 @@ func TestTracing(t *testing.T) {
 	var traceparent string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		traceparent = r.Header.Get("Traceparent")
+		w.Header().Set("X-Request-ID", "req-1")
+		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
 	}))
 	defer srv.Close()
@@ -252,7 +302,7 @@ func TestTracing(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
 
-	c, err := client.New(srv.URL, client.WithTracerProvider(tp), client.WithUserAgent("test/1"))
+	c, err := client.New(srv.URL, client.WithHTTPClient(validator(t).Client(t)), client.WithTracerProvider(tp), client.WithUserAgent("test/1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,14 +321,14 @@ func TestTracing(t *testing.T) {
 	}
 
 	// Without the option there is no propagation.
-	plain, _ := client.New(srv.URL, client.WithHTTPClient(&http.Client{}))
+	plain, _ := client.New(srv.URL, client.WithHTTPClient(validator(t).Client(t)))
 	if err := plain.Health(context.Background()); err != nil || traceparent != "" {
 		t.Errorf("Health() without tracing: traceparent = %q, err = %v; want none", traceparent, err)
 	}
 }
 
 func TestDecodeErrorOnBadJSON(t *testing.T) {
-	c, _ := newServer(t, 200, "application/json", `{"request_id":`)
+	c, _ := newServerChecking(t, apitest.Requests, 200, "application/json", `{"request_id":`)
 	_, err := c.Recommend(context.Background(), client.RecommendRequest{UserID: "u"})
 	if err == nil {
 		t.Fatal("Recommend() error = nil, want a decode error")

@@ -106,6 +106,25 @@ func New(spec []byte) (*Validator, error) {
 	return v, nil
 }
 
+// Example returns the first example of the document's schema name, as JSON,
+// for fakes and canned answers that must match the document. It fails when
+// the schema has no example or its example does not validate against it.
+func (v *Validator) Example(name string) ([]byte, error) {
+	s := v.doc.Components.Schemas[name]
+	if s == nil || s.Value == nil || len(s.Value.Examples) == 0 {
+		return nil, fmt.Errorf("apitest: schema %s has no example", name)
+	}
+	ex := s.Value.Examples[0]
+	if err := s.Value.VisitJSON(ex, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse(), openapi3.MultiErrors(), openapi3.SetSchemaErrorMessageCustomizer(reason)); err != nil {
+		return nil, fmt.Errorf("apitest: the example of schema %s does not validate: %w", name, err)
+	}
+	b, err := json.Marshal(ex)
+	if err != nil {
+		return nil, fmt.Errorf("apitest: encode the example of schema %s: %w", name, err)
+	}
+	return b, nil
+}
+
 // Operations returns the documented operations as ServeMux patterns
 // ("GET /v1/stats"), sorted.
 func (v *Validator) Operations() []string {
