@@ -389,8 +389,12 @@ type Join struct {
 	Variant string
 }
 
-// Variant returns the variant of a user.
-func (e *Engine) Variant(userID string) string { return e.cfg.Split.Assign(userID) }
+// Variant returns the variant a user's next decision is served by: the
+// split's, or the challenger's for a user in its canary share.
+func (e *Engine) Variant(userID string) string {
+	v, _ := e.route(userID)
+	return v
+}
 
 // Channel folds a channel into the bounded label set.
 func (e *Engine) Channel(c string) string {

@@ -66,6 +66,13 @@ func (s *ModelScorer) Probability(logit float64) float64 { return model.Sigmoid(
 // Version implements Scorer: the version of the current model.
 func (s *ModelScorer) Version() string { return s.cur.Load().m.Version() }
 
+// Learn updates the current model from one labelled impression (the event
+// path's learner): after a Swap, learning goes to the new model. A call
+// running across a Swap updates the model it read.
+func (s *ModelScorer) Learn(x *model.Context, it event.Item, l model.Label) float64 {
+	return s.cur.Load().m.Learn(x, it, l)
+}
+
 // Calibrated reports that the model's scores are click probabilities.
 func (s *ModelScorer) Calibrated() bool { return true }
 

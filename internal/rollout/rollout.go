@@ -101,6 +101,9 @@ type Config struct {
 	MaxWait time.Duration
 	// CheckEvery is the period of the guardrail checks (default 1m).
 	CheckEvery time.Duration
+	// Champion and Challenger are the variant names of the champion's
+	// decisions and the challenger's (defaults "ftrl" and "challenger").
+	Champion, Challenger string
 	// Guards are the guardrails' settings.
 	Guards Guards
 	// StatePath is the file the state is written to before each transition
@@ -128,6 +131,15 @@ func (c *Config) defaults() error {
 	}
 	if c.CheckEvery == 0 {
 		c.CheckEvery = DefaultCheckEvery
+	}
+	if c.Champion == "" {
+		c.Champion = "ftrl"
+	}
+	if c.Challenger == "" {
+		c.Challenger = "challenger"
+	}
+	if c.Champion == c.Challenger {
+		return fmt.Errorf("%w: the champion and the challenger need distinct variant names", ErrInvalid)
 	}
 	if c.StepHold < 0 || c.ShadowHold < 0 || c.MaxWait < 0 || c.CheckEvery < 0 {
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalid)
@@ -193,11 +205,11 @@ type State struct {
 	Stage   Stage  `json:"stage"`
 	Source  string `json:"source,omitempty"`
 	Version string `json:"version,omitempty"`
-	// Steps and StepHold are the rollout's plan; Step is the index of the
-	// current canary step.
-	Steps    []float64     `json:"steps,omitempty"`
-	StepHold time.Duration `json:"step_hold,omitempty"`
-	Step     int           `json:"step"`
+	// Steps and StepHoldSeconds are the rollout's plan; Step is the index
+	// of the current canary step.
+	Steps           []float64 `json:"steps,omitempty"`
+	StepHoldSeconds float64   `json:"step_hold_seconds,omitempty"`
+	Step            int       `json:"step"`
 	Share    float64       `json:"share"`
 	// StartedAt is when the challenger was registered; Since when the
 	// current stage (or step) began.
@@ -323,7 +335,7 @@ func (c *Controller) Start(ctx context.Context, spec Spec) (State, error) {
 	}
 	now := c.cfg.Now()
 	c.st.Source, c.st.Version = spec.Source, version
-	c.st.Steps, c.st.StepHold, c.st.Step = slices.Clone(steps), hold, 0
+	c.st.Steps, c.st.StepHoldSeconds, c.st.Step = slices.Clone(steps), hold.Seconds(), 0
 	c.st.StartedAt, c.st.Checks, c.st.Arms = now, nil, [2]Counts{}
 	for _, a := range c.arms {
 		a.restore(Counts{})
@@ -352,22 +364,40 @@ func (c *Controller) Abort(ctx context.Context, why string) (State, error) {
 	return c.stateLocked(), nil
 }
 
-// ObserveDecision records a decision served to a user of arm a (hashed
-// user id h, any well-mixed hash). It does nothing without a rollout.
-func (c *Controller) ObserveDecision(a Arm, h uint64, d Decision) {
-	if !c.live.Load() {
-		return
+// arm returns the arm of variant: the champion's, the challenger's, or
+// false for another variant.
+func (c *Controller) arm(variant string) (*arm, bool) {
+	switch variant {
+	case c.cfg.Champion:
+		return c.arms[Champion], true
+	case c.cfg.Challenger:
+		return c.arms[Challenger], true
 	}
-	c.arms[a].decision(h, d)
+	return nil, false
 }
 
-// ObserveEvent records an impression or click answering a decision of arm
-// a. It does nothing without a rollout.
-func (c *Controller) ObserveEvent(a Arm, typ event.Type) {
+// ObserveDecision records a decision served by variant to a user (h hashes
+// the user's pseudonym; any well-mixed hash). Decisions of other variants
+// than the champion's and the challenger's, and every decision while no
+// rollout is under way, are ignored.
+func (c *Controller) ObserveDecision(variant string, h uint64, d Decision) {
 	if !c.live.Load() {
 		return
 	}
-	c.arms[a].event(typ)
+	if a, ok := c.arm(variant); ok {
+		a.decision(h, d)
+	}
+}
+
+// ObserveEvent records an impression or click of a user of variant; it has
+// the signature of the event path's engagement observers.
+func (c *Controller) ObserveEvent(variant, _ string, typ event.Type) {
+	if !c.live.Load() {
+		return
+	}
+	if a, ok := c.arm(variant); ok {
+		a.event(typ)
+	}
 }
 
 // Live reports whether a challenger is in play (shadow or canary).
@@ -434,21 +464,21 @@ func (c *Controller) Check(ctx context.Context) {
 			return
 		}
 	}
-	held := now.Sub(st.Since)
-	if held < st.StepHold {
+	held, hold := now.Sub(st.Since), time.Duration(st.StepHoldSeconds*float64(time.Second))
+	if held < hold {
 		c.persistLocked(ctx)
 		return
 	}
 	if st.Step < len(st.Steps)-1 {
 		st.Step++
-		c.transitionLocked(ctx, Canary, st.Steps[st.Step], "step", fmt.Sprintf("step %d held %v with no guardrail failing: canary step %d of %d", st.Step, st.StepHold, st.Step+1, len(st.Steps)), checks)
+		c.transitionLocked(ctx, Canary, st.Steps[st.Step], "step", fmt.Sprintf("step %d held %v with no guardrail failing: canary step %d of %d", st.Step, hold, st.Step+1, len(st.Steps)), checks)
 		return
 	}
 	if allPass(checks) {
 		c.promoteLocked(ctx, "promote", fmt.Sprintf("every guardrail passed at the last step (%.0f%%)", 100*st.Share), checks)
 		return
 	}
-	if held >= st.StepHold+c.cfg.MaxWait {
+	if held >= hold+c.cfg.MaxWait {
 		c.transitionLocked(ctx, RolledBack, 0, "inconclusive", fmt.Sprintf("the guardrails did not all pass within %v of the last step's hold: %s", c.cfg.MaxWait, waiting(checks)), checks)
 		return
 	}

@@ -73,6 +73,9 @@ type world struct {
 	users           uint64
 }
 
+// variants are the arms' variant names (the Config's defaults).
+var variants = [2]string{"ftrl", "challenger"}
+
 func newWorld(seed uint64, champion, challenger float64) *world {
 	return &world{
 		rng: rand.New(rand.NewPCG(seed, 7)), perMinute: 600,
@@ -100,11 +103,11 @@ func (w *world) minute(c *Controller, share float64) {
 		if !d.Fallback {
 			d.Shown, d.Predicted = 10, 10*pred
 		}
-		c.ObserveDecision(a, h, d)
+		c.ObserveDecision(variants[a], h, d)
 		for range 10 {
-			c.ObserveEvent(a, event.Impression)
+			c.ObserveEvent(variants[a], "web", event.Impression)
 			if w.rng.Float64() < w.ctr[a] {
-				c.ObserveEvent(a, event.Click)
+				c.ObserveEvent(variants[a], "web", event.Click)
 			}
 		}
 	}
@@ -421,8 +424,8 @@ func TestObserveWithoutRolloutIsFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		c.ObserveDecision(Challenger, 42, Decision{Latency: time.Millisecond, Shown: 10, Predicted: 0.5})
-		c.ObserveEvent(Challenger, event.Click)
+		c.ObserveDecision("challenger", 42, Decision{Latency: time.Millisecond, Shown: 10, Predicted: 0.5})
+		c.ObserveEvent("challenger", "web", event.Click)
 	}); n != 0 {
 		t.Errorf("observing allocates %v times", n)
 	}
