@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/api"
@@ -329,4 +331,76 @@ func readProfile(t *testing.T, hc *http.Client, u string) api.UserProfile {
 		t.Fatalf("GET %s = %d %s, want 200 and a profile", u, st, b)
 	}
 	return p
+}
+
+// TestOpenAPIContractCluster checks the answers only the cluster shape
+// gives against openapi.json: a trainer's and an API node's /v1/stats
+// (role, active, cluster publication and quality), the API node's
+// /v1/alerts with the cluster's quality state, and the read-back routes of
+// an API node, whose feature store is the shared Redis.
+func TestOpenAPIContractCluster(t *testing.T) {
+	addr, prefix := testRedis(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	base := Config{
+		Bus: BusKafka, KafkaBrokers: kc.ListenAddrs(), KafkaTopic: "events", KafkaDecisionsTopic: "decisions", KafkaPartitions: 2,
+		FeatureStore: StoreRedis, RedisAddr: addr, RedisPrefix: prefix,
+		PublishInterval: 100 * time.Millisecond, FollowInterval: 50 * time.Millisecond, TrainerLease: time.Second,
+		AlertInterval: 100 * time.Millisecond,
+	}
+	tc, ac := base, base
+	tc.Role, tc.NodeName = RoleTrainer, "trainer-1"
+	ac.Role, ac.NodeName = RoleAPI, "api-1"
+	trainer := startNode(t, tc)
+	apiNode := startNode(t, ac)
+	hc := contractHTTP(t, apitest.Requests|apitest.Responses)
+	c, err := client.New(apiNode.base, client.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, func() (bool, string) {
+		s := getStats(t, trainer.base)
+		return s.Active != nil && *s.Active, fmt.Sprintf("trainer active=%v", s.Active)
+	})
+	w := smallWorld()
+	if err := w.Load(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, func() (bool, string) {
+		r, err := apiNode.c.Recommend(t.Context(), client.RecommendRequest{UserID: w.User(1).ID, Count: 5, Context: client.Context{Channel: "web"}})
+		return err == nil && len(r.Items) > 0, fmt.Sprintf("recommendation: %v", err)
+	})
+	evs := recommendAndEvents(t, c, w, 0, 20)
+	if _, err := c.SendEvents(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the trainer's quality state to reach the API node.
+	poll(t, 15*time.Second, func() (bool, string) {
+		var body struct {
+			Cluster *clusterQuality `json:"cluster"`
+		}
+		resp, err := http.Get(apiNode.base + "/v1/alerts")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return false, err.Error()
+		}
+		return body.Cluster != nil && len(body.Cluster.Served) > 0 && len(body.Cluster.CTR) > 0,
+			fmt.Sprintf("cluster quality %+v", body.Cluster)
+	})
+	for _, u := range []string{trainer.base + "/v1/stats", apiNode.base + "/v1/stats", apiNode.base + "/v1/alerts",
+		trainer.base + "/v1/alerts", apiNode.base + "/v1/users/" + url.PathEscape(evs[0].UserID), apiNode.base + "/v1/items/" + url.PathEscape(evs[0].ItemID)} {
+		st, body := call(t, hc, "GET", u, "")
+		if st != 200 {
+			t.Errorf("GET %s = %d %s, want 200", u, st, body)
+		}
+		if strings.HasSuffix(u, "/v1/stats") && !bytes.Contains(body, []byte(`"cluster":{`)) {
+			t.Errorf("GET %s = %s, want the cluster state", u, body)
+		}
+	}
 }
