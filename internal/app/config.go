@@ -12,6 +12,7 @@ import (
 	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/model"
+	"github.com/sightline/sightline/internal/rollout"
 )
 
 // Config is everything a node needs. The zero value of every field means its
@@ -34,6 +35,10 @@ type Config struct {
 	// DataDir/decisions, written by a --role all node and by the active
 	// trainer.
 	DecisionStore DecisionStoreConfig
+	// Rollout configures guarded model rollouts (steps, holds, guardrails)
+	// on a --role all node; the node sets its variant names, state file,
+	// clock and telemetry.
+	Rollout rollout.Config
 	// FeatureBudget and ModelBudget are the stage deadlines (default 5ms each).
 	FeatureBudget time.Duration
 	ModelBudget   time.Duration

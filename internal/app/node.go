@@ -31,6 +31,7 @@ import (
 	"github.com/sightline/sightline/internal/model"
 	"github.com/sightline/sightline/internal/quality"
 	"github.com/sightline/sightline/internal/registry"
+	"github.com/sightline/sightline/internal/rollout"
 	"github.com/sightline/sightline/internal/telemetry"
 )
 
@@ -38,6 +39,8 @@ import (
 // model, engine, event path, telemetry and the HTTP API. Build it with New,
 // run it with Run.
 type Node struct {
+	rollout *rollout.Controller // guarded model rollouts, nil off --role all
+	learner *rolloutLearner     // the model updater's learner on --role all
 	cfg     Config
 	tel     *telemetry.Telemetry
 	logger  *slog.Logger
@@ -182,6 +185,7 @@ func (n *Node) build(ctx context.Context) error {
 		return err
 	}
 	n.scorer = engine.NewModelScorer(m)
+	n.learner = &rolloutLearner{champion: n.scorer}
 	if cfg.Role == RoleAll {
 		journalFrom, err := n.restoreFeatures(ctx)
 		if err != nil {
@@ -204,6 +208,9 @@ func (n *Node) build(ctx context.Context) error {
 	if err := n.buildQuality(); err != nil {
 		return err
 	}
+	if err := n.openRollout(ctx); err != nil {
+		return err
+	}
 	n.restoreBaseline(n.modelExtra)
 	n.reg.MustRegister(n.collectors()...)
 	return n.buildHTTP()
@@ -224,6 +231,15 @@ func (n *Node) initialModel(ctx context.Context) (*model.Model, error) {
 		n.restore.ModelSnapshot = "none"
 	}
 	return model.New(n.cfg.Model)
+}
+
+// challenger is the engine's challenger variant for a role: a --role all
+// node runs guarded rollouts.
+func challenger(role string) string {
+	if role == RoleAll {
+		return challengerVariant
+	}
+	return ""
 }
 
 // buildEngine builds the decision engine and loads the catalog into its
@@ -251,25 +267,26 @@ func (n *Node) buildEngine(ctx context.Context) error {
 	}
 	var err error
 	n.engine, err = engine.New(faults.Store{Source: n.store, Faults: n.faults, Budget: featureBudget}, engine.Config{
-		Split:            split,
-		Scorers:          map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
-		FeatureBudget:    cfg.FeatureBudget,
-		ModelBudget:      cfg.ModelBudget,
-		MinConfidence:    cfg.MinConfidence,
-		Explore:          cfg.Explore,
-		ExploreTop:       cfg.ExploreTop,
-		PoolSize:         cfg.DecisionStore.pool(),
-		DecisionLogRatio: cfg.DecisionLogRatio,
-		DecisionRing:     cfg.DecisionRing,
-		SlowThreshold:    cfg.SlowThreshold,
-		Channels:         cfg.Channels,
-		Now:              cfg.Now,
-		Pseudonymize:     n.tel.Pseudonymize,
-		OnDecision:       n.observeDecision,
-		OnRecord:         onRecord,
-		Logger:           n.logger,
-		Registerer:       n.reg,
-		TracerProvider:   n.tel.TracerProvider(),
+		Split:             split,
+		Scorers:           map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
+		FeatureBudget:     cfg.FeatureBudget,
+		ModelBudget:       cfg.ModelBudget,
+		MinConfidence:     cfg.MinConfidence,
+		Explore:           cfg.Explore,
+		ExploreTop:        cfg.ExploreTop,
+		PoolSize:          cfg.DecisionStore.pool(),
+		ChallengerVariant: challenger(cfg.Role),
+		DecisionLogRatio:  cfg.DecisionLogRatio,
+		DecisionRing:      cfg.DecisionRing,
+		SlowThreshold:     cfg.SlowThreshold,
+		Channels:          cfg.Channels,
+		Now:               cfg.Now,
+		Pseudonymize:      n.tel.Pseudonymize,
+		OnDecision:        n.observeDecision,
+		OnRecord:          onRecord,
+		Logger:            n.logger,
+		Registerer:        n.reg,
+		TracerProvider:    n.tel.TracerProvider(),
 	})
 	if err != nil {
 		return err
@@ -301,7 +318,9 @@ func (n *Node) buildEventPath(m *model.Model) error {
 	case RoleAll:
 		var err error
 		n.path.model, err = learn.NewModelUpdater(n.modelFrom, learn.ModelConfig{
-			Joiner: n.engine.Ring(), Features: n.store, Learner: m, Tracing: tr, Registerer: n.reg, Now: n.cfg.Now,
+			// The scorer, not m: a promoted challenger is learned from then
+			// on, and a challenger in play learns too.
+			Joiner: n.engine.Ring(), Features: n.store, Learner: n.learner, Tracing: tr, Registerer: n.reg, Now: n.cfg.Now,
 		})
 		if err != nil {
 			return err
@@ -369,6 +388,7 @@ func (n *Node) observeDecision(d *engine.Decision) {
 	n.observeQuality(d)
 	n.counts.Observe(d)
 	n.experiments.ObserveDecision(d.Variant)
+	n.observeRollout(d)
 }
 
 // Stats is the body of GET /v1/stats.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/api"
 	"github.com/sightline/sightline/internal/api/apitest"
+	"github.com/sightline/sightline/internal/model"
 )
 
 // undocumented are the node's routes that openapi.json leaves out: the
@@ -172,6 +174,23 @@ func TestOpenAPIContract(t *testing.T) {
 	expect("POST", "/admin/faults", 200, st, body)
 	st, body = call(t, full, "POST", base+"/admin/snapshot", "", auth...)
 	expect("POST", "/admin/snapshot", 200, st, body)
+
+	// A rollout of a copy of the model: started, seen, refused while under
+	// way, aborted.
+	snap := filepath.Join(t.TempDir(), "challenger.snap")
+	if err := n.model().SaveFile(snap, model.SnapshotMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	st, body = call(t, full, "GET", base+"/v1/rollouts", "")
+	expect("GET", "/v1/rollouts", 200, st, body)
+	st, body = call(t, full, "POST", base+"/admin/rollouts", `{"source":"`+snap+`","steps":[0.1,0.5],"step_hold":"1h"}`, auth...)
+	expect("POST", "/admin/rollouts", 201, st, body)
+	st, body = call(t, full, "POST", base+"/admin/rollouts", `{"source":"`+snap+`"}`, auth...)
+	expect("POST", "/admin/rollouts (busy)", 409, st, body)
+	st, body = call(t, full, "GET", base+"/v1/rollouts", "")
+	expect("GET", "/v1/rollouts (canary)", 200, st, body)
+	st, body = call(t, full, "POST", base+"/admin/rollouts/abort", "", auth...)
+	expect("POST", "/admin/rollouts/abort", 200, st, body)
 	var traces struct {
 		Traces []struct {
 			TraceID string `json:"trace_id"`
@@ -228,6 +247,11 @@ func TestOpenAPIContract(t *testing.T) {
 		{"POST", "/admin/faults", `{"name":"etl-null-age","active":true}`, nil, 401},
 		{"POST", "/admin/faults", `{"name":"no-such-fault","active":true}`, auth, 400},
 		{"POST", "/admin/faults", `{"nme":"x"}`, auth, 400},
+		{"POST", "/admin/rollouts", `{"source":"x"}`, nil, 401},
+		{"POST", "/admin/rollouts", `{"source":`, auth, 400},
+		{"POST", "/admin/rollouts", `{"source":"/no/such.snap"}`, auth, 422},
+		{"POST", "/admin/rollouts/abort", "", auth, 409},
+		{"POST", "/admin/rollouts/abort", "", nil, 401},
 		{"GET", "/v2/nothing", "", nil, 404},
 		{"DELETE", "/v1/stats", "", nil, 405},
 	}

@@ -69,7 +69,11 @@ func (n *Node) consumers() []consumer {
 		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false})
 	}
 	if n.cfg.Role != RoleTrainer {
-		cs = append(cs, consumer{consumerStats, n.statsFrom, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments), false})
+		obs := []learn.EngagementObserver{n.live, n.quality.engagement, n.experiments}
+		if n.rollout != nil {
+			obs = append(obs, n.rollout)
+		}
+		cs = append(cs, consumer{consumerStats, n.statsFrom, learn.NewEngagementTracker(n.engine.Variant, obs...), false})
 	}
 	return cs
 }
@@ -114,6 +118,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() error { return n.store.Run(bgCtx) })
 	bg.Go(func() error { return n.engine.Run(bgCtx) })
 	bg.Go(func() error { return n.console.Run(bgCtx) })
+	if n.rollout != nil {
+		bg.Go(func() error { return n.rollout.Run(bgCtx) })
+	}
 	if n.cfg.SnapshotInterval > 0 && n.cfg.Role == RoleAll {
 		bg.Go(func() error {
 			every(bgCtx, n.cfg.SnapshotInterval, func() {

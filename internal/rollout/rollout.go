@@ -210,7 +210,7 @@ type State struct {
 	Steps           []float64 `json:"steps,omitempty"`
 	StepHoldSeconds float64   `json:"step_hold_seconds,omitempty"`
 	Step            int       `json:"step"`
-	Share    float64       `json:"share"`
+	Share           float64   `json:"share"`
 	// StartedAt is when the challenger was registered; Since when the
 	// current stage (or step) began.
 	StartedAt time.Time `json:"started_at,omitzero"`
@@ -418,6 +418,9 @@ func (c *Controller) stateLocked() State {
 	st.Steps = slices.Clone(st.Steps)
 	st.Checks = slices.Clone(st.Checks)
 	st.Timeline = slices.Clone(st.Timeline)
+	if st.Timeline == nil {
+		st.Timeline = []Transition{}
+	}
 	return st
 }
 

@@ -1,0 +1,230 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sightline/sightline/internal/engine"
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/model"
+	"github.com/sightline/sightline/internal/rollout"
+)
+
+// challengerVariant is the variant name of a rollout challenger's
+// decisions, in responses, spans, logs and metric labels.
+const challengerVariant = "challenger"
+
+// championVariant is the variant a challenger competes with: the online
+// model's.
+const championVariant = "ftrl"
+
+// rolloutTarget is the node's side of a guarded rollout: it loads a
+// challenger snapshot, routes a share of the champion's users to it through
+// the engine, and promotes it by swapping it into the champion's scorer
+// (which the event path learns into) and snapshotting at once.
+type rolloutTarget struct {
+	n *Node
+
+	mu     sync.Mutex
+	next   *model.Model
+	scorer *engine.ModelScorer
+}
+
+// rolloutLearner is the event path's learner on a --role all node: the
+// champion's scorer and, while a challenger is in play, the challenger's
+// too, so that both learn from the same stream and the guardrails compare
+// models, not a learning model with a frozen one.
+type rolloutLearner struct {
+	champion   *engine.ModelScorer
+	challenger atomic.Pointer[engine.ModelScorer]
+}
+
+// Learn implements learn.Learner: it returns the champion's prediction.
+func (l *rolloutLearner) Learn(x *model.Context, it event.Item, lb model.Label) float64 {
+	if c := l.challenger.Load(); c != nil {
+		c.Learn(x, it, lb)
+	}
+	return l.champion.Learn(x, it, lb)
+}
+
+// Load implements rollout.Target.
+func (t *rolloutTarget) Load(_ context.Context, source string) (string, error) {
+	m, _, err := model.LoadFile(source, t.n.cfg.Model)
+	if err != nil {
+		return "", fmt.Errorf("challenger snapshot %s: %w", filepath.Base(source), err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.next, t.scorer = m, engine.NewModelScorer(m)
+	return m.Version(), nil
+}
+
+// Route implements rollout.Target. Shadow scoring is not built yet: a
+// shadow challenger serves nobody, and learns from the stream.
+func (t *rolloutTarget) Route(shadow bool, share float64) {
+	t.mu.Lock()
+	s := t.scorer
+	t.mu.Unlock()
+	if (share <= 0 && !shadow) || s == nil {
+		_ = t.n.engine.SetChallenger(nil) // withdrawing cannot fail
+		t.n.learner.challenger.Store(nil)
+		return
+	}
+	t.n.learner.challenger.Store(s)
+	if err := t.n.engine.SetChallenger(&engine.Challenger{Base: championVariant, Scorer: s, Share: share}); err != nil {
+		t.n.logger.Error("rollout: challenger not routed", slog.Any("err", err))
+	}
+}
+
+// Promote implements rollout.Target.
+func (t *rolloutTarget) Promote(ctx context.Context) error {
+	t.mu.Lock()
+	m := t.next
+	t.mu.Unlock()
+	if m == nil {
+		return errors.New("no challenger loaded")
+	}
+	_ = t.n.engine.SetChallenger(nil)
+	t.n.learner.challenger.Store(nil)
+	t.n.scorer.Swap(m)
+	if err := t.n.Snapshot(ctx); err != nil {
+		return fmt.Errorf("snapshot the promoted model: %w", err)
+	}
+	return nil
+}
+
+// openRollout builds the rollout controller of a --role all node, resuming
+// the rollout its state file records. Nodes of a cluster have none yet.
+func (n *Node) openRollout(ctx context.Context) error {
+	if n.cfg.Role != RoleAll {
+		return nil
+	}
+	cfg := n.cfg.Rollout
+	cfg.Champion, cfg.Challenger = championVariant, challengerVariant
+	cfg.StatePath = filepath.Join(n.cfg.DataDir, "rollout.json")
+	cfg.Now = n.cfg.Now
+	cfg.Logger = n.logger
+	cfg.Registerer = n.reg
+	cfg.TracerProvider = n.tel.TracerProvider()
+	var err error
+	n.rollout, err = rollout.New(ctx, &rolloutTarget{n: n}, cfg)
+	return err
+}
+
+// Rollout returns the node's rollout controller, nil off --role all.
+func (n *Node) Rollout() *rollout.Controller { return n.rollout }
+
+// observeRollout feeds a decision to the rollout's guardrails.
+func (n *Node) observeRollout(d *engine.Decision) {
+	if n.rollout == nil || !n.rollout.Live() {
+		return
+	}
+	rd := rollout.Decision{Latency: d.Duration, Fallback: d.Fallback != engine.ReasonNone}
+	if d.KnownUser {
+		for _, v := range d.Features {
+			if v == nil {
+				rd.NullFeature = true
+				break
+			}
+		}
+	}
+	if !rd.Fallback {
+		rd.Shown = len(d.Items)
+		for _, it := range d.Items {
+			rd.Predicted += it.Score
+		}
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(d.UserHash)) // a hash never fails
+	n.rollout.ObserveDecision(d.Variant, h.Sum64(), rd)
+}
+
+// rolloutRoutes are the rollout's HTTP routes.
+func (n *Node) rolloutRoutes(mount map[string]http.Handler) {
+	mount["GET /v1/rollouts"] = http.HandlerFunc(n.getRollout)
+	mount["POST /admin/rollouts"] = n.requireAdmin(n.startRollout)
+	mount["POST /admin/rollouts/abort"] = n.requireAdmin(n.abortRollout)
+}
+
+// noRollouts answers a node that runs no rollouts.
+func (n *Node) noRollouts(w http.ResponseWriter, r *http.Request) bool {
+	if n.rollout != nil {
+		return false
+	}
+	writeProblem(w, r, http.StatusConflict, "rollouts-unavailable", "guarded rollouts run on a --role all node in this version; this node's role is "+n.cfg.Role)
+	return true
+}
+
+func (n *Node) getRollout(w http.ResponseWriter, r *http.Request) {
+	if n.noRollouts(w, r) {
+		return
+	}
+	writeJSON(w, n.rollout.State())
+}
+
+// rolloutRequest is the body of POST /admin/rollouts.
+type rolloutRequest struct {
+	// Source is the challenger's model snapshot file, on the node's disk.
+	Source string `json:"source"`
+	// Steps and StepHold override the node's canary steps and hold.
+	Steps    []float64 `json:"steps,omitempty"`
+	StepHold string    `json:"step_hold,omitempty"`
+}
+
+func (n *Node) startRollout(w http.ResponseWriter, r *http.Request) {
+	if n.noRollouts(w, r) {
+		return
+	}
+	var req rolloutRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "bad-rollout", "the body must be a JSON object {\"source\": \"<model snapshot file>\", \"steps\": [0.05, 0.25, 0.5], \"step_hold\": \"10m\"}: "+err.Error())
+		return
+	}
+	spec := rollout.Spec{Source: req.Source, Steps: req.Steps}
+	if req.StepHold != "" {
+		d, err := time.ParseDuration(req.StepHold)
+		if err != nil || d <= 0 {
+			writeProblem(w, r, http.StatusBadRequest, "bad-rollout", fmt.Sprintf("step_hold %q must be a positive duration such as \"10m\"", req.StepHold))
+			return
+		}
+		spec.StepHold = d
+	}
+	st, err := n.rollout.Start(r.Context(), spec)
+	switch {
+	case errors.Is(err, rollout.ErrBusy):
+		writeProblem(w, r, http.StatusConflict, "rollout-under-way", "a rollout is under way: abort it (POST /admin/rollouts/abort) or wait for it to end")
+		return
+	case errors.Is(err, rollout.ErrInvalid):
+		writeProblem(w, r, http.StatusBadRequest, "bad-rollout", err.Error())
+		return
+	case err != nil:
+		writeProblem(w, r, http.StatusUnprocessableEntity, "challenger-not-loaded", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(st) // the client went away; nothing to tell it
+}
+
+func (n *Node) abortRollout(w http.ResponseWriter, r *http.Request) {
+	if n.noRollouts(w, r) {
+		return
+	}
+	st, err := n.rollout.Abort(r.Context(), "aborted through the admin API")
+	if errors.Is(err, rollout.ErrNone) {
+		writeProblem(w, r, http.StatusConflict, "no-rollout", "no rollout is under way")
+		return
+	}
+	writeJSON(w, st)
+}
