@@ -3,13 +3,9 @@ package telemetry
 import (
 	"context"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -105,8 +101,8 @@ func putUint64(b []byte, v uint64) {
 // children already carry, when tail retention will keep the trace: a 5xx, a
 // request slower than the slow threshold, or spans recorded under it (the
 // engine records its spans only for a fallback or a slow decision). With tail
-// retention off it is never recorded. It records less than the standard
-// otelhttp handler (the attributes below, no request or response sizes).
+// retention off it is never recorded. Its attributes are those of
+// [Telemetry.Server].
 func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 	tracer := t.tp.Tracer("github.com/sightline/sightline/internal/telemetry")
 	tail := !t.cfg.DisableTailRetention
@@ -123,7 +119,7 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 		h.ServeHTTP(sw, r.WithContext(trace.ContextWithSpan(parent, span)))
 		end := time.Now()
 		if span.IsRecording() {
-			span.SetAttributes(serverAttrs(r, sw.Status())...)
+			span.SetAttributes(t.serverAttrs(r, sw.Status())...)
 			setServerStatus(span, sw.Status())
 			span.End(trace.WithTimestamp(end))
 			return
@@ -138,45 +134,10 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 		}
 		ctx := context.WithValue(parent, forcedKey, forcedIDs{trace: sc.TraceID(), span: sc.SpanID()})
 		_, made := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-			trace.WithAttributes(serverAttrs(r, sw.Status())...))
+			trace.WithAttributes(t.serverAttrs(r, sw.Status())...))
 		setServerStatus(made, sw.Status())
 		made.End(trace.WithTimestamp(end))
 	})
-}
-
-// serverAttrs are the HTTP semantic-convention attributes of a server span.
-func serverAttrs(r *http.Request, status int) []attribute.KeyValue {
-	route := r.Pattern
-	if i := strings.IndexByte(route, ' '); i >= 0 {
-		route = route[i+1:]
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", r.Method),
-		attribute.String("http.route", route),
-		attribute.String("url.path", r.URL.Path),
-		attribute.String("url.scheme", scheme),
-		attribute.String("network.protocol.version", strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)),
-		attribute.Int("http.response.status_code", status),
-	}
-	if host, port, err := net.SplitHostPort(r.Host); err == nil {
-		attrs = append(attrs, attribute.String("server.address", host))
-		if p, err := strconv.Atoi(port); err == nil {
-			attrs = append(attrs, attribute.Int("server.port", p))
-		}
-	} else if r.Host != "" {
-		attrs = append(attrs, attribute.String("server.address", r.Host))
-	}
-	if ua := r.UserAgent(); ua != "" {
-		attrs = append(attrs, attribute.String("user_agent.original", ua))
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		attrs = append(attrs, attribute.String("client.address", host))
-	}
-	return attrs
 }
 
 // setServerStatus marks a 5xx as an error, as the HTTP conventions say for
