@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sightline/sightline/internal/api"
@@ -36,7 +35,6 @@ func (n *Node) buildHTTP() error {
 		"GET /debug/pprof/profile":  n.requireAdmin(pprof.Profile),
 		"GET /debug/pprof/trace":    n.requireAdmin(pprof.Trace),
 	}
-	n.rolloutRoutes(mount)
 	var err error
 	if n.console, err = n.buildConsole(); err != nil {
 		return err
@@ -63,12 +61,15 @@ func (n *Node) buildHTTP() error {
 
 // traceRoute wraps each API route in an OpenTelemetry server span named
 // "{METHOD} {route}", extracting W3C trace context and baggage, and counts
-// responses by route and status class.
+// responses by route and status class. The span records the route's path
+// with its parameters pseudonymized or named (telemetry.RoutePath), never
+// the raw path: a path parameter can be a user id, an email or a phone
+// number.
 //
 // The hot route, POST /v1/recommendations, gets a deferred server span
 // (telemetry.DeferredServer): recorded only when tail retention keeps the
 // trace or the request is head-sampled, so an ordinary request records no
-// span. Every other route keeps the standard otelhttp span.
+// span. Every other route gets a live one (telemetry.Server).
 func (n *Node) traceRoute(h http.Handler) http.Handler {
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := telemetry.StatusOf(w) // the deferred server span's, on the hot route
@@ -76,7 +77,7 @@ func (n *Node) traceRoute(h http.Handler) http.Handler {
 		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.Status())).Inc()
 	})
 	hot := n.tel.DeferredServer(counted)
-	other := n.otelRoute(counted)
+	other := n.tel.Server(counted)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Pattern == hotRoute {
 			hot.ServeHTTP(w, r)
@@ -88,21 +89,6 @@ func (n *Node) traceRoute(h http.Handler) http.Handler {
 
 // hotRoute is the route whose server span is deferred.
 const hotRoute = "POST /v1/recommendations"
-
-// otelRoute wraps h in the standard otelhttp server span.
-func (n *Node) otelRoute(counted http.Handler) http.Handler {
-	return otelhttp.NewHandler(counted, "",
-		otelhttp.WithTracerProvider(n.tel.TracerProvider()),
-		otelhttp.WithPropagators(n.prop),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if r.Pattern != "" {
-				return r.Pattern
-			}
-			return r.Method
-		}),
-		otelhttp.WithMeterProvider(nil),
-	)
-}
 
 // stampTraceContext puts the request's trace context into each event, the
 // record headers of the log, so consumers link back to the producer.
