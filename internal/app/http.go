@@ -35,6 +35,7 @@ func (n *Node) buildHTTP() error {
 		"GET /debug/pprof/profile":  n.requireAdmin(pprof.Profile),
 		"GET /debug/pprof/trace":    n.requireAdmin(pprof.Trace),
 	}
+	n.rolloutRoutes(mount)
 	var err error
 	if n.console, err = n.buildConsole(); err != nil {
 		return err
