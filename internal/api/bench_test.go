@@ -91,11 +91,12 @@ func BenchmarkDecodeEvents500(b *testing.B) {
 	}
 	sb.WriteByte(']')
 	body := []byte(sb.String())
-	now := time.Now()
+	now := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
+	lim := EventTimeLimits{MaxSkew: DefaultEventMaxSkew, MaxAge: DefaultEventMaxAge}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		evs, rej, p := decodeEvents(bytes.NewReader(body), 1000, now)
+		evs, rej, p := decodeEventsWithin(bytes.NewReader(body), 1000, now, lim)
 		if p != nil || len(evs) != 500 || len(rej) != 0 {
 			b.Fatalf("decodeEvents = %d events, %d rejected, %v", len(evs), len(rej), p)
 		}

@@ -164,19 +164,29 @@ func quote(s string) string {
 
 // decodeStrict decodes exactly one JSON value from r into v: unknown fields
 // and trailing data are errors.
+// The body must be UTF-8 with no lone surrogate escapes (see textReader).
 func decodeStrict(r io.Reader, v any) *problem {
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(&textReader{r: r})
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err, "")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return tooLarge(mbe.Limit)
-		}
-		return badRequest("unexpected data after the JSON value in request body; send exactly one JSON value")
+		return trailingProblem(err, "unexpected data after the JSON value in request body; send exactly one JSON value")
 	}
 	return nil
+}
+
+// trailingProblem explains err, met when reading on after the JSON value
+// of a body: detail unless the reader failed.
+func trailingProblem(err error, detail string) *problem {
+	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return tooLarge(mbe.Limit)
+	}
+	if te, ok := errors.AsType[*textError](err); ok {
+		return badRequest(te.Error())
+	}
+	return badRequest(detail)
 }
 
 // jsonProblem explains a decoding error. prefix (e.g. "event 3: ") locates
@@ -197,6 +207,9 @@ func jsonProblem(err error, prefix string) *problem {
 // syntaxDetail describes errors after which the body cannot be read on, or
 // returns "".
 func syntaxDetail(err error) string {
+	if te, ok := errors.AsType[*textError](err); ok {
+		return te.Error()
+	}
 	switch {
 	case errors.Is(err, io.EOF):
 		return "request body is empty; send a JSON value"
@@ -289,12 +302,67 @@ type Rejection struct {
 	Error string `json:"error"`
 }
 
-// decodeEvents reads a JSON array of events from r, at most maxBatch of
-// them. Invalid events are returned as rejections; a body that is not an
-// array of objects, or is too large, is a problem. Events without a
-// timestamp get now.
+// Defaults for [EventTimeLimits], for nodes that bound event times.
+const (
+	// DefaultEventMaxSkew is how far ahead of the server's clock an event
+	// may be stamped: clients' clocks drift, but not by much more.
+	DefaultEventMaxSkew = 5 * time.Minute
+	// DefaultEventMaxAge is how old an event may be: the event log's
+	// default retention (7 days), so nothing is learned from an event older
+	// than the log keeps events.
+	DefaultEventMaxAge = 7 * 24 * time.Hour
+)
+
+// EventTimeLimits bounds the timestamps that POST /v1/events accepts,
+// relative to the server's clock when the batch arrives. An event stamped
+// outside them is rejected on its own, with the reason, as any other
+// invalid event is; an event without a timestamp gets the server's time.
+// The zero value sets no bound. The zero time, 0001-01-01T00:00:00Z, is
+// rejected always: it is an unset clock, not a time.
+type EventTimeLimits struct {
+	// MaxSkew is how far in the future a timestamp may be; zero means no
+	// bound.
+	MaxSkew time.Duration
+	// MaxAge is how far in the past a timestamp may be; zero means no
+	// bound.
+	MaxAge time.Duration
+}
+
+// check returns why an event stamped ts is not accepted at now, or "".
+func (l EventTimeLimits) check(ts, now time.Time) string {
+	const layout = time.RFC3339Nano
+	switch {
+	case ts.IsZero():
+		return "timestamp 0001-01-01T00:00:00Z is the zero time, not when the event happened; send the time of the interaction, or omit timestamp to use the server's time"
+	case l.MaxSkew > 0 && ts.After(now.Add(l.MaxSkew)):
+		return fmt.Sprintf("timestamp %s is more than %s ahead of the server's clock (%s); check the client's clock, or omit timestamp to use the server's time",
+			ts.Format(layout), l.MaxSkew, now.Format(time.RFC3339))
+	case l.MaxAge > 0 && ts.Before(now.Add(-l.MaxAge)):
+		return fmt.Sprintf("timestamp %s is more than %s before the server's clock (%s); events that old are not accepted",
+			ts.Format(layout), l.MaxAge, now.Format(time.RFC3339))
+	}
+	return ""
+}
+
+// absent is the location of the placeholder timestamp each event is
+// decoded onto: a timestamp still in it afterwards was not in the body (or
+// was null), unlike an explicit 0001-01-01T00:00:00Z.
+var absent = time.FixedZone("absent", 0)
+
+// decodeEvents is decodeEventsWithin with no time limits beyond the zero
+// time.
 func decodeEvents(r io.Reader, maxBatch int, now time.Time) ([]event.Event, []Rejection, *problem) {
-	dec := json.NewDecoder(r)
+	return decodeEventsWithin(r, maxBatch, now, EventTimeLimits{})
+}
+
+// decodeEventsWithin reads a JSON array of events from r, at most maxBatch
+// of them. Invalid events, and events stamped outside lim at now, are
+// returned as rejections; a body that is not an array of objects, is not
+// UTF-8 or is too large is a problem, and so is a batch of one event that
+// is rejected (the answer is then the reason, not a list). Events without
+// a timestamp get now.
+func decodeEventsWithin(r io.Reader, maxBatch int, now time.Time, lim EventTimeLimits) ([]event.Event, []Rejection, *problem) {
+	dec := json.NewDecoder(&textReader{r: r})
 	dec.DisallowUnknownFields()
 	tok, err := dec.Token()
 	if err != nil {
@@ -305,12 +373,15 @@ func decodeEvents(r io.Reader, maxBatch int, now time.Time) ([]event.Event, []Re
 	}
 	evs := make([]event.Event, 0, 16)
 	var rejected []Rejection
-	for i := 0; dec.More(); i++ {
+	unset := time.Time{}.In(absent)
+	n := 0
+	for ; dec.More(); n++ {
+		i := n
 		if i >= maxBatch {
 			return nil, nil, &problem{status: http.StatusRequestEntityTooLarge, slug: slugTooLarge,
 				detail: fmt.Sprintf("batch has more than %d events; send at most %d events per request", maxBatch, maxBatch)}
 		}
-		evs = append(evs, event.Event{})
+		evs = append(evs, event.Event{Timestamp: unset})
 		pe := &evs[len(evs)-1]
 		err := dec.Decode(&pe)
 		if err == nil && pe == nil {
@@ -332,18 +403,22 @@ func decodeEvents(r io.Reader, maxBatch int, now time.Time) ([]event.Event, []Re
 			evs = evs[:len(evs)-1]
 			continue
 		}
-		if pe.Timestamp.IsZero() {
+		if pe.Timestamp.Location() == absent {
 			pe.Timestamp = now
+		} else if d := lim.check(pe.Timestamp, now); d != "" {
+			rejected = append(rejected, Rejection{Index: i, Error: d})
+			evs = evs[:len(evs)-1]
+			continue
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing ']'
 		return nil, nil, jsonProblem(err, "")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, nil, tooLarge(mbe.Limit)
-		}
-		return nil, nil, badRequest("unexpected data after the JSON array in request body; send exactly one array")
+		return nil, nil, trailingProblem(err, "unexpected data after the JSON array in request body; send exactly one array")
+	}
+	if n == 1 && len(rejected) == 1 {
+		return nil, nil, badRequest("event 0: " + rejected[0].Error)
 	}
 	if rejected == nil {
 		rejected = []Rejection{}

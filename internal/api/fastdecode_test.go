@@ -28,6 +28,10 @@ func FuzzScanRecommendation(f *testing.F) {
 		`{"user_id":"u","context":{"page":"p","page":"q"}}`,
 		`{"user_id":"u\x01"}`,
 		"{\"user_id\":\"\xff\"}",
+		"{\"user_id\":\"u\",\"exclude_item_ids\":[\"\xed\xa0\x80\"]}",
+		`{"user_id":"\ud800"}`,
+		`{"user_id":"\ufffd"}`,
+		"{\"user_id\":\"\xef\xbf\xbd\"}",
 		`[]`,
 		``,
 	} {
@@ -65,5 +69,25 @@ func TestScanRecommendationAccepts(t *testing.T) {
 		if _, ok := scanRecommendation([]byte(s)); !ok {
 			t.Errorf("scanRecommendation(%q) = false, want true", s)
 		}
+	}
+}
+
+// BenchmarkDecodeRecommendationBody measures the fast path on the common
+// body, and encoding/json on one the fast path declines (an escape).
+func BenchmarkDecodeRecommendationBody(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"fast", `{"user_id":"user-123","count":10,"context":{"channel":"home","session_id":"s-1"},"exclude_item_ids":["i1","i2"]}`},
+		{"slow", `{"user_id":"user-\u0031","count":10,"context":{"channel":"home","session_id":"s-1"},"exclude_item_ids":["i1","i2"]}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			body := []byte(bc.body)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, p := decodeRecommendationBody(bytes.NewReader(body)); p != nil {
+					b.Fatal(p.detail)
+				}
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
@@ -46,6 +47,8 @@ func FuzzDecodeRecommendation(f *testing.F) {
 		`{"user_id":"u1","count":"5"}`, `{"user_id":1}`, `{"count":1e400}`, `{"user_id":"u","count":-1}`,
 		`{"user_id":"u","context":null}`, `{"user_id":"u","exclude_item_ids":[null,1]}`, `null`, `[]`, `"x"`, ``,
 		`{"user_id":"u"} {}`, `{"user_id":"\ud800"}`, `{"user_id":"u","colour":1}`, `{"user_id":"u","context":{"x":1}}`,
+		"{\"user_id\":\"\xff\"}", "{\"user_id\":\"u\",\"exclude_item_ids\":[\"\xc0\xaf\"]}", `{"user_id":"\udc00"}`,
+		`{"user_id":"\ud83d\ude00"}`, `{"user_id":"\ud800\ud800"}`, "{\"user_id\":\"\xe6\x9d", `{"user_id":"u","context":{"page":"\udbff"}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -77,13 +80,20 @@ func FuzzDecodeEvents(f *testing.F) {
 		`[null]`, `[1]`, `[[]]`, `{}`, `[`, `[{}`, `[{}] x`, ``, `[{"timestamp":5}]`, `[{"dwell_ms":-1}]`,
 		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","channel":"A"}]`,
 		"[" + strings.Repeat(`{},`, 60) + `{}]`,
+		"[{\"event_id\":\"e\",\"type\":\"click\",\"user_id\":\"\xff\",\"item_id\":\"i\"}]",
+		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","request_id":"\ud800"}]`,
+		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","timestamp":"9999-12-31T23:59:59Z"}]`,
+		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","timestamp":"0001-01-01T00:00:00Z"}]`,
+		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","timestamp":"2025-12-01T00:00:00Z"},{"event_id":"f","type":"click","user_id":"u","item_id":"i","timestamp":null}]`,
+		`[{"event_id":"e","type":"click","user_id":"u","item_id":"i","timestamp":"2026-01-01T00:06:00+00:00"}]`,
 	} {
 		f.Add([]byte(seed))
 	}
 	s := fuzzServer(f)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim := EventTimeLimits{MaxSkew: DefaultEventMaxSkew, MaxAge: DefaultEventMaxAge}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		evs, rejected, p := decodeEvents(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), 64<<10), 50, now)
+		evs, rejected, p := decodeEventsWithin(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), 64<<10), 50, now, lim)
 		if p != nil {
 			if p.status < 400 || p.status > 499 || p.detail == "" {
 				t.Fatalf("decodeEvents(%q) problem = %d %q, want a 4xx with a detail", body, p.status, p.detail)
@@ -93,8 +103,11 @@ func FuzzDecodeEvents(f *testing.F) {
 				t.Fatalf("decodeEvents(%q) returned %d events and %d rejections, more than the batch limit", body, len(evs), len(rejected))
 			}
 			for i := range evs {
-				if err := evs[i].Validate(); err != nil || evs[i].Timestamp.IsZero() {
+				if err := evs[i].Validate(); err != nil || lim.check(evs[i].Timestamp, now) != "" {
 					t.Fatalf("decodeEvents(%q) accepted invalid event %+v: %v", body, evs[i], err)
+				}
+				if !utf8.ValidString(evs[i].ID + evs[i].UserID + evs[i].ItemID + evs[i].RequestID + evs[i].Channel) {
+					t.Fatalf("decodeEvents(%q) accepted ids that are not UTF-8: %+v", body, evs[i])
 				}
 			}
 		}
