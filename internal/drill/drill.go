@@ -308,6 +308,9 @@ type driver struct {
 
 	requests            int64
 	impressions, clicks int64 // ftrl variant only
+	// served, if set, is told the user and variant of every answer and
+	// whether each item shown was clicked.
+	served func(userID, variant string, clicks []bool)
 }
 
 func (d *driver) ctr() float64 {
@@ -329,6 +332,7 @@ func (d *driver) step(ctx context.Context, rate int) error {
 			return fmt.Errorf("recommend: %w", err)
 		}
 		d.requests++
+		var clicks []bool
 		for k, it := range rec.Items {
 			d.seq++
 			evs = append(evs, client.Event{EventID: fmt.Sprintf("d%d", d.seq), Type: client.TypeImpression, UserID: u.ID, ItemID: it.ItemID, RequestID: rec.RequestID, Channel: ch, Timestamp: now})
@@ -337,6 +341,7 @@ func (d *driver) step(ctx context.Context, rate int) error {
 				continue
 			}
 			clicked := d.rng.Float64() < d.world.ClickProbAt(u, item, ch, k)
+			clicks = append(clicks, clicked)
 			if rec.Variant == "ftrl" {
 				d.impressions++
 				if clicked {
@@ -347,6 +352,9 @@ func (d *driver) step(ctx context.Context, rate int) error {
 				d.seq++
 				evs = append(evs, client.Event{EventID: fmt.Sprintf("d%d", d.seq), Type: client.TypeClick, UserID: u.ID, ItemID: it.ItemID, RequestID: rec.RequestID, Channel: ch, Timestamp: now})
 			}
+		}
+		if d.served != nil {
+			d.served(u.ID, rec.Variant, clicks)
 		}
 	}
 	for len(evs) > 0 {
