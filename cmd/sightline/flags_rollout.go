@@ -24,6 +24,7 @@ func rolloutFlags(fs *flag.FlagSet, c *app.Config) {
 		r.Steps = steps
 		return nil
 	})
+	fs.DurationVar(&r.ShadowHold, "rollout-shadow-hold", 0, "score a challenger in shadow (on the champion's requests, never shown) this long before its first canary step; 0 skips the shadow stage")
 	fs.DurationVar(&r.StepHold, "rollout-step-hold", 0, "how long each canary step is held before the next one or the promotion (default 10m)")
 	fs.DurationVar(&r.MaxWait, "rollout-max-wait", 0, "how long the last step waits past its hold for every guardrail to pass before rolling back as inconclusive (default 3 × --rollout-step-hold)")
 	fs.DurationVar(&r.CheckEvery, "rollout-check-every", 0, "period of the rollout's guardrail checks (default 1m)")

@@ -68,8 +68,9 @@ func (t *rolloutTarget) Load(_ context.Context, source string) (string, error) {
 	return m.Version(), nil
 }
 
-// Route implements rollout.Target. Shadow scoring is not built yet: a
-// shadow challenger serves nobody, and learns from the stream.
+// Route implements rollout.Target: a shadow challenger scores the
+// champion's decisions without being shown (engine.Shadow) and learns from
+// the stream.
 func (t *rolloutTarget) Route(shadow bool, share float64) {
 	t.mu.Lock()
 	s := t.scorer
@@ -80,7 +81,7 @@ func (t *rolloutTarget) Route(shadow bool, share float64) {
 		return
 	}
 	t.n.learner.challenger.Store(s)
-	if err := t.n.engine.SetChallenger(&engine.Challenger{Base: championVariant, Scorer: s, Share: share}); err != nil {
+	if err := t.n.engine.SetChallenger(&engine.Challenger{Base: championVariant, Scorer: s, Share: share, Shadow: shadow}); err != nil {
 		t.n.logger.Error("rollout: challenger not routed", slog.Any("err", err))
 	}
 }
@@ -146,6 +147,23 @@ func (n *Node) observeRollout(d *engine.Decision) {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(d.UserHash)) // a hash never fails
 	n.rollout.ObserveDecision(d.Variant, h.Sum64(), rd)
+	if sh := d.Shadow; sh != nil {
+		// The challenger's would-be decision: the champion's, with its
+		// inference replaced by the challenger's.
+		sd := rollout.Decision{Latency: d.Duration + sh.Duration, Fallback: sh.Error != "", NullFeature: rd.NullFeature}
+		for _, st := range d.Stages {
+			if st.Stage == engine.StageInference {
+				sd.Latency -= st.Duration
+			}
+		}
+		if !sd.Fallback {
+			sd.Shown = len(sh.Items)
+			for _, p := range sh.Scores {
+				sd.Predicted += p
+			}
+		}
+		n.rollout.ObserveDecision(challengerVariant, h.Sum64(), sd)
+	}
 }
 
 // rolloutRoutes are the rollout's HTTP routes.

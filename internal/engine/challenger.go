@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/sightline/sightline/internal/model"
 )
@@ -24,6 +27,10 @@ type Challenger struct {
 	// Share is the share (0..1) of Base's users the challenger serves; 0
 	// serves none.
 	Share float64
+	// Shadow makes the challenger score the decisions of Base's other
+	// users too, without being shown: each gets its would-be answer
+	// (Decision.Shadow).
+	Shadow bool
 }
 
 // SetChallenger makes c the challenger from the next request on; nil
@@ -64,11 +71,81 @@ func (e *Engine) CurrentChallenger() *Challenger {
 
 // route returns the variant and scorer of the user's decision: the
 // split's, or the challenger's for a user in its share of the base
-// variant.
-func (e *Engine) route(userID string) (string, Scorer) {
-	variant := e.cfg.Split.Assign(userID)
-	if c := e.challenger.Load(); c != nil && variant == c.Base && model.InCanary(userID, c.Share) {
-		return e.cfg.ChallengerVariant, c.Scorer
+// variant; shadow is the challenger's scorer when it shadows the decision.
+func (e *Engine) route(userID string) (variant string, s, shadow Scorer) {
+	variant = e.cfg.Split.Assign(userID)
+	c := e.challenger.Load()
+	if c == nil || variant != c.Base {
+		return variant, e.scorers[variant], nil
 	}
-	return variant, e.scorers[variant]
+	if model.InCanary(userID, c.Share) {
+		return e.cfg.ChallengerVariant, c.Scorer, nil
+	}
+	if c.Shadow {
+		shadow = c.Scorer
+	}
+	return variant, e.scorers[variant], shadow
+}
+
+// shadowScore scores the decision's candidates with the shadow challenger
+// and records its greedy answer among the eligible ones (after applyRules)
+// in the decision. It never changes what is shown: a failure is recorded
+// in the Shadow.
+func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp *scratch, d *Decision, count int) {
+	start := time.Now()
+	sh := &Shadow{ModelVersion: s.Version()}
+	d.Shadow = sh
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
+	defer cancel()
+	n := len(sp.cs.items)
+	sp.shadow = slices.Grow(sp.shadow[:0], n)[:n]
+	ls, _ := s.(LogitScorer)
+	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.shadow)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		sh.Error, sh.Duration = err.Error(), time.Since(start)
+		return
+	}
+	// The best count eligible candidates by the challenger's score: a
+	// small sorted top list, as count is small.
+	top := sp.top[:0]
+	for i := range sp.cs.items {
+		if i >= len(sp.cat) || sp.cat[i] < 0 {
+			continue
+		}
+		v := sp.shadow[i]
+		if len(top) == count && v <= sp.shadow[top[len(top)-1]] {
+			continue
+		}
+		k := len(top)
+		if k < count {
+			top = append(top, i)
+		} else {
+			k--
+		}
+		for k > 0 && sp.shadow[top[k-1]] < v {
+			top[k] = top[k-1]
+			k--
+		}
+		top[k] = i
+	}
+	sp.top = top
+	sh.Items, sh.Scores = make([]string, len(top)), make([]float64, len(top))
+	for j, i := range top {
+		sh.Items[j] = sp.cs.items[i].ID
+		if ls != nil {
+			sh.Scores[j] = ls.Probability(sp.shadow[i])
+		} else {
+			sh.Scores[j] = sp.shadow[i]
+		}
+		for _, it := range d.Items {
+			if it.ItemID == sh.Items[j] {
+				sh.Overlap++
+				break
+			}
+		}
+	}
+	sh.Duration = time.Since(start)
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/sightline/sightline/internal/event"
@@ -102,3 +103,74 @@ func TestSetChallengerErrors(t *testing.T) {
 }
 
 func nan() float64 { var z float64; return z / z }
+
+func TestShadowChallenger(t *testing.T) {
+	// The champion likes low item numbers, the challenger high ones.
+	num := func(it event.Item) float64 {
+		var c, i int
+		fmt.Sscanf(it.ID, "i%02d-%03d", &c, &i)
+		return float64(c*20+i) / 1000
+	}
+	champ := &fakeScorer{score: func(it event.Item) float64 { return 0.9 - num(it) }}
+	chal := &versionedScorer{fakeScorer{score: func(it event.Item) float64 { return 0.01 + num(it) }}, "ftrl-next"}
+	e := newEngineFor(t, &fakeStore{users: knownUsers()}, champ, func(c *Config) {
+		c.Split = model.Split{{Name: "ftrl", Weight: 50}, {Name: "popularity", Weight: 50}}
+		c.ChallengerVariant = "challenger"
+		c.Index = IndexConfig{PerCategory: 20, Global: 160} // every item a candidate
+	})
+	if err := e.SetChallenger(&Challenger{Base: "ftrl", Scorer: chal, Share: 0.2, Shadow: true}); err != nil {
+		t.Fatal(err)
+	}
+	var shadowed, canary int
+	for i := range 300 {
+		d, err := e.Recommend(t.Context(), Request{UserID: fmt.Sprintf("user-%d", i), Count: 4, Exclude: []string{"i07-019"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch d.Variant {
+		case "ftrl":
+			shadowed++
+			sh := d.Shadow
+			if sh == nil || sh.ModelVersion != "ftrl-next" || sh.Error != "" || len(sh.Items) != 4 {
+				t.Fatalf("ftrl decision's shadow = %+v, want the challenger's 4 items", sh)
+			}
+			// The challenger's best eligible items: the highest numbers,
+			// the excluded one left out.
+			if want := []string{"i07-018", "i07-017", "i07-016", "i07-015"}; !slices.Equal(sh.Items, want) {
+				t.Fatalf("shadow items %v, want %v", sh.Items, want)
+			}
+			if sh.Scores[0] != 0.01+num(event.Item{ID: "i07-018"}) || sh.Overlap != 0 {
+				t.Errorf("shadow scores %v overlap %d", sh.Scores, sh.Overlap)
+			}
+			if d.Items[0].ItemID == "i07-018" {
+				t.Error("the shadow's choice was shown")
+			}
+		case "challenger":
+			canary++
+			if d.Shadow != nil {
+				t.Error("a canary decision carries a shadow")
+			}
+		default:
+			if d.Shadow != nil {
+				t.Errorf("a %s decision carries a shadow", d.Variant)
+			}
+		}
+	}
+	if shadowed == 0 || canary == 0 {
+		t.Errorf("%d shadowed and %d canary decisions, want both", shadowed, canary)
+	}
+	// A failing shadow is recorded, and serving is unaffected.
+	bad := &versionedScorer{fakeScorer{err: errors.New("weights not loaded")}, "broken"}
+	if err := e.SetChallenger(&Challenger{Base: "ftrl", Scorer: bad, Shadow: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		d, err := e.Recommend(t.Context(), Request{UserID: fmt.Sprintf("user-%d", i), Count: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Variant == "ftrl" && (d.Fallback != ReasonNone || d.Shadow == nil || d.Shadow.Error == "" || len(d.Items) != 4) {
+			t.Fatalf("decision with a failing shadow: fallback %q, shadow %+v, %d items", d.Fallback, d.Shadow, len(d.Items))
+		}
+	}
+}

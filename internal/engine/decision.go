@@ -121,4 +121,25 @@ type Decision struct {
 	SpanID         string        `json:"span_id,omitempty"`
 	// TraceSampled reports that the decision's trace was head-sampled.
 	TraceSampled bool `json:"trace_sampled,omitempty"`
+	// Shadow is what a shadow challenger would have shown, nil when none
+	// scored the decision ([Challenger].Shadow).
+	Shadow *Shadow `json:"shadow,omitempty"`
+}
+
+// Shadow is a shadow challenger's would-be answer to a decision: its
+// greedy choice among the same eligible candidates, never shown.
+type Shadow struct {
+	// ModelVersion is the challenger's model version.
+	ModelVersion string `json:"model_version"`
+	// Items are the item ids it would have shown, best first, and Scores
+	// their predicted click probabilities.
+	Items  []string  `json:"items"`
+	Scores []float64 `json:"scores"`
+	// Overlap is how many of Items the decision showed too.
+	Overlap int `json:"overlap"`
+	// Duration is how long its scoring took.
+	Duration time.Duration `json:"duration_ns"`
+	// Error is why it could not score ("" when it did), in words safe to
+	// log.
+	Error string `json:"error,omitempty"`
 }

@@ -249,7 +249,9 @@ type scratch struct {
 	exclude map[string]struct{}
 	catIdx  map[string]int
 	cats    []catState
-	poolN   []int32 // per cats entry: candidates recordPool took
+	poolN   []int32   // per cats entry: candidates recordPool took
+	shadow  []float64 // a shadow challenger's scores of the candidates
+	top     []int     // the shadow challenger's best candidates
 	pcg     rand.PCG
 	rng     *rand.Rand
 }
@@ -392,7 +394,7 @@ type Join struct {
 // Variant returns the variant a user's next decision is served by: the
 // split's, or the challenger's for a user in its canary share.
 func (e *Engine) Variant(userID string) string {
-	v, _ := e.route(userID)
+	v, _, _ := e.route(userID)
 	return v
 }
 

@@ -65,7 +65,7 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	}
 	defer span.End()
 
-	variant, scorer := e.route(req.UserID)
+	variant, scorer, shadow := e.route(req.UserID)
 	blk.scorer = scorer
 	d := &blk.d
 	*d = Decision{
@@ -103,6 +103,9 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	}
 	if fb == nil {
 		e.applyRules(ctx, sp, req, act, blk)
+		if shadow != nil {
+			e.shadowScore(ctx, shadow, x, sp, d, req.Count)
+		}
 	} else {
 		d.Fallback, d.FallbackDetail = fb.reason, fb.detail
 		e.fallback(ctx, sp, req, act, blk)

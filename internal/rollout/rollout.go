@@ -447,14 +447,7 @@ func (c *Controller) Check(ctx context.Context) {
 	defer c.mu.Unlock()
 	st := &c.st
 	now := c.cfg.Now()
-	switch st.Stage {
-	case Shadow:
-		if now.Sub(st.Since) >= c.cfg.ShadowHold {
-			c.transitionLocked(ctx, Canary, st.Steps[0], "step", fmt.Sprintf("shadow held %v: canary step 1 of %d", c.cfg.ShadowHold, len(st.Steps)), nil)
-		}
-		return
-	case Canary:
-	default:
+	if st.Stage != Shadow && st.Stage != Canary {
 		return
 	}
 	ch, ca := c.arms[Challenger].counts(), c.arms[Champion].counts()
@@ -463,9 +456,24 @@ func (c *Controller) Check(ctx context.Context) {
 	c.met.observeChecks(checks)
 	for _, k := range checks {
 		if k.Status == Fail {
-			c.transitionLocked(ctx, RolledBack, 0, k.Name, k.Name+" guardrail failed: "+k.Detail, checks)
+			c.transitionLocked(ctx, RolledBack, 0, k.Name, k.Name+" guardrail failed"+inShadow(st.Stage)+": "+k.Detail, checks)
 			return
 		}
+	}
+	if st.Stage == Shadow {
+		// Shadow: the challenger's would-be decisions (latency, scoring
+		// errors) are judged; nothing was shown, so CTR and calibration
+		// wait for the canary, which starts from fresh totals.
+		if now.Sub(st.Since) >= c.cfg.ShadowHold {
+			for _, a := range c.arms {
+				a.restore(Counts{})
+			}
+			c.seq = experiment.Sequential{}
+			c.transitionLocked(ctx, Canary, st.Steps[0], "step", fmt.Sprintf("shadow held %v with no guardrail failing: canary step 1 of %d", c.cfg.ShadowHold, len(st.Steps)), checks)
+			return
+		}
+		c.persistLocked(ctx)
+		return
 	}
 	held, hold := now.Sub(st.Since), time.Duration(st.StepHoldSeconds*float64(time.Second))
 	if held < hold {
@@ -486,6 +494,14 @@ func (c *Controller) Check(ctx context.Context) {
 		return
 	}
 	c.persistLocked(ctx)
+}
+
+// inShadow says " in shadow" for the shadow stage.
+func inShadow(s Stage) string {
+	if s == Shadow {
+		return " in shadow"
+	}
+	return ""
 }
 
 func allPass(checks []Check) bool {

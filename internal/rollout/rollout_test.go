@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -445,4 +446,60 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// A challenger that scores too slowly in shadow is rolled back before it
+// serves anyone; a sound one goes to its first canary step with fresh
+// totals.
+func TestShadowStage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		latency time.Duration
+		want    Stage
+	}{
+		{"slow", 9 * time.Millisecond, RolledBack},
+		{"sound", time.Millisecond, Canary},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+			tg := &fakeTarget{}
+			c := newController(t, tg, clk, Config{ShadowHold: 5 * time.Minute})
+			start(t, c)
+			if !tg.shadow {
+				t.Fatal("the challenger does not shadow")
+			}
+			w := newWorld(5, 0.05, 0.05)
+			w.latency[Challenger] = tc.latency
+			for range 6 {
+				// Every champion decision is shadowed: the challenger's
+				// arm sees as many would-be decisions, and no events.
+				for range w.perMinute {
+					w.users++
+					h := w.users * 0x9e3779b97f4a7c15
+					c.ObserveDecision("ftrl", h, Decision{Latency: time.Duration(float64(w.latency[Champion]) * (0.5 + w.rng.Float64())), Shown: 10, Predicted: 0.5})
+					c.ObserveDecision("challenger", h, Decision{Latency: time.Duration(float64(w.latency[Challenger]) * (0.5 + w.rng.Float64())), Shown: 10, Predicted: 0.5})
+				}
+				clk.advance(time.Minute)
+				c.Check(t.Context())
+				if !c.Live() || c.State().Stage != Shadow {
+					break
+				}
+			}
+			st := c.State()
+			if st.Stage != tc.want {
+				t.Fatalf("stage %s, want %s; checks %+v", st.Stage, tc.want, st.Checks)
+			}
+			last := st.Timeline[len(st.Timeline)-1]
+			switch tc.want {
+			case RolledBack:
+				if last.Reason != GuardLatency || !strings.Contains(last.Detail, "in shadow") || slices.Contains(tg.routes, 0.05) {
+					t.Errorf("rollback %+v (routes %v), want the latency guardrail in shadow, never served", last, tg.routes)
+				}
+			case Canary:
+				if st.Share != 0.05 || st.Arms[Challenger].Decisions != 0 {
+					t.Errorf("canary at %v with challenger totals %+v, want 5%% from fresh totals", st.Share, st.Arms[Challenger])
+				}
+			}
+		})
+	}
 }
