@@ -118,3 +118,31 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 	})
 }
+
+// FuzzQueryRecommendation holds GET /v1/users/{user_id}/recommendations to
+// the same rules as the body: whatever it accepts is UTF-8 without control
+// characters, however the path and query were escaped.
+func FuzzQueryRecommendation(f *testing.F) {
+	for _, seed := range []struct{ user, query string }{
+		{"u1", "count=3&channel=home&session_id=s&page=%2Fp&exclude_item_ids=a,b"},
+		{"u\xff", ""}, {"\xed\xa0\x80", ""}, {"u1", "session_id=%FF"}, {"u1", "page=%C0%AF"},
+		{"u1", "exclude_item_ids=a,%E6%9D"}, {"u1", "count=1&count=2"}, {"u1", "session_id=%zz"},
+		{"+15550107788", "session_id=alice%40example.com"}, {"", "count=0"},
+	} {
+		f.Add(seed.user, seed.query)
+	}
+	f.Fuzz(func(t *testing.T, user, query string) {
+		req, p := queryRecommendation(user, query)
+		if p != nil {
+			if p.status != 400 || p.detail == "" {
+				t.Fatalf("queryRecommendation(%q, %q) problem = %d %q, want a 400 with a detail", user, query, p.status, p.detail)
+			}
+			return
+		}
+		for _, s := range append([]string{req.UserID, req.Channel, req.SessionID, req.Page}, req.Exclude...) {
+			if !printable(s) {
+				t.Fatalf("queryRecommendation(%q, %q) accepted %q, not printable UTF-8", user, query, s)
+			}
+		}
+	})
+}
