@@ -13,6 +13,7 @@ import (
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/model"
 	"github.com/sightline/sightline/internal/rollout"
+	"github.com/sightline/sightline/internal/slo"
 )
 
 // Config is everything a node needs. The zero value of every field means its
@@ -35,6 +36,10 @@ type Config struct {
 	// DataDir/decisions, written by a --role all node and by the active
 	// trainer.
 	DecisionStore DecisionStoreConfig
+	// SLO configures the availability and latency SLOs and their
+	// burn-rate alerts (objectives, latency threshold; drills scale the
+	// windows); the node sets the clock and registerer.
+	SLO slo.Config
 	// Rollout configures guarded model rollouts (steps, holds, guardrails)
 	// on a --role all node; the node sets its variant names, state file,
 	// clock and telemetry.

@@ -26,6 +26,7 @@ func (n *Node) buildConsole() (*console.Console, error) {
 		Drills:      consoleSource{n},
 		Experiments: consoleExperiments{n},
 		Evaluations: newConsoleEvaluations(n.cfg.DataDir),
+		SLOs:        consoleSource{n},
 		Now:         n.cfg.Now,
 		Logger:      n.logger,
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/experiment"
 	"github.com/sightline/sightline/internal/quality"
+	"github.com/sightline/sightline/internal/slo"
 	"github.com/sightline/sightline/internal/telemetry"
 )
 
@@ -27,6 +28,7 @@ type qualityParts struct {
 	engagement *quality.Engagement
 	decisions  *quality.Decisions
 	evaluator  *quality.Evaluator
+	slo        *slo.Tracker // the SLOs' counters and burn-rate alerts
 	started    time.Time
 	drops      *telemetry.DropShare // share of telemetry dropped
 }
@@ -94,6 +96,10 @@ func (n *Node) buildQuality() error {
 		}
 	}
 	rules = append(rules, n.srmRule())
+	if q.slo, err = n.buildSLO(); err != nil {
+		return err
+	}
+	rules = append(rules, q.slo.Rules()...)
 	if n.dlog != nil {
 		rules = append(rules, n.decisionLogRule())
 	}
@@ -129,6 +135,7 @@ func (n *Node) observeQuality(d *engine.Decision) {
 	for i, s := range d.Stages {
 		stages[i] = quality.StageDuration{Stage: s.Stage, Duration: s.Duration}
 	}
+	n.observeSLO(d)
 	n.quality.decisions.ObserveDecision(quality.DecisionObs{
 		Variant:    d.Variant,
 		Channel:    n.engine.Channel(d.Channel),

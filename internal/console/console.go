@@ -209,6 +209,9 @@ type Config struct {
 	// Evaluations reads the last offline evaluation run; nil shows only
 	// how to run one.
 	Evaluations Evaluations
+	// SLOs reports the service level objectives; nil hides the Alerts
+	// page's SLOs panel.
+	SLOs SLOs
 
 	// FaultsURL is the endpoint the Drills page POSTs to, with a JSON body
 	// {"name": "<fault>", "active": true|false} and the header

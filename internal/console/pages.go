@@ -391,6 +391,8 @@ func newHistogram(bs []BucketView) histogram {
 type alertsData struct {
 	Available bool
 	Groups    []alertGroup
+	// SLOs is the SLOs panel; nil without an SLO source.
+	SLOs *sloPanel
 }
 
 type alertGroup struct {
@@ -399,7 +401,7 @@ type alertGroup struct {
 }
 
 func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
-	d := alertsData{Available: c.cfg.Alerts != nil}
+	d := alertsData{Available: c.cfg.Alerts != nil, SLOs: c.sloPanel()}
 	if c.cfg.Alerts != nil {
 		all := c.cfg.Alerts.Alerts()
 		for _, st := range []string{"firing", "pending", "resolved"} {
