@@ -40,7 +40,10 @@ var drillCases = []drillCase{
 	{
 		name: "slow-feature-store",
 		must: []string{"HighFallbackRate"},
-		may:  []string{"CTRDropBelowBaseline", "HighP99Latency"},
+		// A third of the answers fall back on a late dependency: the
+		// availability SLO's budget burns too (the slo-burn drill is the
+		// one where only its page may fire).
+		may: []string{"CTRDropBelowBaseline", "HighP99Latency", "SLOFastBurn", "SLOSlowBurn", "SLOSustainedBurn"},
 		topHint: func(h quality.Hint) bool {
 			return (h.Kind == quality.CauseFallback && h.Reason == "feature_store_timeout") || (h.Kind == quality.CauseStage && h.Stage == "feature_fetch")
 		},
@@ -48,7 +51,7 @@ var drillCases = []drillCase{
 	{
 		name:    "model-errors",
 		must:    []string{"HighFallbackRate"},
-		may:     []string{"CTRDropBelowBaseline"},
+		may:     []string{"CTRDropBelowBaseline", "SLOFastBurn", "SLOSlowBurn", "SLOSustainedBurn"},
 		topHint: func(h quality.Hint) bool { return h.Kind == quality.CauseFallback && h.Reason == "model_error" },
 	},
 	{
