@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 )
 
 // tmpSuffix ends the name of a file being written; with its leading "." the
@@ -19,17 +21,26 @@ import (
 // readers of hidden files' conventions (Spark, pyarrow).
 const tmpSuffix = ".parquet.tmp"
 
-// partFile is the open file of one kind and hour partition.
-type partFile[T any] struct {
+// partFile is the open file of one kind and hour partition, its rows
+// encoded by enc.
+type partFile[E fileEncoder] struct {
 	kind       string
 	dir        string // the hour directory
 	tmp, final string
 	f          *os.File
-	pw         *parquet.GenericWriter[T]
-	pending    []T // rows not yet handed to pw
-	rows       int // rows accepted, pending included
-	grouped    int // rows handed to pw since its last row group
+	enc        E
+	rows       int // rows accepted, those enc still batches included
 	deadline   time.Time
+}
+
+// fileEncoder encodes the rows of an open file.
+type fileEncoder interface {
+	// full reports that enc batches enough rows to hand them to the file.
+	full() bool
+	// flush hands the rows enc batches to the file.
+	flush() error
+	// close writes what is left and the footer.
+	close() error
 }
 
 // partitionDir returns the directory of the hour partition of hour (UTC),
@@ -57,8 +68,9 @@ func schemaName(kind string) string {
 }
 
 // openPart creates the temporary file of kind for hour, for a first row
-// queued at first: the file closes RollInterval after it.
-func openPart[T any](w *Writer, kind string, hour, first time.Time) (*partFile[T], error) {
+// queued at first: the file closes RollInterval after it. newEnc makes the
+// encoder of its rows.
+func openPart[E fileEncoder](w *Writer, kind string, hour, first time.Time, newEnc func(*Writer, *os.File) (E, error)) (*partFile[E], error) {
 	dir := filepath.Join(w.cfg.Dir, partitionDir(hour))
 	if err := mkdirSynced(w.cfg.Dir, dir); err != nil {
 		return nil, err
@@ -70,31 +82,121 @@ func openPart[T any](w *Writer, kind string, hour, first time.Time) (*partFile[T
 	}
 	w.lastName = stamp
 	base := kind + "-" + w.node + "-" + strconv.FormatInt(stamp, 10)
-	p := &partFile[T]{
+	p := &partFile[E]{
 		kind:     kind,
 		dir:      dir,
 		tmp:      filepath.Join(dir, "."+base+tmpSuffix),
 		final:    filepath.Join(dir, base+".parquet"),
 		deadline: first.Add(w.cfg.RollInterval),
-		pending:  make([]T, 0, writeBatch),
 	}
 	f, err := os.OpenFile(p.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", p.tmp, err)
 	}
 	p.f = f
+	if p.enc, err = newEnc(w, f); err != nil {
+		_ = f.Close() // failed anyway
+		return nil, errors.Join(err, os.Remove(p.tmp))
+	}
+	return p, nil
+}
+
+// metadata is the key-value metadata of kind's files, sorted by key (as
+// parquet-go writes it).
+func (w *Writer) metadata(kind string) []format.KeyValue {
+	kv := []format.KeyValue{
+		{Key: MetaSchema, Value: schemaName(kind)},
+		{Key: MetaStoreRatio, Value: strconv.FormatFloat(w.cfg.StoreRatio, 'g', -1, 64)},
+		{Key: MetaNode, Value: w.cfg.Node},
+	}
+	slices.SortFunc(kv, func(a, b format.KeyValue) int { return strings.Compare(a.Key, b.Key) })
+	return kv
+}
+
+// eventsFile encodes the rows of an events file with parquet-go's writer,
+// in batches.
+type eventsFile struct {
+	pw       *parquet.GenericWriter[Event]
+	pending  []Event // rows not yet handed to pw
+	grouped  int     // rows handed to pw since its last row group
+	rowGroup int
+}
+
+// newEventsFile returns the encoder of an events file written to f.
+func newEventsFile(w *Writer, f *os.File) (*eventsFile, error) {
 	opts := []parquet.WriterOption{
 		parquet.Compression(&fastSnappy{}),
-		parquet.CreatedBy("sightline", "decisionlog", schemaName(kind)),
-		parquet.KeyValueMetadata(MetaSchema, schemaName(kind)),
-		parquet.KeyValueMetadata(MetaStoreRatio, strconv.FormatFloat(w.cfg.StoreRatio, 'g', -1, 64)),
-		parquet.KeyValueMetadata(MetaNode, w.cfg.Node),
+		parquet.CreatedBy("sightline", "decisionlog", schemaName(kindEvents)),
 	}
-	for _, path := range noBounds[kind] {
+	for _, kv := range w.metadata(kindEvents) {
+		opts = append(opts, parquet.KeyValueMetadata(kv.Key, kv.Value))
+	}
+	for _, path := range noBounds[kindEvents] {
 		opts = append(opts, parquet.SkipPageBounds(path...), parquet.SkipPageStatistics(path...))
 	}
-	p.pw = parquet.NewGenericWriter[T](f, opts...)
-	return p, nil
+	return &eventsFile{
+		pw:       parquet.NewGenericWriter[Event](f, opts...),
+		pending:  make([]Event, 0, writeBatch),
+		rowGroup: w.cfg.RowGroupRows,
+	}, nil
+}
+
+func (e *eventsFile) full() bool { return len(e.pending) >= writeBatch }
+
+// flush hands the pending rows to the encoder, ending a row group every
+// rowGroup rows.
+func (e *eventsFile) flush() error {
+	for rows := e.pending; len(rows) > 0; {
+		n := min(len(rows), e.rowGroup-e.grouped)
+		if _, err := e.pw.Write(rows[:n]); err != nil {
+			return fmt.Errorf("write rows: %w", err)
+		}
+		rows = rows[n:]
+		if e.grouped += n; e.grouped == e.rowGroup {
+			e.grouped = 0
+			if err := e.pw.Flush(); err != nil {
+				return fmt.Errorf("write row group: %w", err)
+			}
+		}
+	}
+	e.pending = e.pending[:0]
+	return nil
+}
+
+func (e *eventsFile) close() error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	return e.pw.Close()
+}
+
+// newDecisionsEnc returns the encoder of a decisions file written to f.
+func newDecisionsEnc(w *Writer, f *os.File) (*decisionsFile, error) {
+	tmpl, err := decisionsTemplate()
+	if err != nil {
+		return nil, err
+	}
+	if n := len(w.spare); n > 0 {
+		e := w.spare[n-1]
+		w.spare[n-1] = nil
+		w.spare = w.spare[:n-1]
+		e.reset(f)
+		return e, nil
+	}
+	e := newDecisionsFile(f, tmpl, w.cfg.RowGroupRows, w.pageSize)
+	e.kv = w.metadata(kindDecisions)
+	return e, nil
+}
+
+// maxSpare bounds the encoders of closed decisions files kept for reuse.
+const maxSpare = 2
+
+// recycle keeps the encoder of a decisions file closed or abandoned, for a
+// file opened later to reuse its buffers.
+func recycle[E fileEncoder](w *Writer, enc E) {
+	if e, ok := any(enc).(*decisionsFile); ok && len(w.spare) < maxSpare {
+		w.spare = append(w.spare, e)
+	}
 }
 
 // noBounds lists, by kind, the columns written without min/max statistics
@@ -149,51 +251,31 @@ func syncDir(dir string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
-// addRow adds row of kind, timed t and queued at queued, to the open file
-// of its hour (opening one), and closes that file when it is full.
-func addRow[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t, queued time.Time, row T) {
-	p, key, slot := rowSlot(ctx, w, files, kind, t, queued)
-	if slot == nil {
-		return
-	}
-	*slot = row
-	rowAdded(ctx, w, files, key, p)
-}
-
-// rowSlot returns the next pending row of the open file of kind for the
-// hour of t (opening one for a row queued at queued), for the caller to
-// fill and then report with rowAdded; the row holds what the slot held
-// before, its slices to reuse. It returns a nil row when no file could be
-// opened (counted and logged).
-func rowSlot[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], kind string, t, queued time.Time) (*partFile[T], int64, *T) {
-	hour := t.UTC().Truncate(time.Hour)
-	key := hour.Unix()
+// filePart returns the open file of kind for the hour of t, opening one
+// for a row queued at queued with newEnc. It returns nil when no file
+// could be opened (counted and logged).
+func filePart[E fileEncoder](ctx context.Context, w *Writer, files map[int64]*partFile[E], kind string, t, queued time.Time, newEnc func(*Writer, *os.File) (E, error)) (*partFile[E], int64) {
+	// The hour of t, in Unix seconds (t.Truncate(time.Hour) is slower).
+	sec := t.Unix()
+	key := sec - (sec%3600+3600)%3600
 	p := files[key]
 	if p == nil {
 		var err error
-		if p, err = openPart[T](w, kind, hour, queued); err != nil {
+		if p, err = openPart(w, kind, time.Unix(key, 0).UTC(), queued, newEnc); err != nil {
 			w.dropped(kind, reasonError, 1)
 			w.logError(ctx, "decision log: open file", err)
-			return nil, 0, nil
+			return nil, 0
 		}
 		files[key] = p
 	}
-	n := len(p.pending)
-	if n < cap(p.pending) {
-		p.pending = p.pending[:n+1]
-	} else {
-		var zero T
-		p.pending = append(p.pending, zero)
-	}
-	return p, key, &p.pending[n]
+	return p, key
 }
 
-// rowAdded counts the row rowSlot gave out as filled, hands the pending
-// rows to the encoder when a batch is full, and closes the file when it is
-// full.
-func rowAdded[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], key int64, p *partFile[T]) {
+// rowAdded counts a row added to p, hands the rows its encoder batches to
+// the file when enough are, and closes the file when it is full.
+func rowAdded[E fileEncoder](ctx context.Context, w *Writer, files map[int64]*partFile[E], key int64, p *partFile[E]) {
 	p.rows++
-	if len(p.pending) >= writeBatch {
+	if p.enc.full() {
 		if !flushPart(ctx, w, files, key, p) {
 			return
 		}
@@ -203,50 +285,22 @@ func rowAdded[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T
 	}
 }
 
-// flushPart hands p's pending rows to the encoder and ends a row group
-// every RowGroupRows rows. On an error it abandons the file and reports
-// false.
-func flushPart[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], key int64, p *partFile[T]) bool {
-	if err := p.write(w.cfg.RowGroupRows); err != nil {
+// flushPart hands the rows p's encoder batches to the file. On an error it
+// abandons the file and reports false.
+func flushPart[E fileEncoder](ctx context.Context, w *Writer, files map[int64]*partFile[E], key int64, p *partFile[E]) bool {
+	if err := p.enc.flush(); err != nil {
 		abandonPart(ctx, w, files, key, p, err)
 		return false
 	}
 	return true
 }
 
-// write hands the pending rows to the encoder.
-func (p *partFile[T]) write(rowGroup int) error {
-	if len(p.pending) == 0 {
-		return nil
-	}
-	for rows := p.pending; len(rows) > 0; {
-		n := min(len(rows), rowGroup-p.grouped)
-		if _, err := p.pw.Write(rows[:n]); err != nil {
-			return fmt.Errorf("write rows: %w", err)
-		}
-		rows = rows[n:]
-		if p.grouped += n; p.grouped == rowGroup {
-			p.grouped = 0
-			if err := p.pw.Flush(); err != nil {
-				return fmt.Errorf("write row group: %w", err)
-			}
-		}
-	}
-	// The rows stay in the slice's backing array, stale, for rowSlot to
-	// reuse their slices: the encoder copied every value.
-	p.pending = p.pending[:0]
-	return nil
-}
-
 // closePart writes p's footer, fsyncs it, renames it to its final name and
 // fsyncs the directory: only then is the file visible to readers. On an
 // error the file is abandoned.
-func closePart[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], key int64, p *partFile[T]) error {
+func closePart[E fileEncoder](ctx context.Context, w *Writer, files map[int64]*partFile[E], key int64, p *partFile[E]) error {
 	delete(files, key)
-	err := p.write(w.cfg.RowGroupRows)
-	if err == nil {
-		err = p.pw.Close()
-	}
+	err := p.enc.close()
 	if err == nil {
 		err = p.f.Sync()
 	}
@@ -273,6 +327,7 @@ func closePart[T any](ctx context.Context, w *Writer, files map[int64]*partFile[
 		// machine crash.
 		w.logError(ctx, "decision log: sync directory", err)
 	}
+	recycle(w, p.enc)
 	k := kindIndex(p.kind)
 	w.met.written.WithLabelValues(p.kind).Add(float64(p.rows))
 	w.cnt.written[k].Add(int64(p.rows))
@@ -287,7 +342,7 @@ func closePart[T any](ctx context.Context, w *Writer, files map[int64]*partFile[
 
 // abandonPart drops a failed file: its rows are counted as dropped and the
 // temporary file is removed.
-func abandonPart[T any](ctx context.Context, w *Writer, files map[int64]*partFile[T], key int64, p *partFile[T], err error) {
+func abandonPart[E fileEncoder](ctx context.Context, w *Writer, files map[int64]*partFile[E], key int64, p *partFile[E], err error) {
 	delete(files, key)
 	if p.f != nil {
 		_ = p.f.Close() // the write already failed
@@ -296,6 +351,7 @@ func abandonPart[T any](ctx context.Context, w *Writer, files map[int64]*partFil
 	if errors.Is(rmErr, os.ErrNotExist) {
 		rmErr = nil
 	}
+	recycle(w, p.enc)
 	w.dropped(p.kind, reasonError, p.rows)
 	w.log.LogAttrs(ctx, slog.LevelError, "decision log: file abandoned, its rows are lost",
 		slog.String("kind", p.kind), slog.String("file", p.tmp), slog.Int("rows", p.rows),

@@ -27,9 +27,9 @@ var (
 // disk gauges.
 const retentionEvery = time.Minute
 
-// writeBatch is the number of rows an open file collects before they are
-// handed to the Parquet encoder in one call (fewer when the queue runs
-// empty).
+// writeBatch is the number of rows an open events file collects before
+// they are handed to parquet-go's writer in one call (fewer when the queue
+// runs empty). A decisions file's encoder takes each row as it comes.
 const writeBatch = 256
 
 // drainEvery is how often Run takes what is queued. The writer's goroutine
@@ -73,25 +73,25 @@ type Writer struct {
 
 	// Owned by Run's goroutine.
 	node      string // node name as used in file names
-	dfiles    map[int64]*partFile[Decision]
-	efiles    map[int64]*partFile[Event]
+	dfiles    map[int64]*partFile[*decisionsFile]
+	efiles    map[int64]*partFile[*eventsFile]
 	lastName  int64 // last unix-nanos stamp used in a file name
 	lastErrAt time.Time
 	errsQuiet int // errors not logged since lastErrAt
 	// diskBytes and diskFiles mirror the gauges between scans.
 	diskBytes, diskFiles int64
-	// dec decodes the queued records; attrs interns user attribute values
-	// (fillDecision).
-	dec   engine.RecordDecoder
-	attrs map[string]*string
-	// held are the record buffers that pending rows alias, released to
-	// recordBufs once the rows went to the encoder.
-	held []*[]byte
+	// dec decodes the queued records.
+	dec engine.RecordDecoder
+	// pageSize is the page size of the decisions files (0: default); tests
+	// make it small.
+	pageSize int
+	// spare are encoders of closed decisions files, for new ones to reuse.
+	spare []*decisionsFile
 }
 
 // recordBufs recycles the buffers Record copies records into: the writer's
-// goroutine releases each once its row was handed to the Parquet encoder,
-// which copies every value, so the queue costs no allocation per record.
+// goroutine releases each once the decisions file's encoder has copied its
+// values, so the queue costs no allocation per record.
 var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledRecord is the largest record buffer kept for reuse.
@@ -124,8 +124,8 @@ func New(cfg Config) (*Writer, error) {
 		log:    cfg.Logger,
 		queue:  make(chan entry, cfg.Buffer),
 		node:   fileSafe(cfg.Node),
-		dfiles: map[int64]*partFile[Decision]{},
-		efiles: map[int64]*partFile[Event]{},
+		dfiles: map[int64]*partFile[*decisionsFile]{},
+		efiles: map[int64]*partFile[*eventsFile]{},
 	}
 	met, err := newMetrics(cfg.Registerer, w)
 	if err != nil {
@@ -383,7 +383,6 @@ func (w *Writer) shutdown(ctx context.Context) error {
 	for key, p := range w.efiles {
 		errs = append(errs, closePart(ctx, w, w.efiles, key, p))
 	}
-	w.releaseHeld()
 	err := errors.Join(errs...)
 	w.log.LogAttrs(ctx, slog.LevelInfo, "decision log stopped",
 		slog.Int("dropped_at_shutdown", left), slog.Bool("files_closed", err == nil))
@@ -401,40 +400,36 @@ func (w *Writer) handle(ctx context.Context, e entry) {
 		w.head.Store(e.at)
 	}
 	if e.rec == nil {
-		addRow(ctx, w, w.efiles, kindEvents, e.ev.Time, time.Unix(0, e.at), *e.ev)
+		p, key := filePart(ctx, w, w.efiles, kindEvents, e.ev.Time, time.Unix(0, e.at), newEventsFile)
+		if p != nil {
+			p.enc.pending = append(p.enc.pending, *e.ev)
+			rowAdded(ctx, w, w.efiles, key, p)
+		}
 		return
 	}
-	d, x, err := w.dec.Decode(*e.rec)
+	// The record is released once its values are copied into the
+	// decisions file's columns.
+	defer releaseRecord(e.rec)
+	d, x, feats, err := w.dec.DecodeFlat(*e.rec)
 	if err != nil {
-		releaseRecord(e.rec)
 		w.dropped(kindDecisions, reasonError, 1)
 		w.logError(ctx, "decision log: bad record", err)
 		return
 	}
 	if !Keep(d.RequestID, w.cfg.StoreRatio) {
-		releaseRecord(e.rec)
 		w.sampledOutD.Inc()
 		return
 	}
-	p, key, row := rowSlot(ctx, w, w.dfiles, kindDecisions, d.Time, time.Unix(0, e.at))
-	if row == nil {
-		releaseRecord(e.rec)
+	p, key := filePart(ctx, w, w.dfiles, kindDecisions, d.Time, time.Unix(0, e.at), newDecisionsEnc)
+	if p == nil {
 		return
 	}
-	// The row aliases the record until the encoder has copied it.
-	w.held = append(w.held, e.rec)
-	w.fillDecision(row, d, x, e.node)
-	rowAdded(ctx, w, w.dfiles, key, p)
-}
-
-// releaseHeld releases the record buffers of rows the encoder has copied
-// (or that were dropped with their file); no pending row may alias them.
-func (w *Writer) releaseHeld() {
-	for i, b := range w.held {
-		releaseRecord(b)
-		w.held[i] = nil
+	if err := p.enc.add(d, x, feats, e.node); err != nil {
+		p.rows++ // the row is lost with the file
+		abandonPart(ctx, w, w.dfiles, key, p, err)
+		return
 	}
-	w.held = w.held[:0]
+	rowAdded(ctx, w, w.dfiles, key, p)
 }
 
 // dropped counts n rows of kind lost for reason.
@@ -457,7 +452,8 @@ func (w *Writer) logError(ctx context.Context, msg string, err error) {
 	w.lastErrAt, w.errsQuiet = now, 0
 }
 
-// writePending hands every open file's collected rows to the encoder.
+// writePending hands every open events file's collected rows to
+// parquet-go's writer (decisions files have none).
 func (w *Writer) writePending(ctx context.Context) {
 	for key, p := range w.dfiles {
 		flushPart(ctx, w, w.dfiles, key, p)
@@ -465,7 +461,6 @@ func (w *Writer) writePending(ctx context.Context) {
 	for key, p := range w.efiles {
 		flushPart(ctx, w, w.efiles, key, p)
 	}
-	w.releaseHeld()
 }
 
 // rollDue closes the files whose RollInterval is up.

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math"
 	"slices"
 	"time"
 	"unsafe"
@@ -148,6 +150,16 @@ type RecordDecoder struct {
 	vals []string
 	// names interns the feature names, a small set.
 	names map[string]string
+	// flat backs the features DecodeFlat returns.
+	flat []RecordFeature
+}
+
+// RecordFeature is one feature of a record as [RecordDecoder.DecodeFlat]
+// returns it: its name and, unless Null, the value the model saw.
+type RecordFeature struct {
+	Name  string
+	Value string
+	Null  bool
 }
 
 // maxFeatureNames bounds the decoder's table of feature names; it is reset
@@ -160,10 +172,17 @@ const maxFeatureNames = 256
 // change nor reuse rec while it uses them, and must copy what it keeps
 // longer. A record that does not decode returns ErrBadRecord.
 func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) {
+	d, x, _, err := dec.decode(rec, false)
+	return d, x, err
+}
+
+// decode is Decode, or, when flat, DecodeFlat's slow path.
+func (dec *RecordDecoder) decode(rec []byte, flat bool) (*Decision, *model.Context, []RecordFeature, error) {
 	if len(rec) == 0 || !knownVersion(rec[0]) {
-		return nil, nil, ErrBadRecord
+		return nil, nil, nil, ErrBadRecord
 	}
 	d, x := &dec.d, &dec.x
+	feats := dec.flat[:0]
 	*d = Decision{}
 	*x = model.Context{}
 
@@ -177,7 +196,18 @@ func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) 
 	d.Channel = rd.str()
 	d.Variant = rd.str()
 	d.ModelVersion = rd.str()
-	if n := rd.countFast(); n > 0 {
+	if n := rd.countFast(); n > 0 && flat {
+		feats = slices.Grow(feats, n)[:n]
+		for i := range feats {
+			f := &feats[i]
+			f.Name = rd.str()
+			if f.Null = rd.byte() != 1; f.Null {
+				f.Value = ""
+			} else {
+				f.Value = rd.str()
+			}
+		}
+	} else if n > 0 {
 		if dec.features == nil {
 			dec.features = make(map[string]*string, n)
 		}
@@ -255,9 +285,195 @@ func (dec *RecordDecoder) Decode(rec []byte) (*Decision, *model.Context, error) 
 		}
 	}
 	if rd.err {
-		return nil, nil, ErrBadRecord
+		return nil, nil, nil, ErrBadRecord
 	}
-	return d, x, nil
+	dec.flat = feats
+	return d, x, feats, nil
+}
+
+// DecodeFlat is [RecordDecoder.Decode] without the features map: the
+// Decision's Features is nil and its features are returned instead, in
+// record order (were a name to repeat, the last one stands for it, as in
+// the map), valid until the next call. Their names alias rec too. A reader
+// that looks for a few known features (the decision log's writer) spares
+// the map's cost.
+func (dec *RecordDecoder) DecodeFlat(rec []byte) (*Decision, *model.Context, []RecordFeature, error) {
+	if d, x, feats, ok := dec.decodeLean(rec); ok {
+		return d, x, feats, nil
+	}
+	return dec.decode(rec, true)
+}
+
+// decodeLean is DecodeFlat's fast path, for the records whose strings are
+// shorter than 128 bytes and whose counts and lengths, and candidate and
+// eligible counts, take one or two bytes (nearly all): it reports false on
+// any other record, valid or not, which decode then reads.
+func (dec *RecordDecoder) decodeLean(rec []byte) (*Decision, *model.Context, []RecordFeature, bool) {
+	if len(rec) == 0 || !knownVersion(rec[0]) {
+		return nil, nil, nil, false
+	}
+	d, x := &dec.d, &dec.x
+	*d = Decision{}
+	*x = model.Context{}
+	version, b := rec[0], rec[1:]
+	var u uint64
+	var i int64
+	var c byte
+	d.RequestID, b = leanStr(b)
+	i, b = leanVarint(b)
+	d.Time = time.Unix(0, i)
+	d.UserHash, b = leanStr(b)
+	c, b = leanByte(b)
+	d.KnownUser = c == 1
+	d.Segment, b = leanStr(b)
+	d.Channel, b = leanStr(b)
+	d.Variant, b = leanStr(b)
+	d.ModelVersion, b = leanStr(b)
+	n, b := leanCount(b)
+	feats := slices.Grow(dec.flat[:0], n)[:n]
+	for k := range feats {
+		f := &feats[k]
+		f.Name, b = leanStr(b)
+		c, b = leanByte(b)
+		if f.Null = c != 1; f.Null {
+			f.Value = ""
+		} else {
+			f.Value, b = leanStr(b)
+		}
+	}
+	dec.flat = feats
+	u, b = leanUvarint(b)
+	d.Candidates = int(u)
+	if n, b = leanCount(b); n > 0 {
+		dec.items = slices.Grow(dec.items[:0], n)[:n]
+		for k := range dec.items {
+			it := &dec.items[k]
+			it.ItemID, b = leanStr(b)
+			it.Category, b = leanStr(b)
+			it.Score, b = leanFloat(b)
+			it.Reason, b = leanStr(b)
+			it.Propensity, b = leanFloat(b)
+		}
+		d.Items = dec.items
+	}
+	d.Confidence, b = leanFloat(b)
+	var fallback string
+	fallback, b = leanStr(b)
+	d.Fallback = Reason(fallback)
+	d.FallbackDetail, b = leanStr(b)
+	if n, b = leanCount(b); n > 0 {
+		dec.stages = slices.Grow(dec.stages[:0], n)[:n]
+		for k := range dec.stages {
+			st := &dec.stages[k]
+			st.Stage, b = leanStr(b)
+			i, b = leanVarint(b)
+			st.Duration = time.Duration(i)
+			st.Error, b = leanStr(b)
+		}
+		d.Stages = dec.stages
+	}
+	i, b = leanVarint(b)
+	d.Duration = time.Duration(i)
+	d.TraceID, b = leanStr(b)
+	d.SpanID, b = leanStr(b)
+	c, b = leanByte(b)
+	d.TraceSampled = c == 1
+	x.User.AgeBucket, b = leanStr(b)
+	x.User.Segment, b = leanStr(b)
+	x.User.Region, b = leanStr(b)
+	x.User.Device, b = leanStr(b)
+	x.Channel, b = leanStr(b)
+	i, b = leanVarint(b)
+	x.Hour = int(i)
+	if n, b = leanCount(b); n > 0 {
+		dec.recent = slices.Grow(dec.recent[:0], n)[:n]
+		for k := range dec.recent {
+			dec.recent[k], b = leanStr(b)
+		}
+		x.RecentCategories = dec.recent
+	}
+	if version >= 2 {
+		u, b = leanUvarint(b)
+		d.Eligible = int(u)
+		d.Explore, b = leanFloat(b)
+		u, b = leanUvarint(b)
+		d.ExploreTop = int(u)
+		if n, b = leanCount(b); n > 0 {
+			dec.pool = slices.Grow(dec.pool[:0], n)[:n]
+			for k := range dec.pool {
+				p := &dec.pool[k]
+				p.ItemID, b = leanStr(b)
+				p.Category, b = leanStr(b)
+				p.Score, b = leanFloat(b)
+				p.Popularity, b = leanFloat(b)
+			}
+			d.Pool = dec.pool
+		}
+	}
+	if b == nil {
+		return nil, nil, nil, false
+	}
+	return d, x, feats, true
+}
+
+// The lean reads of decodeLean: each takes the bytes left and returns what
+// it read and the bytes after it. A read past the end, of a malformed
+// varint or length, or of one longer than the lean reads handle, returns
+// nil bytes, on which every later read fails too, so decodeLean checks
+// once, at the end (a record's bytes are never nil, nor are the bytes
+// after a read that succeeded). Plain functions of a local slice, small
+// enough to be inlined, unlike the reader's methods, they let the compiler
+// keep the slice in registers: the decision log's writer reads some
+// hundred fields of every decision.
+
+// leanStr reads a string of a one-byte length, aliasing the record.
+func leanStr(b []byte) (string, []byte) {
+	if len(b) < 2 || b[0] >= 0x80 || int(b[0]) >= len(b) {
+		return "", nil
+	}
+	n := int(b[0]) + 1
+	return unsafe.String(&b[1], n-1), b[n:]
+}
+
+// leanCount reads a count of one byte, bounded by the bytes left.
+func leanCount(b []byte) (int, []byte) {
+	if len(b) == 0 || b[0] >= 0x80 || int(b[0]) >= len(b) {
+		return 0, nil
+	}
+	return int(b[0]), b[1:]
+}
+
+// leanUvarint reads an unsigned varint of one or two bytes.
+func leanUvarint(b []byte) (uint64, []byte) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), b[1:]
+	}
+	if len(b) > 1 && b[1] < 0x80 {
+		return uint64(b[0]&0x7f) | uint64(b[1])<<7, b[2:]
+	}
+	return 0, nil
+}
+
+func leanVarint(b []byte) (int64, []byte) {
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		return 0, nil
+	}
+	return v, b[n:]
+}
+
+func leanByte(b []byte) (byte, []byte) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	return b[0], b[1:]
+}
+
+func leanFloat(b []byte) (float64, []byte) {
+	if len(b) < 8 {
+		return 0, nil
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(b)), b[8:]
 }
 
 // name returns the feature name b, interned.

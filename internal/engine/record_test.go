@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,6 +210,114 @@ func TestRecordDecoder(t *testing.T) {
 	}
 }
 
+// flatFeatures is the features map DecodeFlat's features stand for.
+func flatFeatures(feats []RecordFeature) map[string]*string {
+	if len(feats) == 0 {
+		return nil
+	}
+	m := map[string]*string{}
+	for _, f := range feats {
+		if f.Null {
+			m[f.Name] = nil
+		} else {
+			v := f.Value
+			m[f.Name] = &v
+		}
+	}
+	return m
+}
+
+// checkFlat checks that DecodeFlat of rec by dec is DecodeRecord's
+// decision without the map, and its features the map's.
+func checkFlat(t *testing.T, dec *RecordDecoder, rec []byte) {
+	t.Helper()
+	want, wantX, err := DecodeRecord(rec)
+	got, gotX, feats, gerr := dec.DecodeFlat(rec)
+	if (err == nil) != (gerr == nil) {
+		t.Fatalf("DecodeRecord error %v, DecodeFlat error %v", err, gerr)
+	}
+	if err != nil {
+		return
+	}
+	if got.Features != nil {
+		t.Errorf("DecodeFlat decision has features %v, want none", got.Features)
+	}
+	wantFeatures := want.Features
+	want.Features = nil
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DecodeFlat decision (-DecodeRecord +DecodeFlat):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantX, gotX); diff != "" {
+		t.Errorf("DecodeFlat context (-DecodeRecord +DecodeFlat):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantFeatures, flatFeatures(feats)); diff != "" {
+		t.Errorf("DecodeFlat features (-DecodeRecord's map +DecodeFlat's):\n%s", diff)
+	}
+}
+
+// FuzzRecordDecoderFlat checks that DecodeFlat, after another record,
+// decodes any input as DecodeRecord does, its features aside.
+func FuzzRecordDecoderFlat(f *testing.F) {
+	d, x := ringDecision("r1", 3)
+	d.Pool = []PoolItem{{ItemID: "p1", Category: "c1", Score: 0.5, Popularity: 0.25}}
+	seed := appendRecord(nil, d, x)
+	f.Add(seed)
+	f.Add([]byte{RecordVersion, 2, 'r', '1'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var dec RecordDecoder
+		checkFlat(t, &dec, seed)
+		checkFlat(t, &dec, b)
+	})
+}
+
+// DecodeFlat decodes what DecodeRecord does, features in a slice instead
+// of a map (a null feature included), record after record, between
+// Decode calls, and allocates nothing once warm.
+func TestRecordDecoderFlat(t *testing.T) {
+	full, fx := ringDecision("r1", 10)
+	full.Pool = []PoolItem{{ItemID: "p1", Category: "c1", Score: 0.5, Popularity: 0.25}}
+	age := "25-34"
+	full.Features = map[string]*string{"user_age_bucket": &age, "user_device": nil}
+	full.Candidates, full.Eligible = 16000, 300 // two-byte varints
+	bare := &Decision{RequestID: "r2", Time: time.Unix(1700000001, 0), Fallback: ReasonFeatureStoreError}
+	other, ox := ringDecision("r3", 3)
+	// Past what the fast path reads: a string of 128 bytes or more, a
+	// count of three bytes.
+	long, lx := ringDecision(strings.Repeat("r4", 100), 3)
+	long.Candidates = 1 << 20
+	recs := [][]byte{appendRecord(nil, full, fx), appendRecord(nil, bare, &model.Context{}), appendRecord(nil, other, ox), appendRecord(nil, long, lx)}
+	var dec RecordDecoder
+	for i, rec := range recs {
+		if _, _, _, ok := dec.decodeLean(rec); ok != (i < 3) {
+			t.Errorf("record %d: fast path %v, want %v", i, ok, i < 3)
+		}
+	}
+	for range 2 {
+		for _, rec := range recs {
+			checkFlat(t, &dec, rec)
+			if _, _, err := dec.Decode(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, _, feats, err := dec.DecodeFlat(recs[0])
+	if err != nil || len(feats) != 2 {
+		t.Fatalf("DecodeFlat = %v features, %v; want 2", feats, err)
+	}
+	if _, _, _, err := dec.DecodeFlat(recs[0][:len(recs[0])/2]); err == nil {
+		t.Error("DecodeFlat(truncated) = nil error, want ErrBadRecord")
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		for _, rec := range recs {
+			if _, _, _, err := dec.DecodeFlat(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}); a != 0 {
+		t.Errorf("DecodeFlat allocates %v times per %d records once warm, want 0", a, len(recs))
+	}
+}
+
 // A version 2 record carries the exploration settings and the candidate
 // pool; a version 1 record (an API node not yet upgraded) still decodes,
 // without them.
@@ -262,7 +371,7 @@ func TestRecordPoolAndVersions(t *testing.T) {
 
 // BenchmarkRecordDecoder decodes a node's default record (10 items, a pool
 // of 20, four features): the decision log's writer does it for every
-// decision.
+// decision, with DecodeFlat ("flat").
 func BenchmarkRecordDecoder(b *testing.B) {
 	d, x := ringDecision("bench-request-0001", 10)
 	d.Features = map[string]*string{}
@@ -275,11 +384,22 @@ func BenchmarkRecordDecoder(b *testing.B) {
 	}
 	rec := appendRecord(nil, d, x)
 	var dec RecordDecoder
-	b.SetBytes(int64(len(rec)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := dec.Decode(rec); err != nil {
-			b.Fatal(err)
+	b.Run("map", func(b *testing.B) {
+		b.SetBytes(int64(len(rec)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := dec.Decode(rec); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("flat", func(b *testing.B) {
+		b.SetBytes(int64(len(rec)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, _, err := dec.DecodeFlat(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
