@@ -27,6 +27,7 @@ func (n *Node) buildHTTP() error {
 		"GET /v1/traces/{trace_id}": http.HandlerFunc(n.getTrace),
 		"GET /v1/logs":              http.HandlerFunc(n.listLogs),
 		"GET /v1/alerts":            http.HandlerFunc(n.listAlerts),
+		"GET /v1/slos":              http.HandlerFunc(n.listSLOs),
 		"GET /v1/experiments":       http.HandlerFunc(n.listExperiments),
 		"POST /admin/snapshot":      n.requireAdmin(n.adminSnapshot),
 		"POST /admin/faults":        n.requireAdmin(n.adminFaults),
@@ -76,6 +77,7 @@ func (n *Node) traceRoute(h http.Handler) http.Handler {
 		sw := telemetry.StatusOf(w) // the deferred server span's, on the hot route
 		h.ServeHTTP(sw, r)
 		n.httpRequests.WithLabelValues(r.Pattern, statusClass(sw.Status())).Inc()
+		n.observeSLOStatus(r.Pattern, sw.Status())
 	})
 	hot := n.tel.DeferredServer(counted)
 	other := n.tel.Server(counted)
