@@ -321,7 +321,7 @@ type columnarFile struct {
 }
 
 // fileTemplate is what the files of one kind share: the columns and the
-// footer's schema, column orders, creator and key-value metadata.
+// footer's schema, column orders and creator.
 type fileTemplate struct {
 	specs        []columnSpec
 	numLists     int
@@ -331,8 +331,7 @@ type fileTemplate struct {
 }
 
 // newColumnarFile returns a file of tmpl's columns written to out, in row
-// groups of rowGroup rows, cutting pages at pageSize bytes (0: default),
-// with the key-value metadata kv.
+// groups of rowGroup rows, cutting pages at pageSize bytes (0: default).
 func newColumnarFile(out io.Writer, tmpl *fileTemplate, rowGroup, pageSize int) *columnarFile {
 	if pageSize <= 0 {
 		pageSize = defaultPageSize
