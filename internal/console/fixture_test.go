@@ -402,6 +402,7 @@ func (w *world) config() console.Config {
 		Experiments: fakeExperiments(fixtureExperiment()),
 		Cluster:     fakeCluster(fixtureCluster()),
 		Evaluations: fakeEvaluations(fixtureEvaluation()),
+		SLOs:        fixtureSLOs(1),
 		Alerts: fakeAlerts{{
 			Name: "FeatureNullRateHigh", State: "firing", Severity: "warning",
 			Summary:     "user_age_bucket is null in 31% of requests",
