@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/model"
@@ -23,6 +24,7 @@ func TestChallengerRouting(t *testing.T) {
 	e := newEngineFor(t, &fakeStore{users: knownUsers()}, champ, func(c *Config) {
 		c.Split = model.Split{{Name: "ftrl", Weight: 50}, {Name: "popularity", Weight: 50}}
 		c.ChallengerVariant = "challenger"
+		c.FeatureBudget, c.ModelBudget = time.Hour, time.Hour // no deadline a loaded machine can miss
 	})
 	chal := &versionedScorer{fakeScorer{score: func(event.Item) float64 { return 0.2 }}, "ftrl-next"}
 	serve := func(share float64) map[string]string {
@@ -117,6 +119,7 @@ func TestShadowChallenger(t *testing.T) {
 		c.Split = model.Split{{Name: "ftrl", Weight: 50}, {Name: "popularity", Weight: 50}}
 		c.ChallengerVariant = "challenger"
 		c.Index = IndexConfig{PerCategory: 20, Global: 160} // every item a candidate
+		c.FeatureBudget, c.ModelBudget = time.Hour, time.Hour // no deadline a loaded machine can miss
 	})
 	if err := e.SetChallenger(&Challenger{Base: "ftrl", Scorer: chal, Share: 0.2, Shadow: true}); err != nil {
 		t.Fatal(err)
