@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/sightline/sightline/internal/drill"
@@ -38,17 +39,23 @@ func runSLOBurn(ctx context.Context, fs *flag.FlagSet, seed int64, rate int, sca
 	if err != nil {
 		return err
 	}
+	return writeReport(os.Stdout, rep, report)
+}
+
+// writeReport writes a drill's report to w as a timeline (report "text")
+// or as indented JSON ("json").
+func writeReport(w io.Writer, rep interface{ WriteTimeline(io.Writer) }, report string) error {
 	switch report {
 	case "json":
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
-		fmt.Println(string(b))
+		_, err = fmt.Fprintln(w, string(b))
+		return err
 	case "text":
-		rep.WriteTimeline(os.Stdout)
-	default:
-		return fmt.Errorf("--report %q: want text or json", report)
+		rep.WriteTimeline(w)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--report %q: want text or json", report)
 }

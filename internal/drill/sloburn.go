@@ -119,8 +119,10 @@ func fastLong() time.Duration {
 type SLOBurnReport struct {
 	Report
 	WindowScale float64 `json:"window_scale"`
-	// FaultFor is how long the fault lasted.
+	// FaultFor is how long the fault lasted, Cycle its period: on for one
+	// second in every Cycle.
 	FaultFor time.Duration `json:"fault_for_ns"`
+	Cycle    time.Duration `json:"cycle_ns"`
 	// Window is the fast page's long window, scaled: it must fire within
 	// it of the fault.
 	Window time.Duration `json:"window_ns"`
@@ -197,13 +199,14 @@ func RunSLOBurn(ctx context.Context, cfg SLOBurnConfig) (*SLOBurnReport, error) 
 	duration := cfg.WarmUp + cfg.FaultFor + cfg.After
 	rep := &SLOBurnReport{
 		Report:      Report{Drill: SLOBurn, Seed: cfg.Seed, Duration: duration, FaultAt: cfg.WarmUp},
-		WindowScale: cfg.WindowScale, FaultFor: cfg.FaultFor,
+		WindowScale: cfg.WindowScale, FaultFor: cfg.FaultFor, Cycle: cfg.Cycle,
 		Window: time.Duration(float64(fastLong()) * cfg.WindowScale),
 	}
 	d := &driver{world: world, c: c, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xd1)), clock: clock}
 	seen := map[string]bool{}
 	on := false
 	var before slo.Status
+	var ctrWin []ctrPoint
 	for t := time.Duration(0); t < duration; t += time.Second {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -251,11 +254,16 @@ func RunSLOBurn(ctx context.Context, cfg SLOBurnConfig) (*SLOBurnReport, error) 
 				rep.Alerts = append(rep.Alerts, Alert{Name: a.Name, Labels: a.Labels, FiredAt: at, TimeToDetect: at - rep.FaultAt, Hints: a.Hints, ExampleTraces: a.ExampleTraces})
 			}
 		}
+		if (t+time.Second)%time.Minute == 0 {
+			ctrWin = append(ctrWin, ctrPoint{t + time.Second, d.impressions, d.clicks})
+		}
 		if cfg.Progress != nil && (t+time.Second)%(5*time.Minute) == 0 {
 			fmt.Fprintf(cfg.Progress, "t=%v requests=%d alerts=%d\n", t+time.Second, d.requests, len(rep.Alerts))
 		}
 	}
 	rep.Requests = d.requests
+	rep.CTRBefore = windowCTR(ctrWin, cfg.WarmUp-min(cfg.WarmUp, 10*time.Minute), cfg.WarmUp)
+	rep.CTRAfter = windowCTR(ctrWin, duration-min(duration, 10*time.Minute), duration)
 	rep.SLOs = node.SLOs()
 	if cfg.Inspect != nil {
 		if err := cfg.Inspect(ctx, "http://"+node.Addr()); err != nil {
@@ -270,14 +278,15 @@ func RunSLOBurn(ctx context.Context, cfg SLOBurnConfig) (*SLOBurnReport, error) 
 func (r *SLOBurnReport) WriteTimeline(w io.Writer) {
 	fmt.Fprintf(w, "drill %s (seed %d): %v simulated in %v, %d requests; SLO windows scaled by %.4g (the fast page's 1h window is %v)\n",
 		r.Drill, r.Seed, r.Duration, r.Elapsed.Round(time.Millisecond), r.Requests, r.WindowScale, r.Window)
-	fmt.Fprintf(w, "  T+%-8v fault %s on one second in every few, for %v: %.2f%% of the answers failed, a burn rate of %.1f; %.2f%% fell back in all\n",
-		r.FaultAt, faults.ModelErrors, r.FaultFor, 100*r.BadShare, r.BurnRate, 100*r.FallbackShare)
+	fmt.Fprintf(w, "  T+%-8v fault %s on one second in every %v, for %v: %.2f%% of the answers failed, a burn rate of %.1f; %.2f%% fell back in all\n",
+		r.FaultAt, faults.ModelErrors, r.Cycle, r.FaultFor, 100*r.BadShare, r.BurnRate, 100*r.FallbackShare)
 	for _, a := range r.Alerts {
 		fmt.Fprintf(w, "  T+%-8v %s%s fired (time to detect %v)\n", a.FiredAt, a.Name, labelKey(a.Labels), a.TimeToDetect)
 	}
 	if len(r.Alerts) == 0 {
 		fmt.Fprintln(w, "  no alert fired")
 	}
+	fmt.Fprintf(w, "  ftrl CTR: %.4f in the 10 minutes before the fault, %.4f in the last 10 minutes\n", r.CTRBefore, r.CTRAfter)
 	for _, s := range r.SLOs {
 		fmt.Fprintf(w, "  %s SLO (objective %.4g%%): budget left %.1f%%, burn rate", s.SLO, 100*s.Objective, 100*s.BudgetRemaining)
 		for _, b := range s.BurnRates {
