@@ -178,26 +178,24 @@ func (t *Tracker) scale(d time.Duration) time.Duration {
 	return time.Duration(math.Round(float64(d) * t.cfg.WindowScale))
 }
 
-// failed are the fallback reasons that count against availability: a
-// dependency failed or was late. The others (missing_features,
-// low_confidence) are the engine choosing the fallback by design.
-var failed = map[engine.Reason]bool{
-	engine.ReasonFeatureStoreError:   true,
-	engine.ReasonFeatureStoreTimeout: true,
-	engine.ReasonModelError:          true,
-	engine.ReasonModelTimeout:        true,
-}
-
 // CountsAgainstAvailability reports whether a decision that fell back for
-// reason is a bad event of the availability SLO.
-func CountsAgainstAvailability(reason engine.Reason) bool { return failed[reason] }
+// reason is a bad event of the availability SLO: a dependency failed or
+// was late. The other fallbacks (missing_features, low_confidence) are the
+// engine choosing the fallback by design.
+func CountsAgainstAvailability(reason engine.Reason) bool {
+	switch reason {
+	case engine.ReasonFeatureStoreError, engine.ReasonFeatureStoreTimeout, engine.ReasonModelError, engine.ReasonModelTimeout:
+		return true
+	}
+	return false
+}
 
 // ObserveDecision counts one answered recommendation: against
 // availability when it fell back because a dependency failed or was late,
 // against latency when it took longer than the threshold. The engine
 // calls it (through the node) for every decision.
 func (t *Tracker) ObserveDecision(reason engine.Reason, took time.Duration) {
-	availBad := failed[reason]
+	availBad := CountsAgainstAvailability(reason)
 	latBad := took > t.cfg.LatencyThreshold
 	now := t.cfg.Now()
 	t.mu.Lock()

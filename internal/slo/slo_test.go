@@ -420,3 +420,47 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkObserveDecision is the serving path's cost of the SLOs: one
+// decision counted for both, with and without metric export.
+func BenchmarkObserveDecision(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		reg  prometheus.Registerer
+	}{{"metrics", prometheus.NewRegistry()}, {"no-metrics", nil}} {
+		b.Run(tc.name, func(b *testing.B) {
+			tr, err := New(Config{Registerer: tc.reg})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tr.ObserveDecision(engine.ReasonNone, time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestCountsAgainstAvailability classifies every fallback reason the
+// engine has: a new one must be decided here.
+func TestCountsAgainstAvailability(t *testing.T) {
+	want := map[engine.Reason]bool{
+		engine.ReasonNone:                false,
+		engine.ReasonFeatureStoreError:   true,
+		engine.ReasonFeatureStoreTimeout: true,
+		engine.ReasonModelError:          true,
+		engine.ReasonModelTimeout:        true,
+		engine.ReasonMissingFeatures:     false,
+		engine.ReasonLowConfidence:       false,
+	}
+	for _, r := range append([]engine.Reason{engine.ReasonNone}, engine.Reasons...) {
+		w, ok := want[r]
+		if !ok {
+			t.Errorf("fallback reason %q is not classified: decide whether it counts against availability", r)
+			continue
+		}
+		if got := CountsAgainstAvailability(r); got != w {
+			t.Errorf("CountsAgainstAvailability(%q) = %v, want %v", r, got, w)
+		}
+	}
+}
