@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -144,9 +143,8 @@ func (n *Node) observeRollout(d *engine.Decision) {
 			rd.Predicted += it.Score
 		}
 	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(d.UserHash)) // a hash never fails
-	n.rollout.ObserveDecision(d.Variant, h.Sum64(), rd)
+	h := fnv64a(d.UserHash)
+	n.rollout.ObserveDecision(d.Variant, h, rd)
 	if sh := d.Shadow; sh != nil {
 		// The challenger's would-be decision: the champion's, with its
 		// inference replaced by the challenger's.
@@ -162,7 +160,7 @@ func (n *Node) observeRollout(d *engine.Decision) {
 				sd.Predicted += p
 			}
 		}
-		n.rollout.ObserveDecision(challengerVariant, h.Sum64(), sd)
+		n.rollout.ObserveDecision(challengerVariant, h, sd)
 	}
 }
 
@@ -245,4 +243,14 @@ func (n *Node) abortRollout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, st)
+}
+
+// fnv64a is the FNV-1a hash of s, without allocating.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
