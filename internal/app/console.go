@@ -11,7 +11,7 @@ import (
 // unknown API paths keep their problem+json answers.
 var consolePaths = []string{
 	"GET /{$}", "GET /traces", "GET /traces/{trace_id}", "GET /logs", "GET /decisions",
-	"GET /decisions/{request_id}", "GET /model", "GET /experiments", "GET /evaluate", "GET /alerts", "GET /drills",
+	"GET /decisions/{request_id}", "GET /model", "GET /experiments", "GET /rollouts", "GET /evaluate", "GET /alerts", "GET /drills",
 	"GET /static/", "GET /console/api/series",
 }
 
@@ -32,6 +32,9 @@ func (n *Node) buildConsole() (*console.Console, error) {
 	}
 	if n.cfg.Role != RoleAll {
 		cfg.Cluster = &consoleCluster{n: n}
+	}
+	if n.rollout != nil {
+		cfg.Rollouts = consoleRollouts{n}
 	}
 	return console.New(cfg)
 }

@@ -181,6 +181,8 @@ func TestOpenAPIContract(t *testing.T) {
 	if err := n.model().SaveFile(snap, model.SnapshotMeta{}); err != nil {
 		t.Fatal(err)
 	}
+	st, body = call(t, full, "GET", base+"/v1/slos", "")
+	expect("GET", "/v1/slos", 200, st, body)
 	st, body = call(t, full, "GET", base+"/v1/rollouts", "")
 	expect("GET", "/v1/rollouts", 200, st, body)
 	st, body = call(t, full, "POST", base+"/admin/rollouts", `{"source":"`+snap+`","steps":[0.1,0.5],"step_hold":"1h"}`, auth...)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sightline/sightline/internal/console"
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/model"
@@ -253,4 +254,35 @@ func fnv64a(s string) uint64 {
 		h *= 1099511628211
 	}
 	return h
+}
+
+// consoleRollouts shows the node's rollout on the console.
+type consoleRollouts struct{ n *Node }
+
+// Rollout implements console.Rollouts.
+func (c consoleRollouts) Rollout() console.RolloutView {
+	st := c.n.rollout.State()
+	v := console.RolloutView{
+		Stage: string(st.Stage), Version: st.Version, Source: st.Source,
+		Steps: st.Steps, Step: st.Step, Share: st.Share,
+		StepHold:  time.Duration(st.StepHoldSeconds * float64(time.Second)),
+		StartedAt: st.StartedAt, Since: st.Since,
+		Champion: armView(st.Arms[rollout.Champion]), Challenger: armView(st.Arms[rollout.Challenger]),
+	}
+	for _, k := range st.Checks {
+		v.Checks = append(v.Checks, console.RolloutCheckView{Name: k.Name, Status: string(k.Status), Challenger: k.Challenger, Champion: k.Champion, Limit: k.Limit, Detail: k.Detail})
+	}
+	for _, tr := range st.Timeline {
+		v.Timeline = append(v.Timeline, console.RolloutTransitionView{At: tr.At, From: string(tr.From), To: string(tr.To), Share: tr.Share, Reason: tr.Reason, Detail: tr.Detail, TraceID: tr.TraceID})
+	}
+	return v
+}
+
+// armView is one arm's totals for the console.
+func armView(c rollout.Counts) console.RolloutArmView {
+	v := console.RolloutArmView{Decisions: c.Decisions, Fallbacks: c.Fallbacks, Impressions: c.Impressions, Clicks: c.Clicks, Users: c.Users}
+	if c.Impressions > 0 {
+		v.CTR = float64(c.Clicks) / float64(c.Impressions)
+	}
+	return v
 }

@@ -212,6 +212,9 @@ type Config struct {
 	// SLOs reports the service level objectives; nil hides the Alerts
 	// page's SLOs panel.
 	SLOs SLOs
+	// Rollouts reports the guarded model rollout; nil shows the Rollouts
+	// page as unavailable and the charts without annotations.
+	Rollouts Rollouts
 
 	// FaultsURL is the endpoint the Drills page POSTs to, with a JSON body
 	// {"name": "<fault>", "active": true|false} and the header
@@ -253,7 +256,7 @@ type Console struct {
 var _ http.Handler = (*Console)(nil)
 
 // pageNames are the templates that render whole pages.
-var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "experiments", "evaluate", "alerts", "drills", "notfound"}
+var pageNames = []string{"overview", "traces", "trace", "logs", "decisions", "decision", "model", "experiments", "rollouts", "evaluate", "alerts", "drills", "notfound"}
 
 // New returns a console reading from the sources in cfg.
 func New(cfg Config) (*Console, error) {
@@ -323,6 +326,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /decisions/{request_id}", c.decision)
 	m.HandleFunc("GET /model", c.model)
 	m.HandleFunc("GET /experiments", c.experiments)
+	m.HandleFunc("GET /rollouts", c.rollouts)
 	m.HandleFunc("GET /evaluate", c.evaluate)
 	m.HandleFunc("GET /alerts", c.alerts)
 	m.HandleFunc("GET /drills", c.drills)

@@ -55,6 +55,7 @@ func TestPages(t *testing.T) {
 		{"/", 200, []string{"<h1>Overview</h1>", "ftrl-42", "missing_features", `data-chart="ctr"`, "Alerts: 1 firing, 0 pending", `class="bad"`, `<h2 id="cluster-h">Cluster</h2>`, "trainer-a", "not the published version"}},
 		{"/evaluate", 200, []string{"<h1>Evaluate</h1>", `href="/evaluate" aria-current="page"`, "not trustworthy", "Per position"}},
 		{"/experiments", 200, []string{"<h1>Experiments</h1>", `href="/experiments" aria-current="page"`, "ftrl beats popularity", "Sample ratio check"}},
+		{"/rollouts", 200, []string{"<h1>Rollouts</h1>", `href="/rollouts" aria-current="page"`, "ftrl-next-7", `data-guardrail="ctr"`, "canary step 2 of 3"}},
 		{"/traces", 200, []string{"<h1>Traces</h1>", `href="/traces/` + w.recTrace + `"`, "/v1/recommendations", "fallback: missing_features", `<label for="f-route">`}},
 		{"/traces?fallback=true&limit=5", 200, []string{"5 kept traces", "fallback: missing_features"}},
 		{"/traces?route=nope", 200, []string{"No kept trace matches."}},
@@ -126,7 +127,7 @@ func TestNotFound(t *testing.T) {
 
 func TestEmptyConfig(t *testing.T) {
 	srv := newServer(t, console.Config{})
-	for _, path := range []string{"/", "/traces", "/logs", "/decisions", "/model", "/experiments", "/evaluate", "/alerts", "/drills", "/console/api/series"} {
+	for _, path := range []string{"/", "/traces", "/logs", "/decisions", "/model", "/experiments", "/rollouts", "/evaluate", "/alerts", "/drills", "/console/api/series"} {
 		status, _, body := get(t, srv, path)
 		if status != http.StatusOK {
 			t.Errorf("GET %s with no sources status = %d, want 200", path, status)

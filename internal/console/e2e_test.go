@@ -197,6 +197,7 @@ func TestConsoleBrowser(t *testing.T) {
 		{"decision", decisionURL, "main h1"},
 		{"model", "/model", "main h1"},
 		{"experiments", "/experiments", "#experiment[data-refreshed]"},
+		{"rollouts", "/rollouts", "#rollout-timeline"},
 		{"evaluate", "/evaluate", "#how"},
 		{"drills", "/drills", "#drill-token"},
 	}

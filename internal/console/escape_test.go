@@ -80,13 +80,17 @@ func TestEscaping(t *testing.T) {
 	}
 	ev.Report = &rep
 	cfg.Evaluations = fakeEvaluations(ev)
+	ro := fixtureRollout()
+	ro.Version, ro.Source, ro.Checks[0].Detail = hostile, hostile, hostile
+	ro.Timeline[0].Detail, ro.Timeline[0].Reason, ro.Timeline[0].TraceID = hostile, hostile, hostile
+	cfg.Rollouts = fakeRollouts(ro)
 	cfg.FaultsURL = hostile
 	srv := newServer(t, cfg)
 	q := url.QueryEscape(hostile)
 
 	for _, path := range []string{
 		"/", "/traces", "/traces?route=" + q, "/traces/" + tid.String(), "/logs", "/logs?q=" + q,
-		"/logs?trace_id=" + q, "/decisions", "/decisions/" + hostile, "/model", "/experiments", "/evaluate", "/alerts", "/drills",
+		"/logs?trace_id=" + q, "/decisions", "/decisions/" + hostile, "/model", "/experiments", "/rollouts", "/evaluate", "/alerts", "/drills",
 		"/traces/" + hostile, "/" + hostile,
 	} {
 		_, _, body := get(t, srv, path)

@@ -403,6 +403,7 @@ func (w *world) config() console.Config {
 		Cluster:     fakeCluster(fixtureCluster()),
 		Evaluations: fakeEvaluations(fixtureEvaluation()),
 		SLOs:        fixtureSLOs(1),
+		Rollouts:    fakeRollouts(fixtureRolloutAt(time.Now())),
 		Alerts: fakeAlerts{{
 			Name: "FeatureNullRateHigh", State: "firing", Severity: "warning",
 			Summary:     "user_age_bucket is null in 31% of requests",
@@ -418,4 +419,42 @@ func (w *world) config() console.Config {
 			ActiveAt: epoch, ResolvedAt: epoch.Add(time.Minute),
 		}},
 	}
+}
+
+// fakeRollouts returns a fixed rollout.
+type fakeRollouts console.RolloutView
+
+func (f fakeRollouts) Rollout() console.RolloutView { return console.RolloutView(f) }
+
+// fixtureRollout is a challenger at its 25% step: CTR still waiting for
+// data, the other guardrails passing.
+func fixtureRollout() console.RolloutView {
+	return console.RolloutView{
+		Stage: "canary", Version: "ftrl-next-7", Source: "/models/next.snap",
+		Steps: []float64{0.05, 0.25, 0.5}, Step: 1, Share: 0.25, StepHold: 10 * time.Minute,
+		StartedAt: epoch.Add(-14 * time.Minute), Since: epoch.Add(-4 * time.Minute),
+		Checks: []console.RolloutCheckView{
+			{Name: "ctr", Status: "wait", Challenger: 0.031, Champion: 0.030, Limit: -0.1, Detail: "1450 and 20100 impressions of the 2000 each arm needs"},
+			{Name: "calibration", Status: "pass", Challenger: 1.08, Champion: 1.02, Limit: 2, Detail: "predicted/observed CTR 1.08 within [0.50, 2.00]"},
+			{Name: "latency_p99", Status: "pass", Challenger: 0.0021, Champion: 0.0019, Limit: 0.00485, Detail: "p99 2.1ms within 4.85ms"},
+		},
+		Champion:   console.RolloutArmView{Decisions: 2010, Impressions: 20100, Clicks: 603, Users: 1800, CTR: 0.03},
+		Challenger: console.RolloutArmView{Decisions: 145, Impressions: 1450, Clicks: 45, Users: 130, CTR: 0.031},
+		Timeline: []console.RolloutTransitionView{
+			{At: epoch.Add(-14 * time.Minute), From: "idle", To: "canary", Share: 0.05, Reason: "start", Detail: "challenger ftrl-next-7 registered: canary step 1 of 3", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"},
+			{At: epoch.Add(-4 * time.Minute), From: "canary", To: "canary", Share: 0.25, Reason: "step", Detail: "step 1 held 10m0s with no guardrail failing: canary step 2 of 3"},
+		},
+	}
+}
+
+// fixtureRolloutAt is fixtureRollout moved in time so that its step began
+// four minutes before now (the fixture console runs on the real clock).
+func fixtureRolloutAt(now time.Time) console.RolloutView {
+	r := fixtureRollout()
+	d := now.Add(-4 * time.Minute).Sub(r.Since)
+	r.StartedAt, r.Since = r.StartedAt.Add(d), r.Since.Add(d)
+	for i := range r.Timeline {
+		r.Timeline[i].At = r.Timeline[i].At.Add(d)
+	}
+	return r
 }

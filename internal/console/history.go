@@ -120,6 +120,8 @@ type seriesJSON struct {
 	CTR             map[string]ctrSeriesJSON `json:"ctr"`
 	Latest          map[string]float64       `json:"latest"`
 	Variants        []string                 `json:"variants"`
+	// Annotations mark the rollout transitions within the window.
+	Annotations []annotation `json:"annotations"`
 }
 
 // ctrSeriesJSON is the CTR of one variant over time and its baseline.
@@ -187,6 +189,7 @@ func (c *Console) seriesData() seriesJSON {
 			}
 		}
 	}
+	out.Annotations = c.annotations(c.cfg.Now().Add(-c.cfg.History))
 	for i := range pts {
 		out.T[i] = pts[i].t.UnixMilli()
 		for v := range pts[i].ctr {

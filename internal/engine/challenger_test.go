@@ -118,7 +118,7 @@ func TestShadowChallenger(t *testing.T) {
 	e := newEngineFor(t, &fakeStore{users: knownUsers()}, champ, func(c *Config) {
 		c.Split = model.Split{{Name: "ftrl", Weight: 50}, {Name: "popularity", Weight: 50}}
 		c.ChallengerVariant = "challenger"
-		c.Index = IndexConfig{PerCategory: 20, Global: 160} // every item a candidate
+		c.Index = IndexConfig{PerCategory: 20, Global: 160}   // every item a candidate
 		c.FeatureBudget, c.ModelBudget = time.Hour, time.Hour // no deadline a loaded machine can miss
 	})
 	if err := e.SetChallenger(&Challenger{Base: "ftrl", Scorer: chal, Share: 0.2, Shadow: true}); err != nil {

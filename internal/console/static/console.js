@@ -18,8 +18,9 @@
   function clock(ms) { var d = new Date(ms); return pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()); }
 
   // draw plots lines ({label, values, color, dashed, pct}) against times t
-  // (unix ms) on canvas, with a y axis from 0 and a legend.
-  function draw(canvas, t, lines, pct) {
+  // (unix ms) on canvas, with a y axis from 0 and a legend, and marks each
+  // annotation ({t, text, kind}) in the window with a vertical line.
+  function draw(canvas, t, lines, pct, notes) {
     var dpr = window.devicePixelRatio || 1;
     var cssW = canvas.clientWidth || 600, cssH = Math.round(cssW * 220 / 600);
     canvas.width = cssW * dpr; canvas.height = cssH * dpr;
@@ -49,6 +50,17 @@
     } else {
       g.fillText("waiting for data…", L + 8, T + h / 2);
     }
+    (notes || []).forEach(function (a) {
+      if (!t.length || a.t < t0 || a.t > t1) return;
+      var x = Math.round(X(a.t)) + 0.5;
+      g.strokeStyle = a.kind === "rollback" ? "#cf222e" : "#8250df"; g.lineWidth = 1;
+      g.setLineDash([3, 3]);
+      g.beginPath(); g.moveTo(x, T); g.lineTo(x, T + h); g.stroke();
+      g.setLineDash([]);
+      g.fillStyle = g.strokeStyle;
+      var tw = g.measureText(a.text).width;
+      g.fillText(a.text, Math.min(x + 3, L + w - tw), T + 10);
+    });
     var lx = L;
     lines.forEach(function (ln) {
       g.strokeStyle = ln.color; g.lineWidth = 2;
@@ -114,7 +126,7 @@
       var cs = chartsFor(last);
       root.querySelectorAll("canvas[data-chart]").forEach(function (cv) {
         var c = cs[cv.getAttribute("data-chart")];
-        if (c) draw(cv, last.t, c.lines, c.pct);
+        if (c) draw(cv, last.t, c.lines, c.pct, last.annotations);
       });
     }
     function tick() {
