@@ -51,6 +51,7 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.Float64Var(&c.Explore, "explore", 0.05, "share of slots filled by exploration (negative disables)")
 	decisionFlags(fs, c)
 	sloFlags(fs, c)
+	eventFlags(fs, c)
 	rolloutFlags(fs, c)
 	fs.DurationVar(&c.FeatureBudget, "feature-budget", 5*time.Millisecond, "feature fetch deadline")
 	fs.DurationVar(&c.ModelBudget, "model-budget", 5*time.Millisecond, "model inference deadline")

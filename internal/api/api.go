@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
@@ -139,6 +140,11 @@ type Config struct {
 	MaxImportBytes int64
 	// MaxBatch bounds the events of one POST /v1/events; zero means 1000.
 	MaxBatch int
+	// EventTimes bounds the timestamps POST /v1/events accepts, relative
+	// to Now; the zero value sets no bound (see [EventTimeLimits]).
+	EventTimes EventTimeLimits
+	// Now is the server's clock for event timestamps; nil means time.Now.
+	Now func() time.Time
 	// Middleware, if set, wraps the handler of every API route. It runs
 	// after routing, so r.Pattern names the route (e.g.
 	// "POST /v1/recommendations"), and inside the request id and panic
@@ -203,8 +209,11 @@ func New(cfg Config) (s *Server, err error) {
 	if cfg.Recommender == nil {
 		return nil, errors.New("api: config: Recommender is required")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.MaxBatch < 0 {
-		return nil, errors.New("api: config: MaxBodyBytes, MaxImportBytes and MaxBatch must not be negative")
+	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.MaxBatch < 0 || cfg.EventTimes.MaxSkew < 0 || cfg.EventTimes.MaxAge < 0 {
+		return nil, errors.New("api: config: MaxBodyBytes, MaxImportBytes, MaxBatch and the event time limits must not be negative")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

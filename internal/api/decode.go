@@ -349,12 +349,6 @@ func (l EventTimeLimits) check(ts, now time.Time) string {
 // was null), unlike an explicit 0001-01-01T00:00:00Z.
 var absent = time.FixedZone("absent", 0)
 
-// decodeEvents is decodeEventsWithin with no time limits beyond the zero
-// time.
-func decodeEvents(r io.Reader, maxBatch int, now time.Time) ([]event.Event, []Rejection, *problem) {
-	return decodeEventsWithin(r, maxBatch, now, EventTimeLimits{})
-}
-
 // decodeEventsWithin reads a JSON array of events from r, at most maxBatch
 // of them. Invalid events, and events stamped outside lim at now, are
 // returned as rejections; a body that is not an array of objects, is not

@@ -103,7 +103,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notImplemented("events"))
 		return
 	}
-	evs, rejected, p := decodeEvents(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), s.cfg.MaxBatch, time.Now().UTC())
+	evs, rejected, p := decodeEventsWithin(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), s.cfg.MaxBatch, s.cfg.Now().UTC(), s.cfg.EventTimes)
 	if p != nil {
 		writeProblem(w, r, p)
 		return

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sightline/sightline/internal/api"
 	"github.com/sightline/sightline/internal/features"
 	"github.com/sightline/sightline/internal/ingest"
 	"github.com/sightline/sightline/internal/model"
@@ -102,6 +103,12 @@ type Config struct {
 	// Now is the clock of every component (default time.Now). Drills pass
 	// an accelerated simulated clock.
 	Now func() time.Time
+	// EventMaxSkew is how far ahead of Now an event may be stamped
+	// (default 5m; negative: no bound). Later events are rejected.
+	EventMaxSkew time.Duration
+	// EventMaxAge is how old an event may be (default 7 days, the event
+	// log's retention; negative: no bound). Older events are rejected.
+	EventMaxAge time.Duration
 
 	// FeatureStore is where profiles, items and recent activity live:
 	// memory (default; snapshotted to DataDir with a journal of imports)
@@ -219,6 +226,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.EventMaxSkew == 0 {
+		c.EventMaxSkew = api.DefaultEventMaxSkew
+	}
+	if c.EventMaxAge == 0 {
+		c.EventMaxAge = api.DefaultEventMaxAge
 	}
 	if c.Model.Now == nil {
 		c.Model.Now = c.Now

@@ -51,6 +51,8 @@ func (n *Node) buildHTTP() error {
 		Logger:      n.logger,
 		Ready:       n.Ready,
 		Middleware:  n.traceRoute,
+		EventTimes:  api.EventTimeLimits{MaxSkew: max(n.cfg.EventMaxSkew, 0), MaxAge: max(n.cfg.EventMaxAge, 0)},
+		Now:         n.cfg.Now,
 		OnEvents:    n.stampTraceContext,
 		Mount:       mount,
 	})
