@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sightline/sightline/client"
+	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/evaluate"
 	"github.com/sightline/sightline/internal/model"
 	"github.com/sightline/sightline/internal/sim"
@@ -193,7 +194,16 @@ func startSimNode(t *testing.T, w *sim.World, cfg Config) *simNode {
 
 // serve makes the node serve m from now on; the node's learner keeps
 // updating the model it started with, so m stays as it is.
-func (n *simNode) serve(m *model.Model) { n.scorer.Swap(m) }
+// serve makes the node serve m frozen: the event path learns into a model
+// nobody serves.
+func (n *simNode) serve(m *model.Model) {
+	n.scorer.Swap(m)
+	scratch, err := model.New(model.Config{})
+	if err != nil {
+		panic(err) // the default config is valid
+	}
+	n.learner.champion.Store(engine.NewModelScorer(scratch))
+}
 
 // frozenCopy returns a copy of m, through its snapshot.
 func frozenCopy(t *testing.T, m *model.Model) *model.Model {

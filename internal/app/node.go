@@ -185,7 +185,7 @@ func (n *Node) build(ctx context.Context) error {
 		return err
 	}
 	n.scorer = engine.NewModelScorer(m)
-	n.learner = &rolloutLearner{champion: n.scorer}
+	n.learner = newRolloutLearner(n.scorer)
 	if cfg.Role == RoleAll {
 		journalFrom, err := n.restoreFeatures(ctx)
 		if err != nil {

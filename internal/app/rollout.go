@@ -44,8 +44,15 @@ type rolloutTarget struct {
 // too, so that both learn from the same stream and the guardrails compare
 // models, not a learning model with a frozen one.
 type rolloutLearner struct {
-	champion   *engine.ModelScorer
+	champion   atomic.Pointer[engine.ModelScorer]
 	challenger atomic.Pointer[engine.ModelScorer]
+}
+
+// newRolloutLearner returns the learner of the champion's scorer s.
+func newRolloutLearner(s *engine.ModelScorer) *rolloutLearner {
+	l := &rolloutLearner{}
+	l.champion.Store(s)
+	return l
 }
 
 // Learn implements learn.Learner: it returns the champion's prediction.
@@ -53,7 +60,7 @@ func (l *rolloutLearner) Learn(x *model.Context, it event.Item, lb model.Label) 
 	if c := l.challenger.Load(); c != nil {
 		c.Learn(x, it, lb)
 	}
-	return l.champion.Learn(x, it, lb)
+	return l.champion.Load().Learn(x, it, lb)
 }
 
 // Load implements rollout.Target.
