@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -142,7 +143,8 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 		commit(cctx, cl)
 	}()
 
-	var recs []Record
+	ph, perPartition := h.(PartitionHandler)
+	var batches []partitionBatch
 	for {
 		fetches := cl.PollRecords(ctx, opt.MaxBatch)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -154,12 +156,19 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 				log.LogAttrs(ctx, slog.LevelError, "kafka: fetch", slog.Int("partition", int(p)), slog.Any("err", err))
 			}
 		})
-		ok := true
+		batches = batches[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if !ok || len(fp.Records) == 0 {
+			if len(fp.Records) == 0 {
 				return
 			}
-			recs = recs[:0]
+			i := len(batches)
+			if i < cap(batches) {
+				batches = batches[:i+1]
+			} else {
+				batches = append(batches, partitionBatch{})
+			}
+			b := &batches[i]
+			b.partition, b.last, b.recs, b.ok = fp.Partition, fp.Records[len(fp.Records)-1], b.recs[:0], false
 			for _, r := range fp.Records {
 				rec, err := recordOfKafka(r)
 				if err != nil {
@@ -168,28 +177,75 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 						slog.Int("partition", int(fp.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
 					continue
 				}
-				recs = append(recs, rec)
+				b.recs = append(b.recs, rec)
 			}
-			if len(recs) > 0 {
-				c.setWaiting(recs[0].AppendTime)
-				ph := h
-				if p, ok := h.(PartitionHandler); ok {
-					ph = HandlerFunc(func(ctx context.Context, recs []Record) error { return p.HandlePartition(ctx, fp.Partition, recs) })
-				}
-				if !k.deliver(ctx, log, name, ph, recs, opt) {
-					ok = false
-					return
-				}
-			}
-			last := fp.Records[len(fp.Records)-1]
-			c.advance(fp.Partition, last.Offset+1)
-			cl.MarkCommitRecords(last) // a no-op without CommitOffsets
 		})
+		// A partition handler gets each partition's batch in a goroutine
+		// of its own, so that partitions waiting on I/O (a feature store's
+		// round trip) wait at once; a plain handler gets them in turn.
+		deliver := func(b *partitionBatch) {
+			if len(b.recs) == 0 {
+				b.ok = true
+				return
+			}
+			hh := h
+			if perPartition {
+				p := b.partition
+				hh = HandlerFunc(func(ctx context.Context, recs []Record) error { return ph.HandlePartition(ctx, p, recs) })
+			}
+			b.ok = k.deliver(ctx, log, name, hh, b.recs, opt)
+		}
+		if first := oldestAppend(batches); !first.IsZero() {
+			c.setWaiting(first)
+		}
+		if perPartition && len(batches) > 1 {
+			var wg sync.WaitGroup
+			for i := range batches {
+				wg.Go(func() { deliver(&batches[i]) })
+			}
+			wg.Wait()
+		} else {
+			for i := range batches {
+				if deliver(&batches[i]); !batches[i].ok {
+					break
+				}
+			}
+		}
+		ok := true
+		for i := range batches {
+			b := &batches[i]
+			if !b.ok {
+				ok = false
+				continue
+			}
+			c.advance(b.partition, b.last.Offset+1)
+			cl.MarkCommitRecords(b.last) // a no-op without CommitOffsets
+		}
 		cl.AllowRebalance()
 		if !ok {
 			return k.consumeErr(ctx, nil)
 		}
 	}
+}
+
+// partitionBatch is one partition's records of a poll.
+type partitionBatch struct {
+	partition int32
+	recs      []Record
+	last      *kgo.Record // the last fetched, decodable or not
+	ok        bool        // delivered (false: ctx ended first)
+}
+
+// oldestAppend is the earliest append time of the batches' first records,
+// zero when they hold none.
+func oldestAppend(bs []partitionBatch) time.Time {
+	var t time.Time
+	for i := range bs {
+		if len(bs[i].recs) > 0 && (t.IsZero() || bs[i].recs[0].AppendTime.Before(t)) {
+			t = bs[i].recs[0].AppendTime
+		}
+	}
+	return t
 }
 
 // minAutoCommitInterval is the shortest autocommit interval franz-go

@@ -21,9 +21,12 @@ type ActivityWriter interface {
 type ActivityUpdater struct {
 	w ActivityWriter
 
-	mu      sync.Mutex
+	// mu is held for reading while a batch is applied (partitions apply
+	// at once) and for writing by Pause.
+	mu sync.RWMutex
+	// pmu guards applied.
+	pmu     sync.Mutex
 	applied ingest.Offsets // next offset to apply per partition
-	evs     []*event.Event
 }
 
 // NewActivityUpdater returns an updater whose store includes every record
@@ -32,27 +35,30 @@ func NewActivityUpdater(w ActivityWriter, applied ingest.Offsets) *ActivityUpdat
 	return &ActivityUpdater{w: w, applied: applied.Clone()}
 }
 
-// Handle applies the records of partition p not applied yet, as one batch;
-// on error the bus delivers the batch again.
+// HandlePartition applies the records of partition p not applied yet, as
+// one batch; on error the bus delivers the batch again. Calls for
+// different partitions may run at once (the writer must allow it).
 func (a *ActivityUpdater) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	evs := a.evs[:0]
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	a.pmu.Lock()
+	from := a.applied[p]
+	a.pmu.Unlock()
+	evs := make([]*event.Event, 0, len(recs))
 	for i := range recs {
-		if recs[i].Offset >= a.applied[p] {
+		if recs[i].Offset >= from {
 			evs = append(evs, &recs[i].Event)
 		}
 	}
 	if len(evs) == 0 {
 		return nil
 	}
-	err := a.w.Apply(ctx, evs)
-	clear(evs) // recs are reused after Handle: keep no pointer into them
-	a.evs = evs[:0]
-	if err != nil {
+	if err := a.w.Apply(ctx, evs); err != nil {
 		return fmt.Errorf("activity update: %w", err)
 	}
+	a.pmu.Lock()
 	a.applied[p] = recs[len(recs)-1].Offset + 1
+	a.pmu.Unlock()
 	return nil
 }
 
@@ -61,5 +67,8 @@ func (a *ActivityUpdater) HandlePartition(ctx context.Context, p int32, recs []i
 func (a *ActivityUpdater) Pause(fn func(applied ingest.Offsets) error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return fn(a.applied.Clone())
+	a.pmu.Lock()
+	applied := a.applied.Clone()
+	a.pmu.Unlock()
+	return fn(applied)
 }

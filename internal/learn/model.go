@@ -137,13 +137,20 @@ func NewModelUpdater(applied ingest.Offsets, cfg ModelConfig) (*ModelUpdater, er
 // feature-store error stops the batch there; the bus delivers it again and
 // the records already applied are skipped.
 func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
+	// The features the batch needs are read outside the lock, so that the
+	// partitions wait for the feature store at once, not in turn.
+	u.mu.Lock()
+	users, items := u.toRead(recs, u.applied[p])
+	u.mu.Unlock()
+	batch, err := u.readAhead(ctx, users, items)
+	if err != nil {
+		return fmt.Errorf("model update: %w", err)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	next := u.applied[p]
 	defer func() { u.applied[p] = next }()
-	if err := u.readAhead(ctx, recs, next); err != nil {
-		return fmt.Errorf("model update: %w", err)
-	}
+	u.batch = batch
 	defer func() { u.batch = nil }()
 	for i := range recs {
 		r := &recs[i]
@@ -162,15 +169,14 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 // batchReadTimeout bounds one read-ahead of a batch's features.
 const batchReadTimeout = 5 * time.Second
 
-// readAhead reads, when the feature store can read in batches, the
-// features of the training events of recs from next on that no decision
-// known now explains: their contexts are rebuilt from those.
-func (u *ModelUpdater) readAhead(ctx context.Context, recs []ingest.Record, next uint64) error {
-	br, ok := u.cfg.Features.(BatchReader)
-	if !ok {
-		return nil
+// toRead lists, when the feature store can read in batches, the users and
+// items of the training events of recs from next on that no decision known
+// now explains: their contexts are rebuilt from those features. It is
+// called with u.mu held.
+func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (users, items []string) {
+	if _, ok := u.cfg.Features.(BatchReader); !ok {
+		return nil, nil
 	}
-	var users, items []string
 	seenU, seenI := map[string]bool{}, map[string]bool{}
 	for i := range recs {
 		r := &recs[i]
@@ -195,19 +201,26 @@ func (u *ModelUpdater) readAhead(ctx context.Context, recs []ingest.Record, next
 			items = append(items, ev.ItemID)
 		}
 	}
+	return users, items
+}
+
+// readAhead reads the features of users and items in one batch, nil when
+// there are none to read. Records applied meanwhile by other partitions
+// only make some of it unneeded: it is a cache that apply consults.
+func (u *ModelUpdater) readAhead(ctx context.Context, users, items []string) (*features.Batch, error) {
 	if len(users) == 0 && len(items) == 0 {
-		return nil
+		return nil, nil
 	}
+	br := u.cfg.Features.(BatchReader) // toRead listed none otherwise
 	// A batch read takes longer than a request's feature budget: its own
 	// deadline, so the store's short default read timeout does not apply.
 	rctx, cancel := context.WithTimeout(ctx, batchReadTimeout)
 	defer cancel()
 	b, err := br.ReadBatch(rctx, users, items)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u.batch = &b
-	return nil
+	return &b, nil
 }
 
 // hash returns the dedupe key of ev, and false when ev is not deduplicated.
