@@ -74,6 +74,7 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	fs.StringVar(&c.FeatureStore, "feature-store", app.StoreMemory, "feature store: memory (snapshotted to --data-dir) or redis (the store of record; see --redis-addr)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "host:port of Redis, with --feature-store redis")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "sightline:", "prefix of every Redis key, so deployments can share a server")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "how long each Redis command waits for its reply (the serving path's feature budget bounds reads anyway)")
 	fs.StringVar(&c.Bus, "bus", app.BusEmbedded, "event bus: embedded (a durable log in --data-dir) or kafka (see --kafka-brokers)")
 	fs.Var((*listValue)(&c.KafkaBrokers), "kafka-brokers", "Kafka seed brokers, host:port[,host:port...], with --bus kafka")
 	fs.StringVar(&c.KafkaTopic, "kafka-topic", "sightline-events", "Kafka event topic (created if missing)")

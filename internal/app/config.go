@@ -121,6 +121,9 @@ type Config struct {
 	// RedisPrefix starts every Redis key, so deployments can share a
 	// server (default "sightline:").
 	RedisPrefix string
+	// RedisTimeout bounds each Redis command's wait for its reply (default
+	// features.DefaultRedisReadTimeout, 50ms: the serving path's budget).
+	RedisTimeout time.Duration
 
 	// Bus is the event bus: embedded (default; a durable log in DataDir)
 	// or kafka.

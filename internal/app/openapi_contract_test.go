@@ -374,6 +374,9 @@ func TestOpenAPIContractCluster(t *testing.T) {
 	base := Config{
 		Bus: BusKafka, KafkaBrokers: kc.ListenAddrs(), KafkaTopic: "events", KafkaDecisionsTopic: "decisions", KafkaPartitions: 2,
 		FeatureStore: StoreRedis, RedisAddr: addr, RedisPrefix: prefix,
+		// A race-instrumented run on a loaded machine can miss the 50 ms
+		// default while importing the world, rejecting a line.
+		RedisTimeout:    time.Second,
 		PublishInterval: 100 * time.Millisecond, FollowInterval: 50 * time.Millisecond, TrainerLease: time.Second,
 		AlertInterval: 100 * time.Millisecond,
 	}

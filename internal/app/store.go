@@ -59,7 +59,7 @@ var (
 func (n *Node) openStore(ctx context.Context) error {
 	cfg := &n.cfg
 	if cfg.FeatureStore == StoreRedis {
-		r, err := features.NewRedis(features.RedisConfig{Addr: cfg.RedisAddr, KeyPrefix: cfg.RedisPrefix, Logger: n.logger, Registerer: n.reg})
+		r, err := features.NewRedis(features.RedisConfig{Addr: cfg.RedisAddr, KeyPrefix: cfg.RedisPrefix, ReadTimeout: cfg.RedisTimeout, Logger: n.logger, Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("redis feature store: %w", err)
 		}
