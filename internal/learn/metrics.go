@@ -10,6 +10,22 @@ import (
 type metrics struct {
 	events *prometheus.CounterVec // by outcome
 	joins  *prometheus.CounterVec // by source
+
+	// The counters of each label value, looked up once: the model
+	// updater counts every event.
+	learned, duplicate, unjoined, ignored prometheus.Counter
+	joinDecision, joinRebuilt             prometheus.Counter
+}
+
+// cache looks the counters of every label value up.
+func (m *metrics) cache() *metrics {
+	m.learned = m.events.WithLabelValues(outcomeLearned)
+	m.duplicate = m.events.WithLabelValues(outcomeDuplicate)
+	m.unjoined = m.events.WithLabelValues(outcomeUnjoined)
+	m.ignored = m.events.WithLabelValues(outcomeIgnored)
+	m.joinDecision = m.joins.WithLabelValues("decision")
+	m.joinRebuilt = m.joins.WithLabelValues("rebuilt")
+	return m
 }
 
 // Event outcomes of the model updater, the values of the outcome label.
@@ -37,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.joins.WithLabelValues("decision")
 	m.joins.WithLabelValues("rebuilt")
 	if reg == nil {
-		return m, nil
+		return m.cache(), nil
 	}
 	// A trainer builds an updater each time it becomes active: the
 	// counters of the first one go on counting.
@@ -57,5 +73,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.joins, err = register(m.joins); err != nil {
 		return nil, err
 	}
-	return m, nil
+	return m.cache(), nil
 }

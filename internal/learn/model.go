@@ -247,13 +247,13 @@ func (u *ModelUpdater) apply(ctx context.Context, r *ingest.Record) error {
 	case event.Click:
 		label = model.Positive
 	default:
-		u.met.events.WithLabelValues(outcomeIgnored).Inc()
+		u.met.ignored.Inc()
 		return nil
 	}
 	h, dedupe := u.hash(ev)
 	if dedupe && u.seen.has(h) {
 		u.duplicates.Add(1)
-		u.met.events.WithLabelValues(outcomeDuplicate).Inc()
+		u.met.duplicate.Inc()
 		return nil
 	}
 	_, span := u.spans.start(ctx, "ModelUpdate", r)
@@ -268,7 +268,7 @@ func (u *ModelUpdater) apply(ctx context.Context, r *ingest.Record) error {
 	}
 	if !ok {
 		span.SetAttributes(attribute.Bool("sightline.join.skipped", true))
-		u.met.events.WithLabelValues(outcomeUnjoined).Inc()
+		u.met.unjoined.Inc()
 		return nil
 	}
 	if ev.RequestID != "" {
@@ -281,7 +281,7 @@ func (u *ModelUpdater) apply(ctx context.Context, r *ingest.Record) error {
 	}
 	u.cfg.Learner.Learn(&x, it, label)
 	u.learned.Add(1)
-	u.met.events.WithLabelValues(outcomeLearned).Inc()
+	u.met.learned.Inc()
 	return nil
 }
 
@@ -292,7 +292,7 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 	ev := &r.Event
 	if ev.RequestID != "" {
 		if x, it, ok := u.joined(ctx, r); ok {
-			u.met.joins.WithLabelValues("decision").Inc()
+			u.met.joinDecision.Inc()
 			return x, it, true, nil
 		}
 	}
@@ -300,7 +300,7 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 	if err != nil || !ok {
 		return model.Context{}, event.Item{}, false, err
 	}
-	u.met.joins.WithLabelValues("rebuilt").Inc()
+	u.met.joinRebuilt.Inc()
 	ts := ev.Timestamp
 	if ts.IsZero() {
 		ts = u.cfg.Now()
