@@ -138,6 +138,71 @@ func (c *simClock) Advance(d time.Duration)         { c.ns.Add(int64(d)) }
 func newSimClock(start time.Time) *simClock         { c := &simClock{}; c.ns.Store(start.UnixNano()); return c }
 func (c *simClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
+// stage is a drill's node on an accelerated clock, its simulated world
+// loaded through the API.
+type stage struct {
+	world *sim.World
+	clock *simClock
+	start time.Time // the simulated clock's start
+	node  *app.Node
+	c     *client.Client // the API, served in process
+	dir   string         // the node's data directory
+	stop  func()
+}
+
+// startStage starts a node of cfg on an accelerated clock (the drills'
+// common settings filled in: loopback, no fsync, no periodic snapshot or
+// alert evaluation, logs discarded) in dataDir, or a temporary directory
+// named after prefix when it is empty, and loads world through the API.
+// close stops the node and removes the temporary directory.
+func startStage(ctx context.Context, prefix, dataDir string, world *sim.World, cfg app.Config) (*stage, error) {
+	st := &stage{world: world, start: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC), stop: func() {}}
+	st.clock = newSimClock(st.start)
+	if dataDir == "" {
+		dir, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return nil, err
+		}
+		st.stop = func() { _ = os.RemoveAll(dir) } // a temporary directory
+		dataDir = dir
+	}
+	st.dir = dataDir
+	cfg.Addr, cfg.DataDir, cfg.Fsync = "127.0.0.1:0", dataDir, "never"
+	cfg.SnapshotInterval, cfg.AlertInterval, cfg.LogWriter, cfg.Now = -1, -1, io.Discard, st.clock.Now
+	node, err := app.New(ctx, cfg)
+	if err != nil {
+		st.stop()
+		return nil, err
+	}
+	ln, err := node.Listen()
+	if err != nil {
+		st.stop()
+		return nil, err
+	}
+	nodeCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- node.Serve(nodeCtx, ln) }()
+	rm := st.stop
+	st.node, st.stop = node, func() { cancel(); <-served; rm() }
+	if st.c, err = client.New("http://drill.invalid", client.WithHTTPClient(&http.Client{Transport: handlerTransport{node.Handler()}})); err == nil {
+		err = world.Load(ctx, st.c)
+	}
+	if err != nil {
+		st.stop()
+		return nil, fmt.Errorf("load world: %w", err)
+	}
+	node.Engine().Index().Refresh()
+	return st, nil
+}
+
+// close stops the node and removes its temporary directory.
+func (st *stage) close() { st.stop() }
+
+// driver returns the simulated users of the stage, drawn from seed.
+func (st *stage) driver(seed int64) *driver {
+	return &driver{world: st.world, c: st.c, rng: rand.New(rand.NewPCG(uint64(seed), 0xd1)), clock: st.clock}
+}
+
 // handlerTransport serves client requests with a handler in process, so a
 // drill pays for JSON and routing but not for sockets.
 type handlerTransport struct{ h http.Handler }
@@ -159,26 +224,9 @@ func Run(ctx context.Context, name string, cfg Config) (*Report, error) {
 	}
 	cfg = cfg.withDefaults()
 	wallStart := time.Now()
-	if cfg.DataDir == "" {
-		dir, err := os.MkdirTemp("", "sightline-drill-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		cfg.DataDir = dir
-	}
 	world := sim.NewWorld(sim.WorldConfig{Seed: cfg.Seed, Users: cfg.Users, Items: cfg.Items, NewUserShare: cfg.NewUserShare})
-	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
-	clock := newSimClock(start)
-	node, err := app.New(ctx, app.Config{
-		Addr:             "127.0.0.1:0",
-		DataDir:          cfg.DataDir,
-		Fsync:            "never",
-		FeatureBudget:    2 * time.Millisecond, // slow-feature-store waits real time: keep it short
-		SnapshotInterval: -1,
-		AlertInterval:    -1,
-		LogWriter:        io.Discard,
-		Now:              clock.Now,
+	st, err := startStage(ctx, "sightline-drill-", cfg.DataDir, world, app.Config{
+		FeatureBudget: 2 * time.Millisecond, // slow-feature-store waits real time: keep it short
 		OnFault: func(f string, on bool) {
 			if f == faults.PopularityShift {
 				world.ShiftAffinities(on)
@@ -188,29 +236,14 @@ func Run(ctx context.Context, name string, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := node.Listen()
-	if err != nil {
-		return nil, err
-	}
-	nodeCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- node.Serve(nodeCtx, ln) }()
-	defer func() { stop(); <-served }()
-
-	c, err := client.New("http://drill.invalid", client.WithHTTPClient(&http.Client{Transport: handlerTransport{node.Handler()}}))
-	if err != nil {
-		return nil, err
-	}
-	if err := world.Load(ctx, c); err != nil {
-		return nil, fmt.Errorf("load world: %w", err)
-	}
-	node.Engine().Index().Refresh()
+	defer st.close()
+	node, clock, start := st.node, st.clock, st.start
 
 	rep := &Report{Drill: name, Seed: cfg.Seed, Duration: cfg.Duration}
 	if name != "control" {
 		rep.FaultAt = cfg.FaultAt
 	}
-	d := &driver{world: world, c: c, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xd1)), clock: clock}
+	d := st.driver(cfg.Seed)
 	seen := map[string]bool{}
 	var ctrWin []ctrPoint
 	for t := time.Duration(0); t < cfg.Duration; t += time.Second {

@@ -8,14 +8,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/app"
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/model"
@@ -141,51 +139,20 @@ func RunRelease(ctx context.Context, name string, cfg ReleaseConfig) (*ReleaseRe
 	}
 	cfg = cfg.withDefaults()
 	wallStart := time.Now()
-	if cfg.DataDir == "" {
-		dir, err := os.MkdirTemp("", "sightline-release-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		cfg.DataDir = dir
-	}
 	world := sim.NewWorld(sim.WorldConfig{Seed: cfg.Seed, Users: cfg.Users, Items: cfg.Items, NewUserShare: cfg.NewUserShare})
-	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
-	clock := newSimClock(start)
 	const token = "drill-admin-token"
-	node, err := app.New(ctx, app.Config{
-		Addr:             "127.0.0.1:0",
-		DataDir:          cfg.DataDir,
-		Fsync:            "never",
-		SnapshotInterval: -1,
-		AlertInterval:    -1,
-		AdminToken:       token,
-		LogWriter:        io.Discard,
-		Now:              clock.Now,
+	sg, err := startStage(ctx, "sightline-release-", cfg.DataDir, world, app.Config{
+		AdminToken: token,
 		// The drill checks the guardrails each simulated minute itself.
 		Rollout: rollout.Config{Steps: cfg.Steps, StepHold: cfg.StepHold, MaxWait: cfg.MaxWait, CheckEvery: 24 * time.Hour},
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := node.Listen()
-	if err != nil {
-		return nil, err
-	}
-	nodeCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- node.Serve(nodeCtx, ln) }()
-	defer func() { stop(); <-served }()
-
-	c, err := client.New("http://drill.invalid", client.WithHTTPClient(&http.Client{Transport: handlerTransport{node.Handler()}}))
-	if err != nil {
-		return nil, err
-	}
-	if err := world.Load(ctx, c); err != nil {
-		return nil, fmt.Errorf("load world: %w", err)
-	}
-	node.Engine().Index().Refresh()
-	d := &driver{world: world, c: c, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xd1)), clock: clock}
+	defer sg.close()
+	node, clock, start := sg.node, sg.clock, sg.start
+	dataDir := sg.dir
+	d := sg.driver(cfg.Seed)
 	second := func(t time.Duration) error {
 		clock.Advance(time.Second)
 		if err := d.step(ctx, cfg.Rate); err != nil {
@@ -213,8 +180,8 @@ func RunRelease(ctx context.Context, name string, cfg ReleaseConfig) (*ReleaseRe
 	}
 
 	// The challenger, from a snapshot of the champion.
-	path := filepath.Join(cfg.DataDir, "challenger.snap")
-	if err := buildChallenger(ctx, node.Handler(), token, cfg.DataDir, name, world, cfg.Seed, path); err != nil {
+	path := filepath.Join(dataDir, "challenger.snap")
+	if err := buildChallenger(ctx, node.Handler(), token, dataDir, name, world, cfg.Seed, path); err != nil {
 		return nil, err
 	}
 	rep := &ReleaseReport{Drill: name, Seed: cfg.Seed}

@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net/http"
-	"os"
 	"time"
 
-	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/app"
 	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/sim"
@@ -149,52 +145,20 @@ func RunSLOBurn(ctx context.Context, cfg SLOBurnConfig) (*SLOBurnReport, error) 
 		return nil, err
 	}
 	wallStart := time.Now()
-	if cfg.DataDir == "" {
-		dir, err := os.MkdirTemp("", "sightline-slo-burn-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		cfg.DataDir = dir
-	}
 	world := sim.NewWorld(sim.WorldConfig{Seed: cfg.Seed, Users: cfg.Users, Items: cfg.Items, NewUserShare: cfg.NewUserShare})
-	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
-	clock := newSimClock(start)
-	node, err := app.New(ctx, app.Config{
-		Addr:    "127.0.0.1:0",
-		DataDir: cfg.DataDir,
-		Fsync:   "never",
+	sg, err := startStage(ctx, "sightline-slo-burn-", cfg.DataDir, world, app.Config{
 		// The simulated clock stands still during a request, so the stage
 		// budgets (real time) only catch a loaded machine: generous ones
 		// keep its timeouts out of the SLO, which counts them as failures.
-		FeatureBudget:    100 * time.Millisecond,
-		ModelBudget:      100 * time.Millisecond,
-		SnapshotInterval: -1,
-		AlertInterval:    -1,
-		LogWriter:        io.Discard,
-		Now:              clock.Now,
-		SLO:              slo.Config{WindowScale: cfg.WindowScale},
+		FeatureBudget: 100 * time.Millisecond,
+		ModelBudget:   100 * time.Millisecond,
+		SLO:           slo.Config{WindowScale: cfg.WindowScale},
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := node.Listen()
-	if err != nil {
-		return nil, err
-	}
-	nodeCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- node.Serve(nodeCtx, ln) }()
-	defer func() { stop(); <-served }()
-
-	c, err := client.New("http://drill.invalid", client.WithHTTPClient(&http.Client{Transport: handlerTransport{node.Handler()}}))
-	if err != nil {
-		return nil, err
-	}
-	if err := world.Load(ctx, c); err != nil {
-		return nil, fmt.Errorf("load world: %w", err)
-	}
-	node.Engine().Index().Refresh()
+	defer sg.close()
+	node, clock, start := sg.node, sg.clock, sg.start
 
 	duration := cfg.WarmUp + cfg.FaultFor + cfg.After
 	rep := &SLOBurnReport{
@@ -202,7 +166,7 @@ func RunSLOBurn(ctx context.Context, cfg SLOBurnConfig) (*SLOBurnReport, error) 
 		WindowScale: cfg.WindowScale, FaultFor: cfg.FaultFor, Cycle: cfg.Cycle,
 		Window: time.Duration(float64(fastLong()) * cfg.WindowScale),
 	}
-	d := &driver{world: world, c: c, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xd1)), clock: clock}
+	d := sg.driver(cfg.Seed)
 	seen := map[string]bool{}
 	on := false
 	var before slo.Status
