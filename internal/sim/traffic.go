@@ -233,9 +233,9 @@ func (t *Traffic) request(ctx context.Context, events chan<- client.Event, n int
 	}
 
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	var eng Engagement
+	t.w.Engage(r, ui, ch, rec.Items, &eng)
 	now := time.Now()
-	var imps, clicks int64
-	var expected float64
 	for k, si := range rec.Items {
 		ev := client.Event{
 			Type:      client.TypeImpression,
@@ -247,28 +247,16 @@ func (t *Traffic) request(ctx context.Context, events chan<- client.Event, n int
 		}
 		ev.EventID = t.eventID(n, k, 'i')
 		t.enqueue(events, ev)
-		imps++
-		it, ok := t.w.ItemByID(si.ItemID)
-		if !ok {
-			t.unknownItems.Add(1)
-			continue
-		}
-		p := t.w.ClickProbAt(u, it, ch, k)
-		expected += p
-		if r.Float64() < p {
+		if eng.Clicked(k) {
 			ev.Type = client.TypeClick
 			ev.EventID = t.eventID(n, k, 'c')
-			ev.DwellMS = dwell(r)
+			ev.DwellMS = eng.DwellMS[k]
 			t.enqueue(events, ev)
-			clicks++
 		}
 	}
-	oracle := 0.0
-	if len(rec.Items) > 0 {
-		for k, i := range t.w.Oracle(u, ch, len(rec.Items)) {
-			oracle += t.w.ClickProbAt(u, t.w.Item(i), ch, k)
-		}
-	}
+	imps, clicks := int64(len(rec.Items)), int64(eng.Clicks)
+	expected, oracle := eng.Expected, eng.Oracle
+	t.unknownItems.Add(int64(eng.Unknown))
 	t.impressions.Add(imps)
 	t.clicks.Add(clicks)
 
