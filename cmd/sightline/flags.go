@@ -53,6 +53,7 @@ func nodeFlags(fs *flag.FlagSet) (*app.Config, *string) {
 	sloFlags(fs, c)
 	eventFlags(fs, c)
 	rolloutFlags(fs, c)
+	accessFlags(fs, c)
 	fs.DurationVar(&c.FeatureBudget, "feature-budget", 5*time.Millisecond, "feature fetch deadline")
 	fs.DurationVar(&c.ModelBudget, "model-budget", 5*time.Millisecond, "model inference deadline")
 	fs.Float64Var(&c.MinConfidence, "min-confidence", 0.005, "fall back with low_confidence below this top score")

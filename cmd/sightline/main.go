@@ -31,6 +31,7 @@ var commands = []command{
 	{"etl", "batch-load user attributes from an NDJSON file into a running node", runETL},
 	{"drill", "run a game day: inject a fault on an accelerated clock and time its detection", runDrill},
 	{"evaluate", "estimate offline, from the decision log, how a model or policy would have done", runEvaluate},
+	{"keys", "make an API key and its line of the --api-keys-file", runKeys},
 	{"quality", "measure the learning curve of model variants on a simulated clock (docs/quality.md)", runQuality},
 }
 

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sightline/sightline/internal/engine"
 	"github.com/sightline/sightline/internal/event"
 )
@@ -155,8 +157,18 @@ type Config struct {
 	// TraceState into each. It may modify the events in place.
 	OnEvents func(ctx context.Context, evs []event.Event)
 	// Mount adds extra routes (ServeMux pattern to handler), such as
-	// "GET /metrics" or "/console/". They must not conflict with API routes.
+	// "GET /metrics" or "/console/". They must not conflict with API routes,
+	// and each needs a scope in Access.MountScopes.
 	Mount map[string]http.Handler
+	// Access configures API keys and the admin token; the zero value
+	// leaves every route but the admin ones open.
+	Access AccessConfig
+	// Admission bounds the recommendation and event requests handled at
+	// once; the zero value bounds nothing.
+	Admission AdmissionConfig
+	// Registerer receives the access and admission metrics; nil registers
+	// none.
+	Registerer prometheus.Registerer
 }
 
 // Server is the HTTP handler of the Sightline API. It is safe for
@@ -165,7 +177,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
-	mounted []string // Config.Mount's patterns, for Patterns
+	mounted []string         // Config.Mount's patterns, for Patterns
+	scopes  map[string]Scope // of every route
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -177,29 +190,32 @@ var openAPISpec []byte
 // GET /openapi.json. The caller must not modify it.
 func OpenAPI() []byte { return openAPISpec }
 
-// route is one API route.
+// route is one API route: its pattern, handler, the scope a key needs to
+// call it and the limiter that admits it.
 type route struct {
 	pattern string
 	handler http.HandlerFunc
+	scope   Scope
+	admit   admitClass
 }
 
 // routes lists every API route; openapi.json documents exactly these.
 func (s *Server) routes() []route {
 	return []route{
-		{"POST /v1/recommendations", s.recommend},
-		{"GET /v1/users/{user_id}/recommendations", s.recommendGet},
-		{"POST /v1/events", s.events},
-		{"PUT /v1/users/{user_id}", s.putUser},
-		{"PUT /v1/items/{item_id}", s.putItem},
-		{"POST /v1/users:import", s.importUsers},
-		{"POST /v1/items:import", s.importItems},
-		{"GET /v1/users/{user_id}", s.getUser},
-		{"GET /v1/items/{item_id}", s.getItem},
-		{"GET /v1/decisions/{request_id}", s.decision},
-		{"GET /v1/stats", s.stats},
-		{"GET /healthz", s.healthz},
-		{"GET /readyz", s.readyz},
-		{"GET /openapi.json", s.openapi},
+		{"POST /v1/recommendations", s.recommend, ScopeRecommend, admitRecommend},
+		{"GET /v1/users/{user_id}/recommendations", s.recommendGet, ScopeRecommend, admitRecommend},
+		{"POST /v1/events", s.events, ScopeIngest, admitEvents},
+		{"PUT /v1/users/{user_id}", s.putUser, ScopeIngest, admitNone},
+		{"PUT /v1/items/{item_id}", s.putItem, ScopeIngest, admitNone},
+		{"POST /v1/users:import", s.importUsers, ScopeIngest, admitNone},
+		{"POST /v1/items:import", s.importItems, ScopeIngest, admitNone},
+		{"GET /v1/users/{user_id}", s.getUser, ScopeIngest, admitNone},
+		{"GET /v1/items/{item_id}", s.getItem, ScopeIngest, admitNone},
+		{"GET /v1/decisions/{request_id}", s.decision, ScopeRead, admitNone},
+		{"GET /v1/stats", s.stats, ScopeRead, admitNone},
+		{"GET /healthz", s.healthz, ScopePublic, admitNone},
+		{"GET /readyz", s.readyz, ScopePublic, admitNone},
+		{"GET /openapi.json", s.openapi, ScopePublic, admitNone},
 	}
 }
 
@@ -228,29 +244,54 @@ func New(cfg Config) (s *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s = &Server{cfg: cfg, log: log, mux: http.NewServeMux()}
+	s = &Server{cfg: cfg, log: log, mux: http.NewServeMux(), scopes: map[string]Scope{}}
+	acc := newAccess(cfg.Access, log)
+	adm := newAdmitter(cfg.Admission)
 	defer func() {
 		// ServeMux.Handle panics on invalid or conflicting patterns.
 		if v := recover(); v != nil {
 			s, err = nil, fmt.Errorf("api: register routes: %v", v)
 		}
 	}()
+	// Each route: the telemetry middleware outermost (a refused request
+	// still gets its span and is counted), then access control, then
+	// admission (a request without a valid key takes no slot).
 	for _, rt := range s.routes() {
-		var h http.Handler = rt.handler
+		h := acc.guard(rt.pattern, rt.scope, adm.wrap(rt.pattern, rt.admit, rt.handler))
 		if cfg.Middleware != nil {
 			h = cfg.Middleware(h)
 		}
 		s.mux.Handle(rt.pattern, h)
+		s.scopes[rt.pattern] = rt.scope
 	}
 	for pattern, h := range cfg.Mount {
 		if h == nil {
 			return nil, fmt.Errorf("api: config: nil handler mounted at %q", pattern)
 		}
-		s.mux.Handle(pattern, h)
+		scope, ok := cfg.Access.MountScopes[pattern]
+		if !ok || (scope != ScopePublic && scopeBits[scope] == 0) {
+			return nil, fmt.Errorf("api: config: the route %q has no access scope: give it one in Access.MountScopes (internal/app/access.go) and docs/security.md", pattern)
+		}
+		s.mux.Handle(pattern, acc.guard(pattern, scope, h))
 		s.mounted = append(s.mounted, pattern)
+		s.scopes[pattern] = scope
 	}
 	slices.Sort(s.mounted)
+	if cfg.Registerer != nil {
+		for _, c := range append(adm.collectors(), acc.failures) {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("api: register metrics: %w", err)
+			}
+		}
+	}
 	return s, nil
+}
+
+// Scope returns the scope a key needs to call the route pattern (one of
+// [Server.Patterns]), and false for a pattern s does not route.
+func (s *Server) Scope(pattern string) (Scope, bool) {
+	sc, ok := s.scopes[pattern]
+	return sc, ok
 }
 
 // Patterns returns the ServeMux patterns s routes, its API routes first and

@@ -324,9 +324,14 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{"no recommender", api.Config{}},
 		{"negative body", api.Config{Recommender: rec, MaxBodyBytes: -1}},
-		{"conflicting mount", api.Config{Recommender: rec, Mount: map[string]http.Handler{"POST /v1/events": http.NotFoundHandler()}}},
-		{"bad mount pattern", api.Config{Recommender: rec, Mount: map[string]http.Handler{"GET metrics": http.NotFoundHandler()}}},
+		{"conflicting mount", api.Config{Recommender: rec, Mount: map[string]http.Handler{"POST /v1/events": http.NotFoundHandler()},
+			Access: api.AccessConfig{MountScopes: map[string]api.Scope{"POST /v1/events": api.ScopeIngest}}}},
+		{"bad mount pattern", api.Config{Recommender: rec, Mount: map[string]http.Handler{"GET metrics": http.NotFoundHandler()},
+			Access: api.AccessConfig{MountScopes: map[string]api.Scope{"GET metrics": api.ScopeRead}}}},
 		{"nil mount", api.Config{Recommender: rec, Mount: map[string]http.Handler{"/metrics": nil}}},
+		{"mount without a scope", api.Config{Recommender: rec, Mount: map[string]http.Handler{"GET /metrics": http.NotFoundHandler()}}},
+		{"mount with an unknown scope", api.Config{Recommender: rec, Mount: map[string]http.Handler{"GET /metrics": http.NotFoundHandler()},
+			Access: api.AccessConfig{MountScopes: map[string]api.Scope{"GET /metrics": "everything"}}}},
 	}
 	for _, tt := range tests {
 		if s, err := api.New(tt.cfg); err == nil || s != nil {
@@ -342,6 +347,7 @@ func TestMountAndMiddleware(t *testing.T) {
 		c.Mount = map[string]http.Handler{"GET /metrics": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Write([]byte("metrics"))
 		})}
+		c.Access.MountScopes = map[string]api.Scope{"GET /metrics": api.ScopeRead}
 		c.Middleware = func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				patterns = append(patterns, r.Pattern)

@@ -18,6 +18,9 @@ const (
 	slugUnavailable      = "unavailable"
 	slugNotImplemented   = "not-implemented"
 	slugInternal         = "internal"
+	slugUnauthorized     = "unauthorized"
+	slugForbidden        = "forbidden"
+	slugOverloaded       = "overloaded"
 )
 
 var problemTitles = map[string]string{
@@ -28,6 +31,9 @@ var problemTitles = map[string]string{
 	slugUnavailable:      "Service unavailable",
 	slugNotImplemented:   "Not implemented",
 	slugInternal:         "Internal server error",
+	slugUnauthorized:     "Unauthorized",
+	slugForbidden:        "Forbidden",
+	slugOverloaded:       "Too many requests",
 }
 
 // FieldError is one entry of a problem's "errors" extension: a field and
@@ -99,7 +105,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {
 		body.Title = http.StatusText(p.status)
 	}
 	h := w.Header()
-	if p.status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+	if (p.status == http.StatusServiceUnavailable || p.status == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "1")
 	}
 	writeJSON(w, p.status, "application/problem+json", &body)

@@ -138,7 +138,7 @@ func TestReadBackNeedsAReader(t *testing.T) {
 func TestPatterns(t *testing.T) {
 	s, err := api.New(api.Config{Recommender: &fakeRecommender{}, Mount: map[string]http.Handler{
 		"GET /metrics": http.NotFoundHandler(), "GET /a": http.NotFoundHandler(),
-	}})
+	}, Access: api.AccessConfig{MountScopes: map[string]api.Scope{"GET /metrics": api.ScopeRead, "GET /a": api.ScopePublic}}})
 	if err != nil {
 		t.Fatal(err)
 	}

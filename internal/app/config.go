@@ -73,8 +73,15 @@ type Config struct {
 	TraceExporter string
 	// PseudonymKey keys the user id pseudonyms; empty means random per process.
 	PseudonymKey string
-	// AdminToken guards /admin and /debug routes; empty disables them.
+	// AdminToken guards /admin and /debug routes beside API keys with the
+	// admin scope; with neither, those routes are refused.
 	AdminToken string
+	// Access configures API keys, the loopback rule of a node without
+	// them, and TLS (access.go).
+	Access AccessConfig
+	// Admission bounds the recommendation and event requests handled at
+	// once (admission.go).
+	Admission AdmissionConfig
 	// LogLevel is the minimum log level (default info).
 	LogLevel slog.Level
 	// LogWriter receives JSON logs (default os.Stdout).

@@ -42,6 +42,10 @@ func (n *Node) buildHTTP() error {
 		return err
 	}
 	mountConsole(mount, n.console)
+	admission, err := n.admission()
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		Recommender: n.engine,
 		Publisher:   publisher{n},
@@ -55,6 +59,9 @@ func (n *Node) buildHTTP() error {
 		Now:         n.cfg.Now,
 		OnEvents:    n.stampTraceContext,
 		Mount:       mount,
+		Access:      n.cfg.Access.api(n.cfg.AdminToken),
+		Admission:   admission,
+		Registerer:  n.reg,
 	})
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,6 +115,9 @@ type RestoreReport struct {
 // Run does.
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Access.prepare(cfg.Addr); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, reg: telemetry.NewRegistry(cfg.Version), live: quality.NewLive(quality.LiveConfig{Now: cfg.Now}), faults: faults.NewSet(cfg.Now, cfg.OnFault)}
@@ -477,12 +479,14 @@ func (n *Node) Telemetry() *telemetry.Telemetry { return n.tel }
 // Registry returns the node's metric registry.
 func (n *Node) Registry() *prometheus.Registry { return n.reg }
 
+// requireAdmin refuses a request that access control did not grant the
+// admin scope (the admin token or an admin key, checked by the API for the
+// route's scope): a second line should a route be given a wrong scope.
 func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := r.Header.Get("Authorization")
-		want := "Bearer " + n.cfg.AdminToken
-		if n.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
-			writeProblem(w, r, http.StatusUnauthorized, "unauthorized", "this route needs the admin token: send Authorization: Bearer <token> (set with --admin-token)")
+		if !api.Granted(r.Context(), api.ScopeAdmin) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sightline"`)
+			writeProblem(w, r, http.StatusUnauthorized, "unauthorized", "this route needs the admin token (--admin-token) or an API key with the admin scope: send Authorization: Bearer <token>")
 			return
 		}
 		h(w, r)

@@ -80,6 +80,7 @@ func (n *Node) consumers() []consumer {
 
 // Serve runs the node on ln until ctx is done.
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	ln = n.secureListener(ln)
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
 	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
 	bgCtx, stopBG := context.WithCancel(bgCtx)

@@ -18,6 +18,8 @@ import (
 type StatusError struct {
 	// Code is the HTTP status code.
 	Code int
+	// RetryAfter is the answer's Retry-After header, if any.
+	RetryAfter string
 }
 
 func (e *StatusError) Error() string { return "http status " + strconv.Itoa(e.Code) }
@@ -38,6 +40,9 @@ type HTTPConfig struct {
 	Body func(dst []byte, seq uint64) []byte
 	// ContentType is the body's media type (default application/json).
 	ContentType string
+	// Header is sent with every request, such as an Authorization header
+	// with an API key.
+	Header http.Header
 }
 
 // HTTP is a [Target] that sends one HTTP request per arrival to a fixed URL
@@ -89,6 +94,9 @@ func (h *HTTP) Send(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	for k, vs := range h.cfg.Header {
+		req.Header[k] = vs
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", h.cfg.ContentType)
 	}
@@ -99,7 +107,7 @@ func (h *HTTP) Send(ctx context.Context, seq uint64) error {
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{Code: resp.StatusCode}
+		return &StatusError{Code: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
 	}
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -26,7 +28,11 @@ const (
 	KindOverrun = "overrun"
 	// KindTimeout counts requests that hit Config.Timeout.
 	KindTimeout = "timeout"
-	// KindClient counts 4xx answers.
+	// KindRejected counts 429 answers: the target refused the request
+	// (admission control) before doing its work. They are also in
+	// [Report.Rejected].
+	KindRejected = "http_429"
+	// KindClient counts 4xx answers other than 429.
 	KindClient = "http_4xx"
 	// KindServer counts 5xx answers.
 	KindServer = "http_5xx"
@@ -101,6 +107,30 @@ type Report struct {
 	Latency Summary `json:"latency_ms"`
 	// Histogram holds the latencies behind Latency, for merging.
 	Histogram *Histogram `json:"-"`
+	// Rejected counts the 429 answers (also under [KindRejected]).
+	Rejected uint64 `json:"rejected"`
+	// RejectedWithoutRetryAfter counts the 429 answers that had no valid
+	// Retry-After header (a whole number of seconds or an HTTP date).
+	RejectedWithoutRetryAfter uint64 `json:"rejected_without_retry_after"`
+	// RejectedLatency summarises how long the 429 answers took, from the
+	// scheduled send time, in milliseconds: a refusal must be fast.
+	RejectedLatency Summary `json:"rejected_latency_ms"`
+	// PerSecond splits the outcomes by the second of each arrival's
+	// scheduled time, from the start of the run: whether the target
+	// recovered at once when the load dropped shows in the first seconds
+	// of the next run.
+	PerSecond []SecondCounts `json:"per_second"`
+}
+
+// SecondCounts are the outcomes of the arrivals scheduled in one second of
+// a run.
+type SecondCounts struct {
+	// OK counts successful requests.
+	OK uint64 `json:"ok"`
+	// Rejected counts 429 answers.
+	Rejected uint64 `json:"rejected"`
+	// Errors counts every other failure, overruns included.
+	Errors uint64 `json:"errors"`
 }
 
 // ErrorRatio returns Errors/Sent (0 when nothing was sent).
@@ -123,21 +153,43 @@ func Run(ctx context.Context, t Target, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := new(Histogram)
+	h, rejected := new(Histogram), new(Histogram)
+	total := uint64(cfg.Rate * cfg.Duration.Seconds())
 	var (
-		mu     sync.Mutex
-		byKind = map[string]uint64{}
-		wg     sync.WaitGroup
+		mu           sync.Mutex
+		byKind       = map[string]uint64{}
+		noRetryAfter uint64
+		perSecond    = make([]SecondCounts, int(cfg.Duration/time.Second)+1)
+		wg           sync.WaitGroup
 	)
-	fail := func(kind string) {
+	start := time.Now()
+	second := func(sched time.Time) *SecondCounts {
+		return &perSecond[min(int(sched.Sub(start)/time.Second), len(perSecond)-1)]
+	}
+	fail := func(kind string, sched time.Time) {
 		mu.Lock()
 		byKind[kind]++
+		second(sched).Errors++
 		mu.Unlock()
 	}
-	total := uint64(cfg.Rate * cfg.Duration.Seconds())
+	reject := func(lat time.Duration, sched time.Time, retryAfter bool) {
+		rejected.Record(lat)
+		mu.Lock()
+		byKind[KindRejected]++
+		second(sched).Rejected++
+		if !retryAfter {
+			noRetryAfter++
+		}
+		mu.Unlock()
+	}
+	ok := func(lat time.Duration, sched time.Time) {
+		h.Record(lat)
+		mu.Lock()
+		second(sched).OK++
+		mu.Unlock()
+	}
 	perArrival := float64(time.Second) / cfg.Rate
 	sem := make(chan struct{}, cfg.MaxInFlight)
-	start := time.Now()
 	at := func(i uint64) time.Time { return start.Add(time.Duration(float64(i) * perArrival)) }
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -160,7 +212,7 @@ schedule:
 			select {
 			case sem <- struct{}{}:
 			default:
-				fail(KindOverrun)
+				fail(KindOverrun, sched)
 				continue
 			}
 			wg.Go(func() {
@@ -169,25 +221,33 @@ schedule:
 				err := t.Send(rctx, seq)
 				lat := time.Since(sched)
 				cancel()
-				if err != nil {
-					fail(kindOf(err))
+				if se, isStatus := errors.AsType[*StatusError](err); isStatus && se.Code == http.StatusTooManyRequests {
+					reject(lat, sched, validRetryAfter(se.RetryAfter))
 					return
 				}
-				h.Record(lat)
+				if err != nil {
+					fail(kindOf(err), sched)
+					return
+				}
+				ok(lat, sched)
 			})
 		}
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	r := &Report{
-		Name:            cfg.Name,
-		Rate:            cfg.Rate,
-		DurationSeconds: elapsed.Seconds(),
-		Sent:            next,
-		OK:              h.Count(),
-		ErrorsByKind:    maps.Clone(byKind),
-		Latency:         h.Summary(),
-		Histogram:       h,
+		Name:                      cfg.Name,
+		Rate:                      cfg.Rate,
+		DurationSeconds:           elapsed.Seconds(),
+		Sent:                      next,
+		OK:                        h.Count(),
+		ErrorsByKind:              maps.Clone(byKind),
+		Latency:                   h.Summary(),
+		Histogram:                 h,
+		Rejected:                  rejected.Count(),
+		RejectedLatency:           rejected.Summary(),
+		PerSecond:                 perSecond,
+		RejectedWithoutRetryAfter: noRetryAfter,
 	}
 	for _, n := range byKind {
 		r.Errors += n
@@ -196,6 +256,19 @@ schedule:
 		r.Throughput = float64(r.OK) / elapsed.Seconds()
 	}
 	return r, runErr
+}
+
+// validRetryAfter reports whether v is a valid Retry-After value
+// (RFC 9110): a whole number of seconds, or an HTTP date.
+func validRetryAfter(v string) bool {
+	if v == "" {
+		return false
+	}
+	if _, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return true
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
 }
 
 func kindOf(err error) string {

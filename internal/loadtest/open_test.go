@@ -252,3 +252,71 @@ func TestHTTPStatusErrors(t *testing.T) {
 		tgt.Close()
 	}
 }
+
+// TestRunCountsRejections: 429 answers are counted apart from other
+// errors, with their latency, whether they carried a valid Retry-After,
+// and per second of the run, so a run shows when refusals stopped.
+func TestRunCountsRejections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		// The first 2s: every second arrival refused, half of those
+		// without Retry-After; then a 500 each second; then all served.
+		tgt := TargetFunc(func(ctx context.Context, seq uint64) error {
+			time.Sleep(time.Millisecond)
+			switch el := time.Since(start); {
+			case el < 2*time.Second && seq%4 == 1:
+				return &StatusError{Code: http.StatusTooManyRequests, RetryAfter: "1"}
+			case el < 2*time.Second && seq%4 == 3:
+				return &StatusError{Code: http.StatusTooManyRequests, RetryAfter: map[bool]string{true: "", false: "soon"}[seq%8 == 3]}
+			case seq%100 == 0:
+				return &StatusError{Code: http.StatusInternalServerError}
+			}
+			return nil
+		})
+		r, err := Run(t.Context(), tgt, Config{Rate: 100, Duration: 4 * time.Second})
+		if err != nil {
+			t.Fatalf("Run() error = %v", err)
+		}
+		if r.Rejected != 100 || r.RejectedWithoutRetryAfter != 50 || r.ErrorsByKind[KindRejected] != 100 {
+			t.Errorf("rejected %d (without Retry-After %d, by kind %d), want 100 (50, 100)", r.Rejected, r.RejectedWithoutRetryAfter, r.ErrorsByKind[KindRejected])
+		}
+		if r.RejectedLatency.Max != 1 {
+			t.Errorf("rejected latency max = %vms, want 1ms", r.RejectedLatency.Max)
+		}
+		if r.Errors != 104 || r.ErrorsByKind[KindServer] != 4 || r.ErrorsByKind[KindClient] != 0 {
+			t.Errorf("errors %d by kind %v, want 104: 100 rejections and 4 5xx", r.Errors, r.ErrorsByKind)
+		}
+		want := []SecondCounts{{OK: 49, Rejected: 50, Errors: 1}, {OK: 49, Rejected: 50, Errors: 1}, {OK: 99, Errors: 1}, {OK: 99, Errors: 1}, {}}
+		if diff := cmp.Diff(want, r.PerSecond); diff != "" {
+			t.Errorf("per second (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestHTTPTargetReadsRetryAfter: the HTTP target returns a 429 with its
+// Retry-After and sends the configured headers.
+func TestHTTPTargetReadsRetryAfter(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	tgt, err := NewHTTP(srv.URL, HTTPConfig{Header: http.Header{"Authorization": {"Bearer k"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	err = tgt.Send(t.Context(), 0)
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != 429 || se.RetryAfter != "2" {
+		t.Errorf("Send() = %v, want a 429 StatusError with Retry-After 2", err)
+	}
+	for v, want := range map[string]bool{"1": true, "120": true, "Wed, 21 Oct 2015 07:28:00 GMT": true, "": false, "-1": false, "1.5": false, "soon": false} {
+		if got := validRetryAfter(v); got != want {
+			t.Errorf("validRetryAfter(%q) = %v, want %v", v, got, want)
+		}
+	}
+}

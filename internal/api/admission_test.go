@@ -1,0 +1,249 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sightline/sightline/internal/api"
+)
+
+func newLimiter(t *testing.T, cfg api.LimiterConfig) *api.Limiter {
+	t.Helper()
+	l, err := api.NewLimiter(cfg)
+	if err != nil {
+		t.Fatalf("NewLimiter(%+v): %v", cfg, err)
+	}
+	return l
+}
+
+func TestNewLimiterValidates(t *testing.T) {
+	if l, err := api.NewLimiter(api.LimiterConfig{}); err == nil || l != nil {
+		t.Errorf("NewLimiter(Max 0) = %v, %v; want an error", l, err)
+	}
+}
+
+// TestLimiterAdmitsUpToMaxThenQueues: Max requests are admitted at once,
+// Queue more wait, the next is refused at once with ErrQueueFull, and a
+// waiter that gets no slot within Wait is refused with ErrQueueTimeout.
+func TestLimiterAdmitsUpToMaxThenQueues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 2, Queue: 1, Wait: 10 * time.Millisecond})
+		ctx := t.Context()
+		t1, err1 := l.Acquire(ctx)
+		_, err2 := l.Acquire(ctx)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("Acquire under the limit = %v, %v; want admitted", err1, err2)
+		}
+		var queuedErr error
+		start := time.Now()
+		var waited time.Duration
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, queuedErr = l.Acquire(ctx)
+			waited = time.Since(start)
+		})
+		synctest.Wait() // the third is queued
+		if got, want := l.State(), (api.LimiterState{InFlight: 2, Queued: 1, Limit: 2}); got != want {
+			t.Errorf("State() = %+v, want %+v", got, want)
+		}
+		if _, err := l.Acquire(ctx); !errors.Is(err, api.ErrQueueFull) {
+			t.Errorf("Acquire with the queue full = %v, want ErrQueueFull", err)
+		}
+		wg.Wait()
+		if !errors.Is(queuedErr, api.ErrQueueTimeout) || waited != 10*time.Millisecond {
+			t.Errorf("queued Acquire = %v after %v, want ErrQueueTimeout after 10ms", queuedErr, waited)
+		}
+		l.Release(t1)
+		if got, want := l.State(), (api.LimiterState{InFlight: 1, Queued: 0, Limit: 2}); got != want {
+			t.Errorf("State() after a release = %+v, want %+v", got, want)
+		}
+	})
+}
+
+// TestLimiterHandsSlotsOverInOrder: a released slot goes to the longest
+// waiting request, which is admitted without waiting out its Wait.
+func TestLimiterHandsSlotsOverInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 1, Queue: 3, Wait: time.Second})
+		first, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var order []int
+		tickets := make(chan api.Ticket, 3)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() {
+				tk, err := l.Acquire(t.Context())
+				if err != nil {
+					t.Errorf("waiter %d: %v", i, err)
+					return
+				}
+				mu.Lock()
+				order = append(order, i)
+				mu.Unlock()
+				tickets <- tk
+			})
+			synctest.Wait() // queue them in order 0, 1, 2
+		}
+		start := time.Now()
+		l.Release(first)
+		for range 3 {
+			synctest.Wait()
+			l.Release(<-tickets)
+		}
+		wg.Wait()
+		if time.Since(start) != 0 {
+			t.Errorf("waiters took %v of fake time, want 0: a release must hand its slot over at once", time.Since(start))
+		}
+		if diff := cmp.Diff([]int{0, 1, 2}, order); diff != "" {
+			t.Errorf("admission order (-want +got):\n%s", diff)
+		}
+		if got := l.State(); got.InFlight != 0 || got.Queued != 0 {
+			t.Errorf("State() at the end = %+v, want nothing in flight or queued", got)
+		}
+	})
+}
+
+// TestLimiterCanceledWaiter: a waiter whose context ends leaves the queue
+// with ctx's error, and its place is not given a slot.
+func TestLimiterCanceledWaiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 1, Wait: time.Second})
+		held, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Acquire(ctx)
+			done <- err
+		}()
+		synctest.Wait()
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) || api.RejectReason(err) != "canceled" {
+			t.Errorf("canceled Acquire = %v (reason %q), want context.Canceled (canceled)", err, api.RejectReason(err))
+		}
+		l.Release(held)
+		if got := l.State(); got.InFlight != 0 || got.Queued != 0 {
+			t.Errorf("State() = %+v, want the slot back in the pool, not handed to the canceled waiter", got)
+		}
+		if _, err := l.Acquire(t.Context()); err != nil {
+			t.Errorf("Acquire after = %v, want admitted", err)
+		}
+	})
+}
+
+// TestLimiterNoQueue: with a negative Queue a request beyond the limit is
+// refused at once.
+func TestLimiterNoQueue(t *testing.T) {
+	l := newLimiter(t, api.LimiterConfig{Max: 1, Queue: -1})
+	if _, err := l.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(t.Context()); !errors.Is(err, api.ErrQueueFull) || api.RejectReason(err) != "queue_full" {
+		t.Errorf("Acquire beyond the limit = %v, want ErrQueueFull at once", err)
+	}
+}
+
+// TestLimiterQueueStaysBounded: waiters that time out while no slot frees
+// do not pile up.
+func TestLimiterQueueStaysBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 1, Queue: 2, Wait: time.Millisecond})
+		held, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 1000 {
+			if _, err := l.Acquire(t.Context()); !errors.Is(err, api.ErrQueueTimeout) {
+				t.Fatalf("Acquire = %v, want ErrQueueTimeout", err)
+			}
+		}
+		if got := l.State(); got.Queued != 0 || got.InFlight != 1 {
+			t.Errorf("State() = %+v, want one in flight, none queued", got)
+		}
+		l.Release(held)
+		if got := l.State(); got.InFlight != 0 {
+			t.Errorf("State() after the release = %+v, want the slot back (no abandoned waiter may take it)", got)
+		}
+	})
+}
+
+// TestLimiterAdapts: with a Target, slow requests cut the limit (once per
+// round of completions, not below Min) and fast ones under load raise it
+// back to Max.
+func TestLimiterAdapts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 20, Min: 4, Target: 5 * time.Millisecond, Queue: -1})
+		// hold runs n requests at once, each held d.
+		hold := func(n int, d time.Duration) {
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					tk, err := l.Acquire(t.Context())
+					if err != nil {
+						return
+					}
+					time.Sleep(d)
+					l.Release(tk)
+				})
+			}
+			wg.Wait()
+		}
+		hold(20, 50*time.Millisecond) // one round of slow requests: one cut
+		if got := l.State().Limit; got != 18 {
+			t.Errorf("limit after one slow round = %d, want 18 (20 × 0.9, cut once per round)", got)
+		}
+		for range 40 {
+			hold(20, 50*time.Millisecond)
+		}
+		if got := l.State().Limit; got != 4 {
+			t.Errorf("limit after many slow rounds = %d, want Min 4", got)
+		}
+		for range 200 {
+			hold(l.State().Limit, time.Millisecond)
+		}
+		if got := l.State().Limit; got != 20 {
+			t.Errorf("limit after fast rounds at the limit = %d, want back at Max 20", got)
+		}
+		// Fast requests with the limit barely used do not raise it.
+		l2 := newLimiter(t, api.LimiterConfig{Max: 20, Min: 4, Target: 5 * time.Millisecond, Queue: -1})
+		l = l2
+		hold(20, 50*time.Millisecond)
+		before := l.State().Limit
+		for range 100 {
+			hold(1, time.Millisecond)
+		}
+		if got := l.State().Limit; got != before {
+			t.Errorf("limit after idle fast requests = %d, want unchanged %d", got, before)
+		}
+	})
+}
+
+// TestLimiterStaticWithoutTarget: without a Target slow requests leave the
+// limit at Max.
+func TestLimiterStaticWithoutTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, api.LimiterConfig{Max: 8})
+		for range 50 {
+			tk, err := l.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			l.Release(tk)
+		}
+		if got := l.State().Limit; got != 8 {
+			t.Errorf("limit = %d, want 8", got)
+		}
+	})
+}

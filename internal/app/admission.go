@@ -1,0 +1,118 @@
+package app
+
+import (
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sightline/sightline/internal/api"
+)
+
+// AdmissionConfig is the admission control of the recommendation and event
+// routes: how many requests of each kind a node handles at once, and how
+// long a request past that may wait for a slot before it is refused with a
+// 429 and Retry-After. The zero value of each field means its default.
+type AdmissionConfig struct {
+	// MaxInFlight bounds the recommendation requests handled at once
+	// (default DefaultMaxInFlight: 8 per GOMAXPROCS; negative: no limit).
+	MaxInFlight int
+	// Wait is how long a recommendation request past the limit may wait
+	// for a slot (default 5ms).
+	Wait time.Duration
+	// Target, if positive, makes the recommendation limit adaptive: it
+	// shrinks (down to a quarter of MaxInFlight) while requests take
+	// longer than Target and grows back while they do not. Zero keeps it
+	// at MaxInFlight.
+	Target time.Duration
+	// MaxInFlightEvents bounds the POST /v1/events batches handled at
+	// once (default DefaultMaxInFlightEvents: 4 per GOMAXPROCS; negative:
+	// no limit).
+	MaxInFlightEvents int
+	// EventsWait is how long a batch past the limit may wait for a slot
+	// (default 250ms: a batch is larger and less urgent than a
+	// recommendation).
+	EventsWait time.Duration
+}
+
+// DefaultMaxInFlight is AdmissionConfig.MaxInFlight's default: the
+// recommendation path is CPU-bound on the embedded stores, so a few
+// requests per processor keep every processor busy, and more would only
+// queue inside the node.
+func DefaultMaxInFlight() int { return 8 * runtime.GOMAXPROCS(0) }
+
+// DefaultMaxInFlightEvents is AdmissionConfig.MaxInFlightEvents' default.
+func DefaultMaxInFlightEvents() int { return 4 * runtime.GOMAXPROCS(0) }
+
+// DefaultEventsWait is AdmissionConfig.EventsWait's default.
+const DefaultEventsWait = 250 * time.Millisecond
+
+// limiters builds the API's limiters and wires refusals into traces.
+func (n *Node) admission() (api.AdmissionConfig, error) {
+	c := n.cfg.Admission
+	out := api.AdmissionConfig{OnReject: newRejectionTracer(n.tracer).record}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight()
+	}
+	if c.MaxInFlightEvents == 0 {
+		c.MaxInFlightEvents = DefaultMaxInFlightEvents()
+	}
+	if c.EventsWait <= 0 {
+		c.EventsWait = DefaultEventsWait
+	}
+	var err error
+	if c.MaxInFlight > 0 {
+		if out.Recommend, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlight, Wait: c.Wait, Target: c.Target}); err != nil {
+			return out, err
+		}
+	}
+	if c.MaxInFlightEvents > 0 {
+		if out.Events, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlightEvents, Wait: c.EventsWait}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// rejectionTracer records a refused request in its trace: an "Admission"
+// span with an error status under the request's server span, which makes
+// tail retention keep the trace (reason error). Under overload refusals
+// come by the thousand a second, so at most rejectionTraces a second are
+// recorded; sightline_http_admission_rejected_total counts them all.
+type rejectionTracer struct {
+	tracer trace.Tracer
+
+	mu     sync.Mutex
+	second int64 // the Unix second counted
+	n      int   // recorded in that second
+}
+
+// rejectionTraces is how many refused requests a second are traced.
+const rejectionTraces = 10
+
+func newRejectionTracer(t trace.Tracer) *rejectionTracer { return &rejectionTracer{tracer: t} }
+
+// record is api.AdmissionConfig.OnReject.
+func (rt *rejectionTracer) record(r *http.Request, reason string) {
+	now := time.Now().Unix()
+	rt.mu.Lock()
+	if now != rt.second {
+		rt.second, rt.n = now, 0
+	}
+	ok := rt.n < rejectionTraces
+	rt.n++
+	rt.mu.Unlock()
+	if !ok {
+		return
+	}
+	_, span := rt.tracer.Start(r.Context(), "Admission", trace.WithAttributes(
+		attribute.String("http.route", r.Pattern),
+		attribute.String("sightline.admission.reason", reason),
+		attribute.Int("http.response.status_code", http.StatusTooManyRequests)))
+	span.SetStatus(codes.Error, "refused by admission control: "+reason)
+	span.End()
+}
