@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,9 +24,11 @@ const maxResponseBytes = 64 << 20
 
 // Client calls the Sightline REST API. It is safe for concurrent use.
 type Client struct {
-	base string // scheme://host[/prefix], no trailing slash
-	hc   *http.Client
-	ua   string
+	base  string // scheme://host[/prefix], no trailing slash
+	hc    *http.Client
+	ua    string
+	auth  string // "Bearer <key>", or ""
+	retry RetryPolicy
 }
 
 // Error is a non-2xx answer from the server, decoded from its RFC 9457
@@ -40,6 +44,12 @@ type Error struct {
 	Title string
 	// Detail says what went wrong with this request and what to fix.
 	Detail string
+	// RetryAfter is how long the server asked the client to wait before
+	// trying again (its Retry-After header), zero when it did not say.
+	RetryAfter time.Duration
+	// Attempts is how many times the request was sent (more than one when
+	// the Client retried it; see [WithRetry]).
+	Attempts int
 }
 
 // Error returns the status, title and detail of the problem.
@@ -96,7 +106,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		)
 		hc = &cp
 	}
-	return &Client{base: u.String(), hc: hc, ua: o.userAgent}, nil
+	c := &Client{base: u.String(), hc: hc, ua: o.userAgent, retry: o.retry.withDefaults()}
+	if o.apiKey != "" {
+		c.auth = "Bearer " + o.apiKey
+	}
+	return c, nil
 }
 
 // defaultTransport is tuned for a high request rate to one host: many idle
@@ -223,7 +237,82 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return c.send(ctx, method, path, ctype, body, out)
 }
 
+// send sends the request, again while the answer is a 429 or a 503 and the
+// retry policy, the context and the body allow, and decodes the last
+// answer.
 func (c *Client) send(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
+	attempts := c.retry.MaxAttempts
+	var rewind func() error
+	if body != nil {
+		if sk, ok := body.(io.Seeker); ok {
+			start, err := sk.Seek(0, io.SeekCurrent)
+			rewind = func() error { _, err := sk.Seek(start, io.SeekStart); return err }
+			if err != nil {
+				attempts = 1
+			}
+		} else {
+			attempts = 1
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.sendOnce(ctx, method, path, ctype, body, out)
+		e, ok := errors.AsType[*Error](err)
+		if !ok {
+			return err
+		}
+		e.Attempts = attempt
+		if !retryable(e) || attempt >= attempts {
+			return err
+		}
+		wait, ok := c.backoff(attempt, e.RetryAfter)
+		if !ok {
+			return err
+		}
+		if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
+			return err // the wait would outlast the caller's deadline
+		}
+		if rewind != nil {
+			if rerr := rewind(); rerr != nil {
+				return err
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// retryable reports whether e says the request may succeed later: a 429
+// (the node refused it before doing any work), or a 503 that says when to
+// come back (a node's 503s do; one without Retry-After, such as a proxy's
+// with no upstream, is not taken for a transient state).
+func retryable(e *Error) bool {
+	return e.Status == http.StatusTooManyRequests || (e.Status == http.StatusServiceUnavailable && e.RetryAfter > 0)
+}
+
+// backoff returns the wait before retry number attempt: what retryAfter
+// says plus up to half as much again, or full jitter over the doubling
+// backoff; false when the server asks for longer than MaxDelay.
+func (c *Client) backoff(attempt int, retryAfter time.Duration) (time.Duration, bool) {
+	p := c.retry
+	if retryAfter > 0 {
+		if retryAfter > p.MaxDelay {
+			return 0, false
+		}
+		return min(retryAfter+rand.N(retryAfter/2+1), p.MaxDelay), true
+	}
+	d := p.BaseDelay << min(attempt-1, 20)
+	if d <= 0 || d > p.MaxDelay {
+		d = p.MaxDelay
+	}
+	return rand.N(d + 1), true
+}
+
+func (c *Client) sendOnce(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
 	// path is already escaped (ids go through url.PathEscape).
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -235,6 +324,9 @@ func (c *Client) send(ctx context.Context, method, path, ctype string, body io.R
 	req.Header.Set("Accept", "application/json")
 	if c.ua != "" {
 		req.Header.Set("User-Agent", c.ua)
+	}
+	if c.auth != "" {
+		req.Header["Authorization"] = []string{c.auth}
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -251,7 +343,9 @@ func (c *Client) send(ctx context.Context, method, path, ctype string, body io.R
 	}()
 	lr := io.LimitReader(resp.Body, maxResponseBytes)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return decodeError(resp.StatusCode, lr)
+		e := decodeError(resp.StatusCode, lr)
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return e
 	}
 	if out == nil {
 		return nil
@@ -272,7 +366,22 @@ func routeOf(path string) string {
 	return path
 }
 
-func decodeError(status int, r io.Reader) error {
+// parseRetryAfter reads a Retry-After header: a whole number of seconds
+// or an HTTP date; zero when absent or invalid.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func decodeError(status int, r io.Reader) *Error {
 	e := &Error{Status: status}
 	b, _ := io.ReadAll(io.LimitReader(r, 1<<20))
 	var p struct {

@@ -243,10 +243,11 @@ func TestErrors(t *testing.T) {
 		{"problem", 400, "application/problem+json",
 			`{"type":"https://sightline.dev/problems/invalid-request","title":"Invalid request","status":400,"detail":"count must be between 1 and 100, got 500"}`,
 			&client.Error{Status: 400, Type: "https://sightline.dev/problems/invalid-request", Title: "Invalid request",
-				Detail: "count must be between 1 and 100, got 500"}, false},
+				Detail: "count must be between 1 and 100, got 500", Attempts: 1}, false},
 		{"plain text", 502, "text/plain", "bad gateway\n",
-			&client.Error{Status: 502, Title: "Bad Gateway", Detail: "bad gateway"}, true},
-		{"empty", 503, "", "", &client.Error{Status: 503, Title: "Service Unavailable"}, true},
+			&client.Error{Status: 502, Title: "Bad Gateway", Detail: "bad gateway", Attempts: 1}, true},
+		// A 503 without Retry-After is not retried.
+		{"empty", 503, "", "", &client.Error{Status: 503, Title: "Service Unavailable", Attempts: 1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

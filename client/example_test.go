@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/sightline/sightline/client"
 )
@@ -53,4 +54,35 @@ func Example() {
 	// Output:
 	// sku-42 0.31 model
 	// accepted: 1
+}
+
+func ExampleWithRetry() {
+	// A stand-in for a node at its limit: it refuses the first request.
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls++; calls == 1 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"type":"https://sightline.dev/problems/overloaded","title":"Too many requests","status":429,"detail":"busy"}`)
+			return
+		}
+		fmt.Println("authorization:", r.Header.Get("Authorization"))
+		io.WriteString(w, `{"request_id":"7c1e","variant":"control","model_version":"ftrl-12","fallback":null,"items":[]}`)
+	}))
+	defer srv.Close()
+
+	c, err := client.New(srv.URL,
+		client.WithAPIKey("slk_example"),
+		client.WithRetry(client.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	rec, err := c.Recommend(context.Background(), client.RecommendRequest{UserID: "user-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("request:", rec.RequestID, "after", calls, "attempts")
+	// Output:
+	// authorization: Bearer slk_example
+	// request: 7c1e after 2 attempts
 }
