@@ -9,9 +9,15 @@
 #
 # Jaeger is built once from the tools module tools/jaeger (pinned there)
 # into the git-ignored .tools/ folder, and rebuilt only when that module's
-# go.mod or go.sum changes; the DuckDB query tool (tools/duckdb) likewise. Prometheus and promtool come from the Debian
-# package `prometheus`; the Prometheus test starts its own server, since only
-# it knows the port of the node it scrapes.
+# go.mod or go.sum changes; the DuckDB query tool (tools/duckdb) likewise.
+# The OpenTelemetry Collector is built the same way from
+# deploy/otel-collector/builder.yaml (rebuilt when it or the builder's
+# version changes) and VictoriaLogs installed at a pinned version; the
+# collector tests start their own collector from that binary, since only
+# they know the ports of what it forwards to. Prometheus and promtool come
+# from the Debian package `prometheus`; the Prometheus test starts its own
+# server, since only it knows the port of the node it scrapes. The
+# container image is built with Debian's podman.
 
 servers_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 servers_dir=""
@@ -88,6 +94,68 @@ servers_build_jaeger() {
   echo "$bin"
 }
 
+# The OpenTelemetry Collector Builder (ocb) release that builds the
+# collector of deploy/otel-collector/builder.yaml; the manifest pins every
+# component to the same release (stable modules v1.67.0).
+servers_ocb_version=v0.161.0
+# VictoriaLogs, the log store of the log tests (a stand-in for Loki, which
+# cannot be installed here).
+servers_victorialogs_version=v1.52.1
+
+# servers_build_otelcol builds .tools/otelcol, the collector distribution of
+# deploy/otel-collector/builder.yaml, with ocb $servers_ocb_version (itself
+# installed once into .tools/), unless an up-to-date binary is there: it is
+# rebuilt only when the manifest or the builder's version changes. It
+# prints the binary's path.
+servers_build_otelcol() {
+  local bin="$servers_root/.tools/otelcol"
+  local stamp="$bin.stamp"
+  local manifest="$servers_root/deploy/otel-collector/builder.yaml"
+  local want
+  want=$({ echo "ocb $servers_ocb_version"; cat "$manifest"; } | sha256sum | cut -d' ' -f1)
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    echo "$bin"
+    return 0
+  fi
+  mkdir -p "$servers_root/.tools"
+  local ocb="$servers_root/.tools/ocb-$servers_ocb_version"
+  if [ ! -x "$ocb" ]; then
+    echo "servers: installing the collector builder $servers_ocb_version into .tools/" >&2
+    rm -rf "$ocb.d"
+    GOBIN="$ocb.d" go install "go.opentelemetry.io/collector/cmd/builder@$servers_ocb_version" >&2 || return 1
+    mv "$ocb.d/builder" "$ocb" && rm -rf "$ocb.d"
+  fi
+  # The manifest's output_path (./_otelcol) is relative to the working
+  # directory: build in a scratch folder of .tools/ and keep the binary.
+  local work="$servers_root/.tools/otelcol-build"
+  rm -rf "$work" && mkdir -p "$work"
+  echo "servers: building the OpenTelemetry Collector into .tools/ (takes minutes the first time)" >&2
+  (cd "$work" && "$ocb" --config "$manifest") >&2 || return 1
+  mv "$work/_otelcol/sightline-otelcol" "$bin"
+  rm -rf "$work"
+  echo "$want" >"$stamp"
+  echo "$bin"
+}
+
+# servers_build_victorialogs installs .tools/victoria-logs at
+# $servers_victorialogs_version unless that version is there; it prints
+# the binary's path.
+servers_build_victorialogs() {
+  local bin="$servers_root/.tools/victoria-logs"
+  local stamp="$bin.stamp"
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$servers_victorialogs_version" ]; then
+    echo "$bin"
+    return 0
+  fi
+  mkdir -p "$servers_root/.tools"
+  echo "servers: installing VictoriaLogs $servers_victorialogs_version into .tools/" >&2
+  rm -rf "$bin.d"
+  GOBIN="$bin.d" go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$servers_victorialogs_version" >&2 || return 1
+  mv "$bin.d/victoria-logs" "$bin" && rm -rf "$bin.d"
+  echo "$servers_victorialogs_version" >"$stamp"
+  echo "$bin"
+}
+
 # servers_build_duckdb builds .tools/duckdb (tools/duckdb: runs one SQL
 # query with the DuckDB Go bindings and prints the rows as JSON) unless an
 # up-to-date binary is there, and exports SIGHTLINE_TEST_DUCKDB, its path,
@@ -134,6 +202,47 @@ servers_start_jaeger() {
   export SIGHTLINE_TEST_JAEGER_OTLP="127.0.0.1:$otlp"
   export SIGHTLINE_TEST_JAEGER_QUERY="http://127.0.0.1:$query"
   echo "servers: jaeger ready: OTLP gRPC $SIGHTLINE_TEST_JAEGER_OTLP, query $SIGHTLINE_TEST_JAEGER_QUERY (log $dir/jaeger.log)" >&2
+}
+
+# servers_start_victorialogs installs (if needed) and starts VictoriaLogs
+# with a data directory of this run, then exports SIGHTLINE_TEST_VICTORIALOGS
+# (its base URL: OTLP logs go to $URL/insert/opentelemetry/v1/logs, LogsQL
+# queries to $URL/select/logsql/query).
+servers_start_victorialogs() {
+  servers_init
+  local bin
+  bin=$(servers_build_victorialogs) || return 1
+  local dir="$servers_dir/victorialogs" port
+  mkdir -p "$dir/data"
+  port=$(servers_free_port) || return 1
+  "$bin" -httpListenAddr="127.0.0.1:$port" -storageDataPath="$dir/data" -retentionPeriod=1d \
+    -loggerLevel=WARN >"$dir/victorialogs.log" 2>&1 &
+  local pid=$!
+  servers_pids+=("$pid")
+  if ! servers_wait victorialogs "$pid" 30 curl -sf "http://127.0.0.1:$port/health"; then
+    tail -n 30 "$dir/victorialogs.log" >&2
+    return 1
+  fi
+  export SIGHTLINE_TEST_VICTORIALOGS="http://127.0.0.1:$port"
+  echo "servers: victorialogs ready on $SIGHTLINE_TEST_VICTORIALOGS (log $dir/victorialogs.log)" >&2
+}
+
+# servers_build_image builds the container image of the Containerfile with
+# podman (deploy/container/build.sh), saves it as a docker-archive in the
+# run's directory and exports SIGHTLINE_TEST_IMAGE, its path, for the image
+# test (internal/stacktest). It prints the image's size.
+servers_build_image() {
+  servers_init
+  command -v podman >/dev/null || {
+    echo "servers: podman not installed (apt-get install -y --no-install-recommends podman)" >&2
+    return 1
+  }
+  local tag=localhost/sightline:test archive="$servers_dir/image.tar"
+  "$servers_root/deploy/container/build.sh" "$tag" >&2 || return 1
+  rm -f "$archive"
+  podman save --format docker-archive -o "$archive" "$tag" >/dev/null || return 1
+  export SIGHTLINE_TEST_IMAGE="$archive"
+  echo "servers: image $tag, $(podman image inspect --format '{{.Size}}' "$tag") bytes, saved to $archive" >&2
 }
 
 # servers_find_prometheus exports SIGHTLINE_TEST_PROMETHEUS and
