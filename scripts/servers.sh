@@ -237,12 +237,15 @@ servers_build_image() {
     echo "servers: podman not installed (apt-get install -y --no-install-recommends podman)" >&2
     return 1
   }
-  local tag=localhost/sightline:test archive="$servers_dir/image.tar"
+  local tag=localhost/sightline:test archive="$servers_dir/image.tar" size
   "$servers_root/deploy/container/build.sh" "$tag" >&2 || return 1
   rm -f "$archive"
-  podman save --format docker-archive -o "$archive" "$tag" >/dev/null || return 1
+  size=$(podman image inspect --format '{{.Size}}' "$tag") &&
+    podman save --quiet --format docker-archive -o "$archive" "$tag" || return 1
+  # The archive is what the test reads: keep nothing in podman's store.
+  podman rmi --force "$tag" >/dev/null 2>&1 || true
   export SIGHTLINE_TEST_IMAGE="$archive"
-  echo "servers: image $tag, $(podman image inspect --format '{{.Size}}' "$tag") bytes, saved to $archive" >&2
+  echo "servers: image $tag built, $size bytes uncompressed (podman image inspect), saved to $archive" >&2
 }
 
 # servers_find_prometheus exports SIGHTLINE_TEST_PROMETHEUS and
