@@ -18,6 +18,12 @@
 //   - SIGHTLINE_TEST_IMAGE: the image built from the Containerfile, saved
 //     as a docker-archive (podman save); containers cannot run here, so
 //     the test unpacks its layers and runs the binary from them.
+//   - SIGHTLINE_TEST_PROMTOOL: promtool, for the compose example's
+//     Prometheus configuration.
+//
+// The compose example (deploy/compose) cannot run here either; it is
+// checked statically, against the flags the built binary has and the files
+// of the repository.
 //
 // Every test uses a service name of its own, so servers shared by the
 // whole run (Jaeger, VictoriaLogs) show it only its own data.
