@@ -105,14 +105,15 @@ servers_victorialogs_version=v1.52.1
 # servers_build_otelcol builds .tools/otelcol, the collector distribution of
 # deploy/otel-collector/builder.yaml, with ocb $servers_ocb_version (itself
 # installed once into .tools/), unless an up-to-date binary is there: it is
-# rebuilt only when the manifest or the builder's version changes. It
-# prints the binary's path.
+# rebuilt only when the manifest (comments aside) or the builder's version
+# changes. It prints the binary's path.
 servers_build_otelcol() {
   local bin="$servers_root/.tools/otelcol"
   local stamp="$bin.stamp"
   local manifest="$servers_root/deploy/otel-collector/builder.yaml"
   local want
-  want=$({ echo "ocb $servers_ocb_version"; cat "$manifest"; } | sha256sum | cut -d' ' -f1)
+  # Comments do not count: editing them does not cost a rebuild.
+  want=$({ echo "ocb $servers_ocb_version"; grep -v '^[[:space:]]*#' "$manifest"; } | sha256sum | cut -d' ' -f1)
   if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     echo "$bin"
     return 0
