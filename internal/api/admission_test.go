@@ -3,12 +3,15 @@ package api_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sightline/sightline/internal/api"
 )
@@ -246,4 +249,72 @@ func TestLimiterStaticWithoutTarget(t *testing.T) {
 			t.Errorf("limit = %d, want 8", got)
 		}
 	})
+}
+
+// TestAdmissionAnswers429: a request past its route's limiter is answered
+// 429 overloaded with Retry-After (checked against openapi.json), counted
+// by route and reason and handed to OnReject, without reaching the
+// handler; the two recommendation routes share one limiter, events have
+// their own; once a slot frees, requests are served again.
+func TestAdmissionAnswers429(t *testing.T) {
+	rec := newLimiter(t, api.LimiterConfig{Max: 1, Queue: -1})
+	ev := newLimiter(t, api.LimiterConfig{Max: 1, Queue: -1})
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var rejected []string
+	e := newEnv(t, func(c *api.Config) {
+		c.Admission = api.AdmissionConfig{Recommend: rec, Events: ev, RetryAfter: 1500 * time.Millisecond,
+			OnReject: func(r *http.Request, reason string) {
+				mu.Lock()
+				rejected = append(rejected, r.Pattern+" "+reason)
+				mu.Unlock()
+			}}
+		c.Registerer = reg
+	})
+	held, err := rec.Acquire(t.Context()) // the recommendation slot is taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct{ method, path, body string }{
+		{"POST", "/v1/recommendations", `{"user_id":"u1"}`}, {"GET", "/v1/users/u1/recommendations", ""},
+	} {
+		resp, body := e.do(t, p.method, p.path, p.body)
+		checkProblem(t, resp, body, http.StatusTooManyRequests, "overloaded", "limit of concurrent recommend requests")
+		if got := resp.Header.Get("Retry-After"); got != "2" {
+			t.Errorf("%s %s Retry-After = %q, want 2 (1.5s rounded up)", p.method, p.path, got)
+		}
+	}
+	if got := e.rec.lastRequest().UserID; got != "" {
+		t.Errorf("the recommender saw %q, want no request reaching it", got)
+	}
+	evBody := `[{"event_id":"e1","type":"click","user_id":"u1","item_id":"i1"}]`
+	if resp, body := e.do(t, "POST", "/v1/events", evBody); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("POST /v1/events with the recommendation slot taken = %d %s, want 202 (its own limiter)", resp.StatusCode, body)
+	}
+	rec.Release(held)
+	if resp, body := e.do(t, "POST", "/v1/recommendations", `{"user_id":"u1"}`); resp.StatusCode != http.StatusOK {
+		t.Errorf("POST /v1/recommendations after the release = %d %s, want 200", resp.StatusCode, body)
+	}
+	mu.Lock()
+	got := slices.Clone(rejected)
+	mu.Unlock()
+	if diff := cmp.Diff([]string{"POST /v1/recommendations queue_full", "GET /v1/users/{user_id}/recommendations queue_full"}, got); diff != "" {
+		t.Errorf("OnReject calls (-want +got):\n%s", diff)
+	}
+	if n := counterValue(t, reg, "sightline_http_admission_rejected_total", map[string]string{"route": "POST /v1/recommendations", "reason": "queue_full"}); n != 1 {
+		t.Errorf("rejected{POST /v1/recommendations, queue_full} = %v, want 1", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]bool{}
+	for _, mf := range mfs {
+		gauges[mf.GetName()] = true
+	}
+	for _, name := range []string{"sightline_http_admission_inflight", "sightline_http_admission_queued", "sightline_http_admission_limit"} {
+		if !gauges[name] {
+			t.Errorf("no %s in the registry", name)
+		}
+	}
 }

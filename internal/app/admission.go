@@ -109,10 +109,9 @@ func (rt *rejectionTracer) record(r *http.Request, reason string) {
 	if !ok {
 		return
 	}
+	// The server span above it records the route and the 429.
 	_, span := rt.tracer.Start(r.Context(), "Admission", trace.WithAttributes(
-		attribute.String("http.route", r.Pattern),
-		attribute.String("sightline.admission.reason", reason),
-		attribute.Int("http.response.status_code", http.StatusTooManyRequests)))
+		attribute.String("sightline.admission.reason", reason)))
 	span.SetStatus(codes.Error, "refused by admission control: "+reason)
 	span.End()
 }
