@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sightline/sightline/client"
 	"github.com/sightline/sightline/internal/api"
@@ -391,4 +394,69 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// TestAccessCluster checks the cluster shape: a trainer and an API node
+// started with the same keys file check keys the same way, on the API, the
+// operational routes and the console.
+func TestAccessCluster(t *testing.T) {
+	addr, prefix := testRedis(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	kr := newKeyring(t)
+	base := Config{
+		Bus: BusKafka, KafkaBrokers: kc.ListenAddrs(), KafkaTopic: "events", KafkaDecisionsTopic: "decisions", KafkaPartitions: 2,
+		FeatureStore: StoreRedis, RedisAddr: addr, RedisPrefix: prefix, RedisTimeout: time.Second,
+		PublishInterval: 100 * time.Millisecond, FollowInterval: 50 * time.Millisecond, TrainerLease: time.Second, AlertInterval: -1,
+		Access: AccessConfig{KeysFile: kr.writeFile(t)},
+	}
+	tc, ac := base, base
+	tc.Role, tc.NodeName = RoleTrainer, "trainer-1"
+	ac.Role, ac.NodeName = RoleAPI, "api-1"
+	trainer := startNode(t, tc)
+	apiNode := startNode(t, ac)
+	hc := contractHTTP(t, apitest.Requests|apitest.Responses)
+	keyed := func(name string) *client.Client {
+		c, err := client.New(apiNode.base, client.WithHTTPClient(hc), client.WithAPIKey(kr.secrets[name]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := smallWorld().Load(t.Context(), keyed("ingest")); err != nil {
+		t.Fatalf("load the world with the ingest key: %v", err)
+	}
+	rec := keyed("recommend")
+	poll(t, 10*time.Second, func() (bool, string) {
+		r, err := rec.Recommend(t.Context(), client.RecommendRequest{UserID: smallWorld().User(1).ID, Count: 5, Context: client.Context{Channel: "web"}})
+		return err == nil && len(r.Items) > 0, fmt.Sprintf("recommendation: %v", err)
+	})
+	if _, err := apiNode.c.Recommend(t.Context(), client.RecommendRequest{UserID: "u1"}); !isStatus(err, 401) {
+		t.Errorf("API node: Recommend without a key = %v, want a 401", err)
+	}
+	if err := smallWorld().Load(t.Context(), rec); !isStatus(err, 403) {
+		t.Errorf("API node: import with the recommend key = %v, want a 403", err)
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+kr.secrets["read"]))
+	for _, node := range []*testNode{trainer, apiNode} {
+		for _, tt := range []struct {
+			method, path, auth string
+			status             int
+		}{
+			{"GET", "/v1/stats", "", 401},
+			{"GET", "/v1/stats", "Bearer " + kr.secrets["read"], 200},
+			{"GET", "/v1/stats", "Bearer " + kr.secrets["ingest"], 403},
+			{"GET", "/", basic, 200},
+			{"GET", "/metrics", "Bearer " + kr.secrets["read"], 200},
+			{"POST", "/admin/snapshot", "Bearer " + kr.secrets["read"], 403},
+			{"GET", "/readyz", "", 200},
+		} {
+			if st, body := call(t, http.DefaultClient, tt.method, node.base+tt.path, "", "Authorization", tt.auth); st != tt.status {
+				t.Errorf("%s: %s %s = %d %.200s, want %d", node.cfg.Role, tt.method, tt.path, st, body, tt.status)
+			}
+		}
+	}
 }
