@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/sightline/sightline/internal/api"
@@ -29,7 +30,11 @@ const keysSummary = `Make an API key: print the secret (give it to the client, k
 line of the --api-keys-file that accepts it (the file holds only its SHA-256).`
 
 // runKeys makes an API key.
-func runKeys(_ context.Context, args []string) error {
+func runKeys(_ context.Context, args []string) error { return makeKey(args, os.Stdout, os.Stderr) }
+
+// makeKey parses the keys command's flags, writes the key and its line to
+// out and the words around them to msg.
+func makeKey(args []string, out, msg io.Writer) error {
 	fs := newFlagSet("keys", keysSummary)
 	name := fs.String("name", "", "name of the key (1 to 64 of [A-Za-z0-9._-]), shown in 403 details and logs")
 	scopes := fs.String("scopes", "", "comma-separated scopes: recommend, ingest, read, admin")
@@ -47,9 +52,9 @@ func runKeys(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "the key (send it as Authorization: Bearer <key>; it is shown once):\n")
-	fmt.Println(secret)
-	fmt.Fprintf(os.Stderr, "the line for --api-keys-file:\n")
-	fmt.Println(k.Line())
-	return nil
+	fmt.Fprintln(msg, "the key (send it as Authorization: Bearer <key>; it is shown once):")
+	fmt.Fprintln(out, secret)
+	fmt.Fprintln(msg, "the line for --api-keys-file:")
+	_, err = fmt.Fprintln(out, k.Line())
+	return err
 }
