@@ -37,6 +37,7 @@ Prints a JSON report at the end (--report json), or the same on one line (--repo
 type loadgenFlags struct {
 	mode, target, workload, report, addr, run       string
 	eventsTarget, lagTarget                         string
+	kafkaBrokers, kafkaTopic                        string
 	rate, start, factor, maxErr                     float64
 	duration, step, p99, timeout                    time.Duration
 	users, items, inflight, count, batch, bodyBytes int
@@ -59,7 +60,9 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.Int64Var(&f.seed, "seed", 1, "seed of the synthetic world and traffic")
 	fs.BoolVar(&f.loadWorld, "load-world", false, "import the world's users and items first")
 	fs.IntVar(&f.inflight, "max-inflight", 1024, "most concurrent requests; later arrivals are dropped and counted (users mode: 256 if unset)")
-	fs.StringVar(&f.workload, "workload", "recommend", "open and max modes: recommend (POST /v1/recommendations) or events (POST /v1/events batches)")
+	fs.StringVar(&f.workload, "workload", "recommend", "open and max modes: recommend (POST /v1/recommendations) or events (POST /v1/events batches); open mode also kafka-events (batches produced straight to --kafka-topic, as an API node does)")
+	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "kafka-events workload: comma-separated seed brokers")
+	fs.StringVar(&f.kafkaTopic, "kafka-topic", "sightline-events", "kafka-events workload: the cluster's event topic")
 	fs.IntVar(&f.count, "count", 10, "items per recommendation")
 	fs.IntVar(&f.batch, "batch", 500, "events per POST /v1/events (events workload)")
 	fs.BoolVar(&f.lag, "lag", false, "open mode, events workload: sample the node's ingest_lag_seconds and wait for it to drain")
@@ -165,8 +168,20 @@ func (f *loadgenFlags) httpTarget() (*loadtest.HTTP, error) {
 	return nil, fmt.Errorf("unknown workload %q: want recommend or events", f.workload)
 }
 
+// closingTarget is a target with connections to close.
+type closingTarget interface {
+	loadtest.Target
+	Close()
+}
+
 func runOpen(ctx context.Context, f *loadgenFlags) error {
-	t, err := f.httpTarget()
+	var t closingTarget
+	var err error
+	if f.workload == "kafka-events" {
+		t, err = newKafkaTarget(ctx, f)
+	} else {
+		t, err = f.httpTarget()
+	}
 	if err != nil {
 		return err
 	}
@@ -199,7 +214,7 @@ func runOpen(ctx context.Context, f *loadgenFlags) error {
 		return err
 	}
 	out["report"] = r
-	if f.workload == "events" {
+	if f.workload == "events" || f.workload == "kafka-events" {
 		out["events_per_second"] = r.Throughput * float64(f.batch)
 	}
 	if probe != nil {

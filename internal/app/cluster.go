@@ -200,6 +200,12 @@ func (n *Node) follow(ctx context.Context) {
 	})
 }
 
+// trainerUserCache is how long the trainer reuses a user's features read
+// from Redis to rebuild the contexts of events no decision explains: a
+// profile written through an API node reaches those contexts up to this
+// late (recent activity, which the trainer writes itself, at once).
+const trainerUserCache = 10 * time.Second
+
 // runTrainer competes for the trainer lease until ctx is done, and leads
 // while it holds it.
 func (n *Node) runTrainer(ctx context.Context) {
@@ -245,7 +251,7 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	}
 	n.scorer.Swap(m)
 	up, err := learn.NewModelUpdater(from, learn.ModelConfig{
-		Joiner: n.engine.Ring(), Features: n.store, Learner: m, Tracing: n.tracing(),
+		Joiner: n.engine.Ring(), Features: n.store, Catalog: n.engine.Index(), UserCache: trainerUserCache, Learner: m, Tracing: n.tracing(),
 		Registerer: n.reg, Now: n.cfg.Now, JoinWait: joinWait,
 	})
 	if err != nil {
@@ -287,11 +293,16 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		})
 	}
 	n.decisions.awaitBacklog(gctx, loaded)
-	consume(consumerModel, rewind(from, learn.DefaultDedupeWindow), up)
-	// The cluster's engagement (CTR) and the decision log's events ride on
-	// the activity consumer's read of the stream: one read and decode of
-	// every event fewer.
-	consume(consumerFeatures, actFrom, n.logEvents(learn.Then(act, learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments))))
+	// One read of the stream for the trainer's whole event path: the
+	// cluster's engagement (CTR), recent activity with the decision log's
+	// events, and the model (from further back, to rebuild its dedupe
+	// window), each from its own position.
+	events := learn.NewFanout(
+		learn.Stage{H: learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments), From: actFrom},
+		learn.Stage{H: n.logEvents(act), From: actFrom},
+		learn.Stage{H: up, From: rewind(from, learn.DefaultDedupeWindow)},
+	)
+	consume(consumerModel, events.From(), events)
 	var last uint64
 	published := ok
 	publish := func(ctx context.Context) error {

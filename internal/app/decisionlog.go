@@ -80,7 +80,7 @@ func (n *Node) logEvents(h ingest.PartitionHandler) ingest.PartitionHandler {
 	if n.dlog == nil {
 		return h
 	}
-	return learn.Then(h, learn.NewDecisionEvents(n.dlog))
+	return learn.NewFanout(learn.Stage{H: h}, learn.Stage{H: learn.NewDecisionEvents(n.dlog)})
 }
 
 // runDecisionLog runs the writer until ctx is done; a nil writer returns at

@@ -295,6 +295,9 @@ func (n *Node) buildEngine(ctx context.Context) error {
 	}
 	ix := n.engine.Index()
 	n.store.OnItemChange(ix.PutItem) // first, so no item put meanwhile is missed
+	if n.redis != nil {
+		n.redis.UseCatalog(ix) // activity updates take categories from memory
+	}
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = n.store.RangeItems(lctx, func(it event.Item) bool { ix.PutItem(it); return true })
 	cancel()

@@ -65,15 +65,24 @@ func (n *Node) consumers() []consumer {
 		// log's events ride on its read.
 		cs = append(cs, consumer{consumerFeatures, n.featFrom, n.logEvents(n.path.activity), n.redis != nil})
 	}
-	if n.path.index != nil {
-		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false})
-	}
+	var stats ingest.PartitionHandler
 	if n.cfg.Role != RoleTrainer {
 		obs := []learn.EngagementObserver{n.live, n.quality.engagement, n.experiments}
 		if n.rollout != nil {
 			obs = append(obs, n.rollout)
 		}
-		cs = append(cs, consumer{consumerStats, n.statsFrom, learn.NewEngagementTracker(n.engine.Variant, obs...), false})
+		stats = learn.NewEngagementTracker(n.engine.Variant, obs...)
+	}
+	switch {
+	case n.cfg.Role == RoleAPI:
+		// An API node reads the stream once for its index and its live
+		// engagement, each from its own start: every node reads every
+		// event, so each read saved is saved N times.
+		f := learn.NewFanout(learn.Stage{H: stats, From: n.statsFrom}, learn.Stage{H: n.path.index, From: n.indexFrom})
+		cs = append(cs, consumer{consumerIndex, f.From(), f, false})
+	case stats != nil:
+		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false},
+			consumer{consumerStats, n.statsFrom, stats, false})
 	}
 	return cs
 }

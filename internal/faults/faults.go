@@ -128,7 +128,10 @@ type Store struct {
 	Budget time.Duration
 }
 
-var _ engine.CombinedSource = Store{}
+var (
+	_ engine.CombinedSource = Store{}
+	_ engine.UsersReader    = Store{}
+)
 
 // User implements the engine's feature source.
 func (s Store) User(ctx context.Context, id string) (event.User, bool, error) {
@@ -187,6 +190,38 @@ func (s Store) Features(ctx context.Context, id string) (event.User, bool, featu
 	}
 	u, known, act, err := c.Features(ctx, id)
 	return s.etlNull(u, known), known, act, err
+}
+
+// ReadUsers is Features for many users, in one round trip when the source
+// can ([engine.UsersReader], as Redis does), with the ETL fault applied.
+// The slow-store fault does not apply: it delays requests, and this serves
+// the candidate index's event path.
+func (s Store) ReadUsers(ctx context.Context, ids []string) (map[string]features.UserState, error) {
+	var out map[string]features.UserState
+	if r, ok := s.Source.(engine.UsersReader); ok {
+		var err error
+		if out, err = r.ReadUsers(ctx, ids); err != nil {
+			return nil, err
+		}
+	} else {
+		out = make(map[string]features.UserState, len(ids))
+		for _, id := range ids {
+			u, known, err := s.Source.User(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			act, err := s.Source.Activity(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			out[id] = features.UserState{User: u, Known: known, Activity: act}
+		}
+	}
+	for id, st := range out {
+		st.User = s.etlNull(st.User, st.Known)
+		out[id] = st
+	}
+	return out, nil
 }
 
 // ErrInjected is the error of an inference the model-errors fault failed.

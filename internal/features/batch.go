@@ -103,3 +103,43 @@ func (m *Memory) ReadBatch(ctx context.Context, users, items []string) (Batch, e
 	}
 	return b, nil
 }
+
+// UserState is a user's profile (Known false when there is none) and
+// recent activity.
+type UserState struct {
+	User     event.User
+	Known    bool
+	Activity Activity
+}
+
+// ReadUsers reads the profile and recent activity of each of ids, in
+// pipelines of batchChunk users (one round trip each) instead of a round
+// trip per user: a serving node's candidate index observes a batch of
+// clicks this way.
+func (r *Redis) ReadUsers(ctx context.Context, ids []string) (map[string]UserState, error) {
+	out := make(map[string]UserState, len(ids))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), batchChunk)]
+		ids = ids[len(chunk):]
+		hcs := make([]*redis.MapStringStringCmd, len(chunk))
+		acts := make([][3]*redis.StringSliceCmd, len(chunk))
+		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range chunk {
+				hcs[i] = p.HGetAll(ctx, r.userKey(id))
+				acts[i] = r.queueActivity(ctx, p, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, r.fail(ctx, opFeatures, err)
+		}
+		for i, id := range chunk {
+			u, ok, err := r.decodeUser(id, hcs[i].Val())
+			if err != nil {
+				return nil, err
+			}
+			out[id] = UserState{User: u, Known: ok, Activity: activityOf(acts[i])}
+		}
+	}
+	return out, nil
+}

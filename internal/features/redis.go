@@ -134,7 +134,8 @@ type Redis struct {
 	stream string // key of the catalog stream
 	ttlArg string // ActivityTTL in ms for the apply script, "0" for none
 
-	tail catalogTail
+	tail    catalogTail
+	catalog Catalog // item categories for Apply, or nil (UseCatalog)
 }
 
 // putHash replaces the hash KEYS[1] by the field/value pairs in ARGV and
@@ -432,6 +433,9 @@ func (r *Redis) Apply(ctx context.Context, evs []*event.Event) error {
 }
 
 func (r *Redis) applyBatch(ctx context.Context, evs []*event.Event) error {
+	if cats, ok := r.categories(evs); ok {
+		return r.applyKnown(ctx, evs, cats)
+	}
 	ri, rc, cl := strconv.Itoa(r.cfg.RecentItems), strconv.Itoa(r.cfg.RecentCategories), strconv.Itoa(r.cfg.ClickedItems)
 	exec := func() error {
 		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {

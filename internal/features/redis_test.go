@@ -132,10 +132,28 @@ func TestRedisUserRoundTrip(t *testing.T) {
 	}
 }
 
+// testCatalog is a catalog in memory for Redis.UseCatalog.
+type testCatalog map[string]event.Item
+
+func (c testCatalog) Item(id string) (event.Item, bool) {
+	it, ok := c[id]
+	return it, ok
+}
+
 // TestRedisActivityMatchesMemory applies the same random events to a Memory
 // and a Redis with small bounds and checks that both report the same
-// activity: order, distinctness and bounds are Memory's.
+// activity: order, distinctness and bounds are Memory's. With a catalog in
+// memory, batches whose items it knows go without the script, the others
+// (items 12..15) with it.
 func TestRedisActivityMatchesMemory(t *testing.T) {
+	for _, withCatalog := range []bool{false, true} {
+		t.Run(fmt.Sprintf("catalog=%v", withCatalog), func(t *testing.T) {
+			testRedisActivityMatchesMemory(t, withCatalog)
+		})
+	}
+}
+
+func testRedisActivityMatchesMemory(t *testing.T, withCatalog bool) {
 	cfg := Config{RecentItems: 4, RecentCategories: 3, ClickedItems: 7}
 	m, err := NewMemory(cfg)
 	if err != nil {
@@ -143,11 +161,16 @@ func TestRedisActivityMatchesMemory(t *testing.T) {
 	}
 	r := newTestRedis(t, RedisConfig{RecentItems: 4, RecentCategories: 3, ClickedItems: 7})
 	ctx := context.Background()
+	cat := testCatalog{}
 	for i := range 12 { // items 12..15 are not in the catalog: no category
 		it := event.Item{ID: "i" + strconv.Itoa(i), Category: "c" + strconv.Itoa(i%5), Available: true}
 		if err := errors.Join(m.PutItem(ctx, it), r.PutItem(ctx, it)); err != nil {
 			t.Fatal(err)
 		}
+		cat[it.ID] = it
+	}
+	if withCatalog {
+		r.UseCatalog(cat)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	types := []event.Type{event.Click, event.Conversion, event.Impression, event.TypeInvalid}

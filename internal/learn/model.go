@@ -52,6 +52,13 @@ type BatchReader interface {
 	ReadBatch(ctx context.Context, users, items []string) (features.Batch, error)
 }
 
+// Catalog is the catalog in memory ([engine.Index] implements it): the
+// model updater takes an event's item from it before asking the feature
+// store. It must be goroutine-safe.
+type Catalog interface {
+	Item(id string) (event.Item, bool)
+}
+
 // Learner is the online model. Learn is called by the model updater only,
 // one call at a time; it must be safe to call while others score.
 type Learner interface {
@@ -70,6 +77,18 @@ type ModelConfig struct {
 	Joiner   Joiner
 	Features FeatureReader
 	Learner  Learner
+	// Catalog, when set, is where the items of events no decision explains
+	// are looked up first: a trainer rebuilding those contexts then reads
+	// only users from the feature store.
+	Catalog Catalog
+	// UserCache, when positive, is how long the features of a user read
+	// from a [BatchReader] store are reused for the contexts of later events
+	// no decision explains, instead of reading the user again for every
+	// batch. A user with a click or conversion in a batch is read again (its
+	// recent activity changed; the trainer writes it before it learns the
+	// batch), so only a profile written meanwhile is seen up to UserCache
+	// late.
+	UserCache time.Duration
 	// Dedupe is the number of event ids remembered (DefaultDedupeWindow
 	// when zero; negative disables).
 	Dedupe int
@@ -104,6 +123,7 @@ type ModelUpdater struct {
 	shown   pendingSet
 	seen    dedupe
 	batch   *features.Batch // features read ahead for the batch in hand, or nil
+	users   userCache
 
 	learned, duplicates atomic.Uint64
 }
@@ -130,6 +150,7 @@ func NewModelUpdater(applied ingest.Offsets, cfg ModelConfig) (*ModelUpdater, er
 	u := &ModelUpdater{cfg: cfg, met: met, spans: newSpans(cfg.Tracing, cfg.Joiner), seed: maphash.MakeSeed(), applied: applied.Clone()}
 	u.shown.limit = 500_000
 	u.seen.limit = max(cfg.Dedupe/2, 1)
+	u.users = userCache{ttl: cfg.UserCache, limit: userCacheLimit}
 	return u, nil
 }
 
@@ -148,6 +169,12 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if batch != nil && u.cfg.UserCache > 0 {
+		now := u.cfg.Now()
+		for id, f := range batch.Users {
+			u.users.put(id, f, now)
+		}
+	}
 	next := u.applied[p]
 	defer func() { u.applied[p] = next }()
 	u.batch = batch
@@ -178,6 +205,15 @@ func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (users, items [
 		return nil, nil
 	}
 	seenU, seenI := map[string]bool{}, map[string]bool{}
+	var now time.Time
+	if u.cfg.UserCache > 0 {
+		now = u.cfg.Now()
+		for i := range recs {
+			if ev := &recs[i].Event; ev.Type == event.Click || ev.Type == event.Conversion {
+				u.users.forget(ev.UserID)
+			}
+		}
+	}
 	for i := range recs {
 		r := &recs[i]
 		ev := &r.Event
@@ -194,11 +230,15 @@ func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (users, items [
 		}
 		if !seenU[ev.UserID] {
 			seenU[ev.UserID] = true
-			users = append(users, ev.UserID)
+			if _, ok := u.users.get(ev.UserID, now); !ok || u.cfg.UserCache <= 0 {
+				users = append(users, ev.UserID)
+			}
 		}
 		if !seenI[ev.ItemID] {
 			seenI[ev.ItemID] = true
-			items = append(items, ev.ItemID)
+			if _, ok := u.item(ev.ItemID); !ok {
+				items = append(items, ev.ItemID)
+			}
 		}
 	}
 	return users, items
@@ -311,15 +351,19 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 // features returns the item, user and activity of ev: from the batch read
 // ahead when it has them, else from the store.
 func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Item, event.User, features.Activity, bool, error) {
-	if b := u.batch; b != nil {
-		if uf, ok := b.Users[ev.UserID]; ok {
-			it, ok := b.Items[ev.ItemID]
-			return it, uf.User, features.Activity{RecentCategories: uf.RecentCategories}, ok, nil
-		}
+	it, ok := u.item(ev.ItemID)
+	if !ok && u.batch != nil {
+		// Read ahead with the user; absent: not in the catalog.
+		it, ok = u.batch.Items[ev.ItemID]
 	}
-	it, ok, err := u.cfg.Features.Item(ctx, ev.ItemID)
-	if err != nil || !ok {
-		return event.Item{}, event.User{}, features.Activity{}, false, err
+	if uf, found := u.readUser(ev.UserID); found && (ok || u.batch != nil) {
+		return it, uf.User, features.Activity{RecentCategories: uf.RecentCategories}, ok, nil
+	}
+	if !ok {
+		var err error
+		if it, ok, err = u.cfg.Features.Item(ctx, ev.ItemID); err != nil || !ok {
+			return event.Item{}, event.User{}, features.Activity{}, false, err
+		}
 	}
 	user, _, err := u.cfg.Features.User(ctx, ev.UserID)
 	if err != nil {
@@ -330,6 +374,28 @@ func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Ite
 		return event.Item{}, event.User{}, features.Activity{}, false, err
 	}
 	return it, user, act, true, nil
+}
+
+// readUser returns the features of user id read ahead for the batch in
+// hand, or cached.
+func (u *ModelUpdater) readUser(id string) (features.UserFeatures, bool) {
+	if u.batch != nil {
+		if uf, ok := u.batch.Users[id]; ok {
+			return uf, true
+		}
+	}
+	if u.cfg.UserCache > 0 {
+		return u.users.get(id, u.cfg.Now())
+	}
+	return features.UserFeatures{}, false
+}
+
+// item returns an item from the catalog in memory, when there is one.
+func (u *ModelUpdater) item(id string) (event.Item, bool) {
+	if u.cfg.Catalog == nil {
+		return event.Item{}, false
+	}
+	return u.cfg.Catalog.Item(id)
 }
 
 // joined returns the decision context of r's event, waiting up to

@@ -3,6 +3,7 @@ package learn
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/trace"
@@ -195,10 +196,13 @@ func TestModelUpdaterStopsOnStoreError(t *testing.T) {
 type batchReader struct {
 	*features.Memory
 	batches, single int
+	items, users    []string // asked for in batches
 }
 
 func (b *batchReader) ReadBatch(ctx context.Context, users, items []string) (features.Batch, error) {
 	b.batches++
+	b.items = append(b.items, items...)
+	b.users = append(b.users, users...)
 	return b.Memory.ReadBatch(ctx, users, items)
 }
 
@@ -252,6 +256,124 @@ func TestModelUpdaterReadsAheadInBatches(t *testing.T) {
 	}
 }
 
+type catalog map[string]event.Item
+
+func (c catalog) Item(id string) (event.Item, bool) {
+	it, ok := c[id]
+	return it, ok
+}
+
+// TestModelUpdaterTakesItemsFromTheCatalog: with a catalog in memory, a
+// rebuilt context takes its item from it, and the batch read asks the
+// store only for the items the catalog does not have yet.
+func TestModelUpdaterTakesItemsFromTheCatalog(t *testing.T) {
+	mem, err := features.NewMemory(features.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := mem.PutUser(ctx, event.User{ID: "u1", AgeBucket: "25-34"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []event.Item{{ID: "known", Category: "store-books", Available: true}, {ID: "new", Category: "toys", Available: true}} {
+		if err := mem.PutItem(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &batchReader{Memory: mem}
+	rec := &recorder{}
+	u, err := NewModelUpdater(nil, ModelConfig{
+		Joiner: decisions{}, Features: store, Learner: rec,
+		Catalog: catalog{"known": {ID: "known", Category: "books", Available: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(0,
+		event.Event{ID: "e1", Type: event.Impression, UserID: "u1", ItemID: "known"},
+		event.Event{ID: "e2", Type: event.Click, UserID: "u1", ItemID: "new"},
+	)
+	if err := u.HandlePartition(ctx, 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"new"}, store.items); diff != "" || store.single != 0 {
+		t.Errorf("items read from the store (-want +got):\n%s(and %d single reads)", diff, store.single)
+	}
+	want := []learned{
+		{"25-34", "", "known", "books", model.Negative},
+		{"25-34", "", "new", "toys", model.Positive},
+	}
+	if diff := cmp.Diff(want, rec.calls); diff != "" {
+		t.Errorf("Learn calls (-want +got):\n%s", diff)
+	}
+}
+
+// TestModelUpdaterCachesUsers: with UserCache, a user read for one batch
+// is not read again for the next within the cache's time, except after a
+// click (its recent activity changed) or once the time is up; what is
+// learned uses the cached features.
+func TestModelUpdaterCachesUsers(t *testing.T) {
+	mem, err := features.NewMemory(features.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, id := range []string{"u1", "u2"} {
+		if err := mem.PutUser(ctx, event.User{ID: id, AgeBucket: "25-34"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &batchReader{Memory: mem}
+	rec := &recorder{}
+	now := time.Unix(1_700_000_000, 0)
+	u, err := NewModelUpdater(nil, ModelConfig{
+		Joiner: decisions{}, Features: store, Learner: rec, UserCache: 10 * time.Second,
+		Catalog: catalog{"i": {ID: "i", Category: "books", Available: true}},
+		Now:     func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(off uint64, evs ...event.Event) []string {
+		t.Helper()
+		store.users = nil
+		if err := u.HandlePartition(ctx, 0, records(off, evs...)); err != nil {
+			t.Fatal(err)
+		}
+		return store.users
+	}
+	imp := func(id, user string) event.Event {
+		return event.Event{ID: id, Type: event.Impression, UserID: user, ItemID: "i"}
+	}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		evs     []event.Event
+		read    []string
+	}{
+		{"first sight", 0, []event.Event{imp("e1", "u1"), imp("e2", "u2")}, []string{"u1", "u2"}},
+		{"within the cache's time", 5 * time.Second, []event.Event{imp("e3", "u1"), imp("e4", "u2")}, nil},
+		{"a click reads its user again", 0, []event.Event{{ID: "e5", Type: event.Click, UserID: "u1", ItemID: "i"}, imp("e6", "u2")}, []string{"u1"}},
+		{"time up for u2, not for u1", 6 * time.Second, []event.Event{imp("e7", "u1"), imp("e8", "u2")}, []string{"u2"}},
+	}
+	off := uint64(0)
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		if diff := cmp.Diff(st.read, batch(off, st.evs...)); diff != "" {
+			t.Errorf("%s: users read (-want +got):\n%s", st.name, diff)
+		}
+		off += uint64(len(st.evs))
+	}
+	if len(rec.calls) != 8 {
+		t.Fatalf("learned %d events, want 8", len(rec.calls))
+	}
+	for _, c := range rec.calls {
+		if c.Age != "25-34" {
+			t.Errorf("learned %+v without the user's features", c)
+		}
+	}
+}
+
 func TestTraceparentSampled(t *testing.T) {
 	tests := []struct {
 		tp   string
@@ -275,31 +397,6 @@ type handlerFunc func(ctx context.Context, p int32, recs []ingest.Record) error
 
 func (f handlerFunc) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
 	return f(ctx, p, recs)
-}
-
-// TestThen: the second handler sees a batch only once the first handled
-// it, so a batch the bus delivers again after an error reaches it once.
-func TestThen(t *testing.T) {
-	fail := true
-	var firstCalls, nextCalls int
-	h := Then(handlerFunc(func(context.Context, int32, []ingest.Record) error {
-		firstCalls++
-		if fail {
-			fail = false
-			return context.DeadlineExceeded
-		}
-		return nil
-	}), handlerFunc(func(context.Context, int32, []ingest.Record) error { nextCalls++; return nil }))
-	recs := records(0, event.Event{ID: "e1", Type: event.Click})
-	if err := h.HandlePartition(t.Context(), 0, recs); err == nil {
-		t.Fatal("first handler's error not returned")
-	}
-	if err := h.HandlePartition(t.Context(), 0, recs); err != nil {
-		t.Fatal(err)
-	}
-	if firstCalls != 2 || nextCalls != 1 {
-		t.Errorf("first called %d times, next %d; want 2 and 1", firstCalls, nextCalls)
-	}
 }
 
 type eventLog struct{ ids []string }

@@ -8,10 +8,11 @@ import (
 )
 
 // Observer is the serving node's candidate index (popularity,
-// co-visitation): [engine.Engine] implements it. Observe is called for
-// every event in log order, from the consumer's goroutine.
+// co-visitation): [engine.Engine] implements it. ObserveAll is called with
+// every batch of events in log order, from the consumer's goroutine; it
+// calls observe(i, record) for each event, and record records it.
 type Observer interface {
-	Observe(ctx context.Context, ev *event.Event)
+	ObserveAll(ctx context.Context, evs []*event.Event, observe func(i int, record func()))
 }
 
 // IndexUpdater feeds every event to the candidate index, each in an
@@ -31,12 +32,15 @@ func NewIndexUpdater(obs Observer, j Joiner, t Tracing) *IndexUpdater {
 
 // Handle feeds recs to the index.
 func (x *IndexUpdater) HandlePartition(ctx context.Context, _ int32, recs []ingest.Record) error {
+	evs := make([]*event.Event, len(recs))
 	for i := range recs {
-		r := &recs[i]
-		_, span := x.spans.start(ctx, "events process", r)
-		x.obs.Observe(ctx, &r.Event)
-		span.End()
+		evs[i] = &recs[i].Event
 	}
+	x.obs.ObserveAll(ctx, evs, func(i int, record func()) {
+		_, span := x.spans.start(ctx, "events process", &recs[i])
+		record()
+		span.End()
+	})
 	return nil
 }
 
@@ -69,21 +73,4 @@ func (t *EngagementTracker) HandlePartition(_ context.Context, _ int32, recs []i
 		}
 	}
 	return nil
-}
-
-// Then is a handler that hands each batch to first and, once first has
-// handled it, to next: two consumers of the same records share one read of
-// the bus. An error of first is returned before next sees the batch, so a
-// redelivered batch reaches next once.
-func Then(first, next ingest.PartitionHandler) ingest.PartitionHandler {
-	return then{first, next}
-}
-
-type then struct{ first, next ingest.PartitionHandler }
-
-func (t then) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
-	if err := t.first.HandlePartition(ctx, p, recs); err != nil {
-		return err
-	}
-	return t.next.HandlePartition(ctx, p, recs)
 }
