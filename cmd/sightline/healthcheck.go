@@ -9,13 +9,6 @@ import (
 	"time"
 )
 
-// The healthcheck command is registered here rather than in main.go's
-// command list while another change to that list is in flight; move it
-// there (and drop this init) when both have landed.
-func init() {
-	commands = append(commands, command{"healthcheck", "probe a node's /healthz (the container image's HEALTHCHECK); exit 0 when it answers 200", runHealthcheck})
-}
-
 // runHealthcheck asks a node's /healthz and succeeds only on a 200. It
 // needs no shell, curl or wget, so it works in an image built FROM
 // scratch. The node is found by --url, else by --addr, which reads

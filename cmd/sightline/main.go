@@ -33,6 +33,7 @@ var commands = []command{
 	{"evaluate", "estimate offline, from the decision log, how a model or policy would have done", runEvaluate},
 	{"keys", "make an API key and its line of the --api-keys-file", runKeys},
 	{"quality", "measure the learning curve of model variants on a simulated clock (docs/quality.md)", runQuality},
+	{"healthcheck", "probe a node's /healthz (the container image's HEALTHCHECK); exit 0 when it answers 200", runHealthcheck},
 }
 
 func usage() {
