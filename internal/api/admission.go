@@ -114,7 +114,7 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 	if l.inflight < int(l.limit) && l.queued == 0 {
 		l.inflight++
 		l.mu.Unlock()
-		return Ticket{start: time.Now()}, nil
+		return l.ticket(), nil
 	}
 	if l.queued >= l.cfg.Queue {
 		l.mu.Unlock()
@@ -131,7 +131,7 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 	var err error
 	select {
 	case <-w.ready:
-		return Ticket{start: time.Now()}, nil
+		return l.ticket(), nil
 	case <-t.C:
 		err = ErrQueueTimeout
 	case <-ctx.Done():
@@ -140,12 +140,21 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 	l.mu.Lock()
 	if w.granted { // handed a slot as the wait ended: take it
 		l.mu.Unlock()
-		return Ticket{start: time.Now()}, nil
+		return l.ticket(), nil
 	}
 	w.gone = true
 	l.queued--
 	l.mu.Unlock()
 	return Ticket{}, err
+}
+
+// ticket starts the clock of an admitted request; only an adaptive limit
+// reads it.
+func (l *Limiter) ticket() Ticket {
+	if l.cfg.Target > 0 {
+		return Ticket{start: time.Now()}
+	}
+	return Ticket{}
 }
 
 // compact drops abandoned waiters once they outnumber the live ones, so
@@ -168,7 +177,10 @@ func (l *Limiter) compact() {
 // the pool. With an adaptive limit it feeds the time t was held to the
 // limit.
 func (l *Limiter) Release(t Ticket) {
-	held := time.Since(t.start)
+	var held time.Duration
+	if l.cfg.Target > 0 {
+		held = time.Since(t.start)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cfg.Target > 0 {

@@ -318,3 +318,27 @@ func TestAdmissionAnswers429(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLimiter measures an admission and its release with slots free,
+// the cost every recommendation pays.
+func BenchmarkLimiter(b *testing.B) {
+	for _, target := range []time.Duration{0, 5 * time.Millisecond} {
+		b.Run("target="+target.String(), func(b *testing.B) {
+			l, err := api.NewLimiter(api.LimiterConfig{Max: 1 << 20, Target: target})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tk, err := l.Acquire(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					l.Release(tk)
+				}
+			})
+		})
+	}
+}
