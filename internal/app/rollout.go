@@ -78,7 +78,7 @@ func (t *rolloutTarget) Load(_ context.Context, source string) (string, error) {
 // Route implements rollout.Target: a shadow challenger scores the
 // champion's decisions without being shown (engine.Shadow) and learns from
 // the stream.
-func (t *rolloutTarget) Route(shadow bool, share float64) {
+func (t *rolloutTarget) Route(_ context.Context, shadow bool, share float64) {
 	t.mu.Lock()
 	s := t.scorer
 	t.mu.Unlock()

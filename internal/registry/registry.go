@@ -13,6 +13,10 @@
 //	registry:epoch   integer, incremented at each acquisition: the fencing token
 //	registry:model   hash: data (the snapshot), meta (JSON Publication), seq
 //	registry:state:* string, a JSON document by name
+//	registry:rollout string, the rollout controller's state (JSON)
+//	registry:challenger hash: data, meta, seq, as registry:model, for a
+//	                 rollout's challenger
+//	registry:routing string, JSON Routing: who the challenger serves
 //
 // # Fencing
 //
@@ -210,15 +214,20 @@ return seq`)
 // Publish stores data, the snapshot of model version version, as the
 // cluster's current model, fenced by l, and returns its publication.
 func (r *Registry) Publish(ctx context.Context, l Lease, version string, data []byte, now time.Time) (Publication, error) {
+	return r.publish(ctx, l, "model", version, data, now)
+}
+
+// publish stores data as the publication of hash key name.
+func (r *Registry) publish(ctx context.Context, l Lease, name, version string, data []byte, now time.Time) (Publication, error) {
 	sum := sha256.Sum256(data)
 	p := Publication{Version: version, SHA256: hex.EncodeToString(sum[:]), Size: len(data), Holder: l.Holder, Token: l.Token, Published: now.UTC()}
 	meta, err := json.Marshal(p) // "seq":0, which the script replaces
 	if err != nil {
 		return Publication{}, err
 	}
-	seq, err := publishScript.Run(ctx, r.c, []string{r.key("lease"), r.key("model")}, l.value(), meta, data).Uint64()
+	seq, err := publishScript.Run(ctx, r.c, []string{r.key("lease"), r.key(name)}, l.value(), meta, data).Uint64()
 	if err != nil {
-		return Publication{}, fmt.Errorf("registry: publish model: %w", err)
+		return Publication{}, fmt.Errorf("registry: publish %s: %w", name, err)
 	}
 	if seq == 0 {
 		return Publication{}, ErrLeaseLost
@@ -230,15 +239,19 @@ func (r *Registry) Publish(ctx context.Context, l Lease, version string, data []
 // Latest returns the current publication's description without its
 // snapshot, for followers to poll; ok is false before the first.
 func (r *Registry) Latest(ctx context.Context) (p Publication, ok bool, err error) {
-	raw, err := r.c.HGet(ctx, r.key("model"), "meta").Result()
+	return r.latest(ctx, "model")
+}
+
+func (r *Registry) latest(ctx context.Context, name string) (p Publication, ok bool, err error) {
+	raw, err := r.c.HGet(ctx, r.key(name), "meta").Result()
 	if errors.Is(err, redis.Nil) {
 		return Publication{}, false, nil
 	}
 	if err != nil {
-		return Publication{}, false, fmt.Errorf("registry: latest model: %w", err)
+		return Publication{}, false, fmt.Errorf("registry: latest %s: %w", name, err)
 	}
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		return Publication{}, false, fmt.Errorf("registry: latest model: %w", err)
+		return Publication{}, false, fmt.Errorf("registry: latest %s: %w", name, err)
 	}
 	return p, true, nil
 }
@@ -247,9 +260,13 @@ func (r *Registry) Latest(ctx context.Context) (p Publication, ok bool, err erro
 // ok is false before the first. A snapshot that does not match its
 // checksum is [ErrCorrupt].
 func (r *Registry) Fetch(ctx context.Context) (p Publication, data []byte, ok bool, err error) {
-	vals, err := r.c.HMGet(ctx, r.key("model"), "meta", "data").Result()
+	return r.fetch(ctx, "model")
+}
+
+func (r *Registry) fetch(ctx context.Context, name string) (p Publication, data []byte, ok bool, err error) {
+	vals, err := r.c.HMGet(ctx, r.key(name), "meta", "data").Result()
 	if err != nil {
-		return Publication{}, nil, false, fmt.Errorf("registry: fetch model: %w", err)
+		return Publication{}, nil, false, fmt.Errorf("registry: fetch %s: %w", name, err)
 	}
 	meta, _ := vals[0].(string)
 	blob, _ := vals[1].(string)
@@ -257,7 +274,7 @@ func (r *Registry) Fetch(ctx context.Context) (p Publication, data []byte, ok bo
 		return Publication{}, nil, false, nil
 	}
 	if err := json.Unmarshal([]byte(meta), &p); err != nil {
-		return Publication{}, nil, false, fmt.Errorf("registry: fetch model: %w", err)
+		return Publication{}, nil, false, fmt.Errorf("registry: fetch %s: %w", name, err)
 	}
 	sum := sha256.Sum256([]byte(blob))
 	if hex.EncodeToString(sum[:]) != p.SHA256 || len(blob) != p.Size {
@@ -273,9 +290,14 @@ return 1`)
 
 // PutState stores the document v under name, fenced by l.
 func (r *Registry) PutState(ctx context.Context, l Lease, name string, v []byte) error {
-	ok, err := putStateScript.Run(ctx, r.c, []string{r.key("lease"), r.key("state:" + name)}, l.value(), v).Int()
+	return r.put(ctx, l, "state:"+name, v)
+}
+
+// put stores v under key name, fenced by l.
+func (r *Registry) put(ctx context.Context, l Lease, name string, v []byte) error {
+	ok, err := putStateScript.Run(ctx, r.c, []string{r.key("lease"), r.key(name)}, l.value(), v).Int()
 	if err != nil {
-		return fmt.Errorf("registry: put state %q: %w", name, err)
+		return fmt.Errorf("registry: put %s: %w", name, err)
 	}
 	if ok == 0 {
 		return ErrLeaseLost
@@ -283,17 +305,22 @@ func (r *Registry) PutState(ctx context.Context, l Lease, name string, v []byte)
 	return nil
 }
 
-// State returns the document stored under name; ok is false when there is
-// none.
-func (r *Registry) State(ctx context.Context, name string) (v []byte, ok bool, err error) {
-	b, err := r.c.Get(ctx, r.key("state:"+name)).Bytes()
+// get returns the string under key name; ok is false when there is none.
+func (r *Registry) get(ctx context.Context, name string) (v []byte, ok bool, err error) {
+	b, err := r.c.Get(ctx, r.key(name)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("registry: state %q: %w", name, err)
+		return nil, false, fmt.Errorf("registry: %s: %w", name, err)
 	}
 	return b, true, nil
+}
+
+// State returns the document stored under name; ok is false when there is
+// none.
+func (r *Registry) State(ctx context.Context, name string) (v []byte, ok bool, err error) {
+	return r.get(ctx, "state:"+name)
 }
 
 // Lead campaigns for the lease as holder until ctx is done: whenever it

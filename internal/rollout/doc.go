@@ -23,8 +23,8 @@
 // A failed guardrail rolls back at once; promotion needs every guardrail to
 // pass at the last step. Every transition is a span (RolloutTransition), a
 // log line with the guardrail values (INFO, WARN for a rollback), a metric
-// and an entry of the rollout's timeline, and the state is written to a file
-// before it takes effect, so a restart resumes the rollout (or finishes a
+// and an entry of the rollout's timeline, and the state is written (to a
+// file, or a cluster's registry: [Store]) before it takes effect, so a restart resumes the rollout (or finishes a
 // promotion it had begun) instead of leaving a half-promoted model.
 //
 // The [Controller] steers a [Target], declared here and implemented by the

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 		}, []string{"guardrail"}),
 		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sightline_rollout_state_write_errors_total",
-			Help: "Rollout state file writes that failed.",
+			Help: "Rollout state writes (the state file, or the registry on a cluster) that failed.",
 		}),
 	}
 	m.setStage(c.st.Stage, c.st.Share)
@@ -51,6 +51,16 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// unregister removes the metrics from reg.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	for _, col := range []prometheus.Collector{m.stage, m.share, m.transitions, m.guardrail, m.persistErrors} {
+		reg.Unregister(col)
+	}
 }
 
 // transition records entering stage to for reason, at share.

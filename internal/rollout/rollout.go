@@ -64,8 +64,10 @@ type Target interface {
 	// Route serves the loaded challenger to share (0..1) of the champion's
 	// users, the same users at every share they are part of; with shadow
 	// the challenger scores the champion's requests without being shown.
-	// Route(false, 0) withdraws it. Route must not block.
-	Route(shadow bool, share float64)
+	// Route(ctx, false, 0) withdraws it. Route must not block for long (a
+	// cluster's trainer writes the routing to the registry, bounded by
+	// ctx); it reports a failure itself.
+	Route(ctx context.Context, shadow bool, share float64)
 	// Promote makes the loaded challenger the champion, durably: once it
 	// returned, a restart serves the challenger's model.
 	Promote(ctx context.Context) error
@@ -107,8 +109,12 @@ type Config struct {
 	// Guards are the guardrails' settings.
 	Guards Guards
 	// StatePath is the file the state is written to before each transition
-	// takes effect; empty keeps it in memory only.
+	// takes effect; empty keeps it in memory only. Store, when set, is used
+	// instead.
 	StatePath string
+	// Store keeps the state instead of StatePath's file (a cluster's
+	// registry).
+	Store Store
 	// Now is the clock (default time.Now).
 	Now            func() time.Time
 	Logger         *slog.Logger
@@ -261,14 +267,21 @@ func New(ctx context.Context, target Target, cfg Config) (*Controller, error) {
 		arms:   [2]*arm{newArm(), newArm()},
 		st:     State{Stage: Idle},
 	}
+	if c.cfg.Store == nil && cfg.StatePath != "" {
+		c.cfg.Store = fileStore(cfg.StatePath)
+	}
 	met, err := newMetrics(cfg.Registerer, c)
 	if err != nil {
 		return nil, err
 	}
 	c.met = met
-	st, ok, err := loadState(cfg.StatePath)
-	if err != nil {
-		return nil, err
+	var st State
+	ok := false
+	if c.cfg.Store != nil {
+		if st, ok, err = c.cfg.Store.LoadState(ctx); err != nil {
+			met.unregister(cfg.Registerer)
+			return nil, err
+		}
 	}
 	if ok {
 		c.restore(ctx, st)
@@ -297,7 +310,7 @@ func (c *Controller) restore(ctx context.Context, st State) {
 		c.promoteLocked(ctx, "restored", "a promotion begun before a restart is finished", st.Checks)
 	default:
 		c.live.Store(true)
-		c.target.Route(st.Stage == Shadow, st.Share)
+		c.target.Route(ctx, st.Stage == Shadow, st.Share)
 		c.log.LogAttrs(ctx, slog.LevelInfo, "rollout resumed after a restart",
 			slog.String("stage", string(st.Stage)), slog.Float64("share", st.Share), slog.String("model_version", st.Version))
 	}
@@ -423,6 +436,11 @@ func (c *Controller) stateLocked() State {
 	}
 	return st
 }
+
+// Unregister removes the controller's metrics from Config.Registerer, so
+// that another controller may register them: a cluster's trainer builds
+// one each time it becomes active.
+func (c *Controller) Unregister() { c.met.unregister(c.cfg.Registerer) }
 
 // Run checks the guardrails every Config.CheckEvery until ctx is done.
 func (c *Controller) Run(ctx context.Context) error {
@@ -572,13 +590,13 @@ func (c *Controller) transitionLocked(ctx context.Context, to Stage, share float
 	c.persistLocked(ctx)
 	switch to {
 	case Shadow:
-		c.target.Route(true, 0)
+		c.target.Route(ctx, true, 0)
 	case Canary:
-		c.target.Route(false, share)
+		c.target.Route(ctx, false, share)
 	case Promoting:
 	default:
 		c.live.Store(false)
-		c.target.Route(false, 0)
+		c.target.Route(ctx, false, 0)
 	}
 	c.met.transition(to, reason, share)
 	level := slog.LevelInfo
@@ -596,13 +614,13 @@ func (c *Controller) transitionLocked(ctx context.Context, to Stage, share float
 	c.log.LogAttrs(ctx, level, "rollout "+string(to), attrs...)
 }
 
-// persistLocked writes the state file; a failure is logged (the rollout
-// goes on: the state in memory is right, only a restart would lose it).
+// persistLocked writes the state; a failure is logged (the rollout goes
+// on: the state in memory is right, only a restart would lose it).
 func (c *Controller) persistLocked(ctx context.Context) {
-	if c.cfg.StatePath == "" {
+	if c.cfg.Store == nil {
 		return
 	}
-	if err := saveState(c.cfg.StatePath, c.stateLocked()); err != nil {
+	if err := c.cfg.Store.SaveState(ctx, c.stateLocked()); err != nil {
 		c.met.persistErrors.Inc()
 		c.log.LogAttrs(ctx, slog.LevelError, "rollout state not written", slog.Any("err", err))
 	}

@@ -37,7 +37,7 @@ func (f *fakeTarget) Load(_ context.Context, source string) (string, error) {
 	return "ftrl-" + filepath.Base(source), nil
 }
 
-func (f *fakeTarget) Route(shadow bool, share float64) {
+func (f *fakeTarget) Route(_ context.Context, shadow bool, share float64) {
 	f.shadow, f.share = shadow, share
 	if shadow {
 		f.routes = append(f.routes, -1)
