@@ -168,22 +168,24 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 				batches = append(batches, partitionBatch{})
 			}
 			b := &batches[i]
-			b.partition, b.last, b.recs, b.ok = fp.Partition, fp.Records[len(fp.Records)-1], b.recs[:0], false
-			for _, r := range fp.Records {
+			b.partition, b.fetched, b.last, b.recs, b.ok = fp.Partition, fp.Records, fp.Records[len(fp.Records)-1], b.recs[:0], false
+		})
+		// A partition handler gets each partition's batch in a goroutine
+		// of its own, which also decodes it, so that partitions decode on
+		// every core and wait on I/O (a feature store's round trip) at
+		// once; a plain handler gets them in turn.
+		deliver := func(b *partitionBatch) {
+			for _, r := range b.fetched {
 				rec, err := recordOfKafka(r)
 				if err != nil {
 					k.m.corrupt.Inc()
 					log.LogAttrs(ctx, slog.LevelError, "kafka: skipping undecodable record",
-						slog.Int("partition", int(fp.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
+						slog.Int("partition", int(b.partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
 					continue
 				}
 				b.recs = append(b.recs, rec)
 			}
-		})
-		// A partition handler gets each partition's batch in a goroutine
-		// of its own, so that partitions waiting on I/O (a feature store's
-		// round trip) wait at once; a plain handler gets them in turn.
-		deliver := func(b *partitionBatch) {
+			b.fetched = nil
 			if len(b.recs) == 0 {
 				b.ok = true
 				return
@@ -195,7 +197,7 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 			}
 			b.ok = k.deliver(ctx, log, name, hh, b.recs, opt)
 		}
-		if first := oldestAppend(batches); !first.IsZero() {
+		if first := oldestFetched(batches); !first.IsZero() {
 			c.setWaiting(first)
 		}
 		if perPartition && len(batches) > 1 {
@@ -231,18 +233,20 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 // partitionBatch is one partition's records of a poll.
 type partitionBatch struct {
 	partition int32
+	fetched   []*kgo.Record // as polled, until delivery decodes them
 	recs      []Record
 	last      *kgo.Record // the last fetched, decodable or not
 	ok        bool        // delivered (false: ctx ended first)
 }
 
-// oldestAppend is the earliest append time of the batches' first records,
-// zero when they hold none.
-func oldestAppend(bs []partitionBatch) time.Time {
+// oldestFetched is the earliest append time (the broker's timestamp, as
+// recordOfKafka reads it) of the batches' first fetched records, zero when
+// they hold none.
+func oldestFetched(bs []partitionBatch) time.Time {
 	var t time.Time
 	for i := range bs {
-		if len(bs[i].recs) > 0 && (t.IsZero() || bs[i].recs[0].AppendTime.Before(t)) {
-			t = bs[i].recs[0].AppendTime
+		if len(bs[i].fetched) > 0 && (t.IsZero() || bs[i].fetched[0].Timestamp.Before(t)) {
+			t = bs[i].fetched[0].Timestamp
 		}
 	}
 	return t

@@ -161,23 +161,29 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 	// The features the batch needs are read outside the lock, so that the
 	// partitions wait for the feature store at once, not in turn.
 	u.mu.Lock()
-	users, items := u.toRead(recs, u.applied[p])
+	known, users, items := u.toRead(recs, u.applied[p])
 	u.mu.Unlock()
-	batch, err := u.readAhead(ctx, users, items)
+	read, err := u.readAhead(ctx, users, items)
 	if err != nil {
 		return fmt.Errorf("model update: %w", err)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if batch != nil && u.cfg.UserCache > 0 {
+	if read != nil {
 		now := u.cfg.Now()
-		for id, f := range batch.Users {
-			u.users.put(id, f, now)
+		for id, f := range read.Users {
+			known.Users[id] = f
+			if u.cfg.UserCache > 0 {
+				u.users.put(id, f, now)
+			}
+		}
+		for id, it := range read.Items {
+			known.Items[id] = it
 		}
 	}
 	next := u.applied[p]
 	defer func() { u.applied[p] = next }()
-	u.batch = batch
+	u.batch = known
 	defer func() { u.batch = nil }()
 	for i := range recs {
 		r := &recs[i]
@@ -196,14 +202,17 @@ func (u *ModelUpdater) HandlePartition(ctx context.Context, p int32, recs []inge
 // batchReadTimeout bounds one read-ahead of a batch's features.
 const batchReadTimeout = 5 * time.Second
 
-// toRead lists, when the feature store can read in batches, the users and
-// items of the training events of recs from next on that no decision known
-// now explains: their contexts are rebuilt from those features. It is
-// called with u.mu held.
-func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (users, items []string) {
+// toRead prepares, when the feature store can read in batches, the
+// features of the training events of recs from next on that no decision
+// known now explains (their contexts are rebuilt from them): known holds
+// those the user cache and the catalog have, and users and items list the
+// others, to read. Without batch reads known is nil. It is called with u.mu
+// held.
+func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (known *features.Batch, users, items []string) {
 	if _, ok := u.cfg.Features.(BatchReader); !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
+	known = &features.Batch{Users: map[string]features.UserFeatures{}, Items: map[string]event.Item{}}
 	seenU, seenI := map[string]bool{}, map[string]bool{}
 	var now time.Time
 	if u.cfg.UserCache > 0 {
@@ -230,18 +239,22 @@ func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (users, items [
 		}
 		if !seenU[ev.UserID] {
 			seenU[ev.UserID] = true
-			if _, ok := u.users.get(ev.UserID, now); !ok || u.cfg.UserCache <= 0 {
+			if f, ok := u.users.get(ev.UserID, now); ok && u.cfg.UserCache > 0 {
+				known.Users[ev.UserID] = f
+			} else {
 				users = append(users, ev.UserID)
 			}
 		}
 		if !seenI[ev.ItemID] {
 			seenI[ev.ItemID] = true
-			if _, ok := u.item(ev.ItemID); !ok {
+			if it, ok := u.item(ev.ItemID); ok {
+				known.Items[ev.ItemID] = it
+			} else {
 				items = append(items, ev.ItemID)
 			}
 		}
 	}
-	return users, items
+	return known, users, items
 }
 
 // readAhead reads the features of users and items in one batch, nil when
@@ -351,14 +364,14 @@ func (u *ModelUpdater) context(ctx context.Context, r *ingest.Record) (model.Con
 // features returns the item, user and activity of ev: from the batch read
 // ahead when it has them, else from the store.
 func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Item, event.User, features.Activity, bool, error) {
+	if b := u.batch; b != nil {
+		if uf, ok := b.Users[ev.UserID]; ok {
+			// Prepared with the user: absent means not in the catalog.
+			it, ok := b.Items[ev.ItemID]
+			return it, uf.User, features.Activity{RecentCategories: uf.RecentCategories}, ok, nil
+		}
+	}
 	it, ok := u.item(ev.ItemID)
-	if !ok && u.batch != nil {
-		// Read ahead with the user; absent: not in the catalog.
-		it, ok = u.batch.Items[ev.ItemID]
-	}
-	if uf, found := u.readUser(ev.UserID); found && (ok || u.batch != nil) {
-		return it, uf.User, features.Activity{RecentCategories: uf.RecentCategories}, ok, nil
-	}
 	if !ok {
 		var err error
 		if it, ok, err = u.cfg.Features.Item(ctx, ev.ItemID); err != nil || !ok {
@@ -374,20 +387,6 @@ func (u *ModelUpdater) features(ctx context.Context, ev *event.Event) (event.Ite
 		return event.Item{}, event.User{}, features.Activity{}, false, err
 	}
 	return it, user, act, true, nil
-}
-
-// readUser returns the features of user id read ahead for the batch in
-// hand, or cached.
-func (u *ModelUpdater) readUser(id string) (features.UserFeatures, bool) {
-	if u.batch != nil {
-		if uf, ok := u.batch.Users[id]; ok {
-			return uf, true
-		}
-	}
-	if u.cfg.UserCache > 0 {
-		return u.users.get(id, u.cfg.Now())
-	}
-	return features.UserFeatures{}, false
 }
 
 // item returns an item from the catalog in memory, when there is one.
