@@ -22,9 +22,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sightline/sightline/client"
@@ -458,5 +461,78 @@ func TestAccessCluster(t *testing.T) {
 				t.Errorf("%s: %s %s = %d %.200s, want %d", node.cfg.Role, tt.method, tt.path, st, body, tt.status)
 			}
 		}
+	}
+}
+
+// TestConsoleWithKeysInBrowser opens the console of a node with keys in
+// headless Chromium (SIGHTLINE_TEST_CHROMIUM; skipped when unset). Without a
+// key the page is refused. Answering the browser's Basic challenge with the
+// read key, as a person answers its prompt, opens the overview, and its
+// script's fetches of the chart series succeed with the credentials the
+// browser keeps: the key is asked for once.
+func TestConsoleWithKeysInBrowser(t *testing.T) {
+	path := os.Getenv("SIGHTLINE_TEST_CHROMIUM")
+	if path == "" {
+		t.Skip("SIGHTLINE_TEST_CHROMIUM not set (path of a Chromium binary)")
+	}
+	kr := newKeyring(t)
+	n := startNode(t, Config{AlertInterval: -1, Access: AccessConfig{Keys: kr.keys}})
+	tab := func() context.Context {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+			chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+			chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true))
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancelTab := chromedp.NewContext(actx)
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		t.Cleanup(func() { cancel(); _ = chromedp.Cancel(ctx); cancelTab(); cancelAlloc() })
+		return ctx
+	}
+
+	// No key: headless Chromium has no prompt, so the navigation fails on
+	// the challenge (a person would see the prompt, then the 401 problem).
+	if err := chromedp.Do(tab(), chromedp.Navigate(n.base+"/")); err == nil || !strings.Contains(err.Error(), "AUTH") {
+		t.Errorf("opening the console without a key = %v, want the browser's auth failure", err)
+	}
+
+	ctx := tab()
+	if err := chromedp.Do(ctx); err != nil { // start the browser
+		t.Fatal(err)
+	}
+	paused := chromedp.Events(ctx, fetch.RequestPaused)
+	challenged := chromedp.Events(ctx, fetch.AuthRequired)
+	var prompts atomic.Int32
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+		}
+	}()
+	go func() {
+		for ev, err := range challenged {
+			if err != nil {
+				return
+			}
+			prompts.Add(1)
+			_, _ = chromedp.Call(ctx, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID,
+				AuthChallengeResponse: &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials,
+					Username: "console", Password: kr.secrets["read"]}})
+		}
+	}()
+	yes := true
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(n.base+"/"), chromedp.WaitVisible("[data-series-url][data-points]")); err != nil {
+		text, _ := chromedp.Run(ctx, chromedp.Text("body"))
+		t.Fatalf("the console with the read key: %v (page: %.300s)", err, text)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Text("main"))
+	if err != nil || !strings.Contains(text, "Overview") {
+		t.Errorf("the console's main = %.200q, %v; want the overview", text, err)
+	}
+	if got := prompts.Load(); got != 1 {
+		t.Errorf("the browser was challenged %d times, want once (the key kept for the page's own requests)", got)
 	}
 }
