@@ -65,7 +65,8 @@ type writer struct {
 	active  *segment
 	buf     []byte
 	relPos  []int64 // frame positions in buf of the current group
-	failed  error   // sticky: set by the first I/O error
+	failed  error   // sticky: set by the first I/O error that could not be undone
+	full    bool    // the last group failed with an undone write (logged once)
 	seed    maphash.Seed
 	ids     map[uint64]uint64 // hash of event ID -> offset, the dedupe window
 	ring    []dedupeEntry     // the window in append order, for eviction
@@ -359,13 +360,28 @@ func (l *Log) commit(group []*appendReq) {
 		return
 	}
 	if err := l.writeGroup(start, nowNano); err != nil {
-		w.failed = fmt.Errorf("event log write: %w", err)
-		l.logger.LogAttrs(context.Background(), slog.LevelError, "event log write failed; rejecting further appends",
-			slog.Any("err", err))
+		err = fmt.Errorf("event log write: %w", err)
+		if _, ok := errors.AsType[*undoneWriteError](err); ok {
+			// Nothing of the group is left in the log (typically a full
+			// disk): fail it and try the next group afresh.
+			if !w.full {
+				w.full = true
+				l.logger.LogAttrs(context.Background(), slog.LevelError, "event log write failed and was undone; rejecting appends until a write succeeds",
+					slog.Any("err", err))
+			}
+		} else {
+			w.failed = err
+			l.logger.LogAttrs(context.Background(), slog.LevelError, "event log write failed; rejecting further appends",
+				slog.Any("err", err))
+		}
 		for _, r := range group {
-			r.res, r.err = AppendResult{}, w.failed
+			r.res, r.err = AppendResult{}, err
 		}
 		return
+	}
+	if w.full {
+		w.full = false
+		l.logger.LogAttrs(context.Background(), slog.LevelInfo, "event log writes succeed again")
 	}
 	for i, id := range w.groupID {
 		w.remember(maphash.String(w.seed, id), start+uint64(i))
@@ -407,7 +423,14 @@ func (l *Log) writeGroup(start uint64, nowNano int64) error {
 		act = w.active
 	}
 	if _, err := act.f.WriteAt(w.buf, act.size); err != nil {
-		return err
+		// A short write (ENOSPC, EDQUOT, EIO) may have left part of the
+		// group in the file: cut it off so that the segment holds only
+		// acknowledged frames and the next write starts at a frame
+		// boundary. Shrinking needs no space.
+		if terr := act.f.Truncate(act.size); terr != nil {
+			return errors.Join(err, fmt.Errorf("undo the failed write: %w", terr))
+		}
+		return &undoneWriteError{err: err}
 	}
 	if l.cfg.Fsync == FsyncAlways {
 		if err := l.sync(act.f); err != nil {
@@ -440,7 +463,8 @@ func (l *Log) roll(base uint64) error {
 	}
 	s, err := createSegment(l.dir, base)
 	if err != nil {
-		return err
+		// The active segment is untouched: the next group tries again.
+		return &undoneWriteError{err: err}
 	}
 	if l.cfg.Fsync != FsyncNever {
 		if err := syncDir(l.dir); err != nil {
@@ -454,6 +478,15 @@ func (l *Log) roll(base uint64) error {
 	w.active = s
 	return nil
 }
+
+// undoneWriteError is a write of a group that failed without leaving any
+// of the group in the log, so the log can take the next group (a full
+// disk that may get space back). A failed fsync is not undone: after one,
+// what the file holds is unknown, and the log rejects every later append.
+type undoneWriteError struct{ err error }
+
+func (e *undoneWriteError) Error() string { return e.err.Error() }
+func (e *undoneWriteError) Unwrap() error { return e.err }
 
 // sync fsyncs f and records the duration.
 func (l *Log) sync(f *os.File) error {
