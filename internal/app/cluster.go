@@ -54,6 +54,9 @@ type clusterParts struct {
 	quality atomic.Pointer[clusterQuality]
 	// served counts, on the active trainer, the decisions of each API node.
 	served servedBy
+	// rollout is the active trainer's rollout controller, or an API node's
+	// challenger as the trainer routes it (rollout_cluster.go).
+	rollout clusterRollout
 
 	met clusterMetrics
 
@@ -180,6 +183,9 @@ func (n *Node) follow(ctx context.Context) {
 	warn := func(err error) {
 		n.warnEvery(ctx, "follow", "cannot load the published model: serving the current one", slog.Any("err", err))
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { n.followRollout(ctx, n.cfg.FollowInterval) })
 	n.registry.Follow(ctx, n.cfg.FollowInterval, n.cluster.published.Load(), func(p registry.Publication, data []byte) error {
 		m, _, err := model.ReadSnapshot(bytes.NewReader(data), n.cfg.Model)
 		if err != nil {
@@ -251,7 +257,7 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 	}
 	n.scorer.Swap(m)
 	up, err := learn.NewModelUpdater(from, learn.ModelConfig{
-		Joiner: n.engine.Ring(), Features: n.store, Catalog: n.engine.Index(), UserCache: trainerUserCache, Learner: m, Tracing: n.tracing(),
+		Joiner: n.engine.Ring(), Features: n.store, Catalog: n.engine.Index(), UserCache: trainerUserCache, Learner: n.learner, Tracing: n.tracing(),
 		Registerer: n.reg, Now: n.cfg.Now, JoinWait: joinWait,
 	})
 	if err != nil {
@@ -293,30 +299,45 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		})
 	}
 	n.decisions.awaitBacklog(gctx, loaded)
+	// The model published is the scorer's: a promoted challenger replaces
+	// m (rollout_cluster.go).
+	var pubMu sync.Mutex
+	var last uint64
+	var lastModel *model.Model
+	published := ok
+	publish := func(ctx context.Context) error {
+		pubMu.Lock()
+		defer pubMu.Unlock()
+		cur := n.scorer.Model()
+		if published && cur == lastModel && cur.Updates() == last {
+			return nil
+		}
+		pub, err := n.publishModel(ctx, l, cur, up, act)
+		if err != nil {
+			return err
+		}
+		last, lastModel, published = cur.Updates(), cur, true
+		n.cluster.published.Store(&pub)
+		return nil
+	}
+	engaged := []learn.EngagementObserver{n.live, n.quality.engagement, n.experiments}
+	ctl, rt := n.leadRollout(gctx, l, log, publish)
+	defer n.endRollout(ctl)
+	if ctl != nil {
+		engaged = append(engaged, ctl)
+		g.Go(func() error { return ctl.Run(gctx) })
+		g.Go(func() error { every(gctx, n.cfg.PublishInterval, func() { rt.refresh(gctx) }); return nil })
+	}
 	// One read of the stream for the trainer's whole event path: the
 	// cluster's engagement (CTR), recent activity with the decision log's
 	// events, and the model (from further back, to rebuild its dedupe
 	// window), each from its own position.
 	events := learn.NewFanout(
-		learn.Stage{H: learn.NewEngagementTracker(n.engine.Variant, n.live, n.quality.engagement, n.experiments), From: actFrom},
+		learn.Stage{H: learn.NewEngagementTracker(n.engine.Variant, engaged...), From: actFrom},
 		learn.Stage{H: n.logEvents(act), From: actFrom},
 		learn.Stage{H: up, From: rewind(from, learn.DefaultDedupeWindow)},
 	)
 	consume(consumerModel, events.From(), events)
-	var last uint64
-	published := ok
-	publish := func(ctx context.Context) error {
-		if published && m.Updates() == last {
-			return nil
-		}
-		pub, err := n.publishModel(ctx, l, m, up, act)
-		if err != nil {
-			return err
-		}
-		last, published = m.Updates(), true
-		n.cluster.published.Store(&pub)
-		return nil
-	}
 	g.Go(func() error {
 		t := time.NewTicker(n.cfg.PublishInterval)
 		defer t.Stop()

@@ -111,7 +111,8 @@ func (t *rolloutTarget) Promote(ctx context.Context) error {
 }
 
 // openRollout builds the rollout controller of a --role all node, resuming
-// the rollout its state file records. Nodes of a cluster have none yet.
+// the rollout its state file records. On a cluster the active trainer
+// builds one while it leads (leadRollout).
 func (n *Node) openRollout(ctx context.Context) error {
 	if n.cfg.Role != RoleAll {
 		return nil
@@ -131,9 +132,12 @@ func (n *Node) openRollout(ctx context.Context) error {
 // Rollout returns the node's rollout controller, nil off --role all.
 func (n *Node) Rollout() *rollout.Controller { return n.rollout }
 
-// observeRollout feeds a decision to the rollout's guardrails.
+// observeRollout feeds a decision to the rollout's guardrails: a single
+// node's own, or, on the active trainer, every API node's from the
+// decision stream.
 func (n *Node) observeRollout(d *engine.Decision) {
-	if n.rollout == nil || !n.rollout.Live() {
+	ctl := n.rolloutController()
+	if ctl == nil || !ctl.Live() {
 		return
 	}
 	rd := rollout.Decision{Latency: d.Duration, Fallback: d.Fallback != engine.ReasonNone}
@@ -152,7 +156,7 @@ func (n *Node) observeRollout(d *engine.Decision) {
 		}
 	}
 	h := fnv64a(d.UserHash)
-	n.rollout.ObserveDecision(d.Variant, h, rd)
+	ctl.ObserveDecision(d.Variant, h, rd)
 	if sh := d.Shadow; sh != nil {
 		// The challenger's would-be decision: the champion's, with its
 		// inference replaced by the challenger's.
@@ -168,7 +172,7 @@ func (n *Node) observeRollout(d *engine.Decision) {
 				sd.Predicted += p
 			}
 		}
-		n.rollout.ObserveDecision(challengerVariant, h, sd)
+		ctl.ObserveDecision(challengerVariant, h, sd)
 	}
 }
 
@@ -179,20 +183,41 @@ func (n *Node) rolloutRoutes(mount map[string]http.Handler) {
 	mount["POST /admin/rollouts/abort"] = n.requireAdmin(n.abortRollout)
 }
 
-// noRollouts answers a node that runs no rollouts.
-func (n *Node) noRollouts(w http.ResponseWriter, r *http.Request) bool {
-	if n.rollout != nil {
-		return false
+// noRollouts answers a request to start or abort a rollout on a node that
+// does not run them: on a cluster, the active trainer does.
+func (n *Node) noRollouts(w http.ResponseWriter, r *http.Request) (*rollout.Controller, bool) {
+	if ctl := n.rolloutController(); ctl != nil {
+		return ctl, false
 	}
-	writeProblem(w, r, http.StatusConflict, "rollouts-unavailable", "guarded rollouts run on a --role all node in this version; this node's role is "+n.cfg.Role)
-	return true
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	trainer, err := n.registry.Holder(ctx)
+	switch {
+	case err != nil:
+		trainer = "unknown: the registry did not answer"
+	case trainer == "":
+		trainer = "none holds the lease now"
+	}
+	writeProblem(w, r, http.StatusConflict, "rollouts-on-trainer", "a cluster's rollouts run on its active trainer (now "+trainer+"); this node is --role "+n.cfg.Role+": send the request to the trainer")
+	return nil, true
+}
+
+// rolloutState is the rollout the node shows: its own (a single node, the
+// active trainer) or the cluster's, from the registry.
+func (n *Node) rolloutState(ctx context.Context) (rollout.State, error) {
+	if ctl := n.rolloutController(); ctl != nil {
+		return ctl.State(), nil
+	}
+	return n.clusterRolloutState(ctx)
 }
 
 func (n *Node) getRollout(w http.ResponseWriter, r *http.Request) {
-	if n.noRollouts(w, r) {
+	st, err := n.rolloutState(r.Context())
+	if err != nil {
+		writeProblem(w, r, http.StatusServiceUnavailable, "registry-unavailable", "the cluster's rollout state could not be read from the registry: "+err.Error())
 		return
 	}
-	writeJSON(w, n.rollout.State())
+	writeJSON(w, st)
 }
 
 // rolloutRequest is the body of POST /admin/rollouts.
@@ -205,7 +230,8 @@ type rolloutRequest struct {
 }
 
 func (n *Node) startRollout(w http.ResponseWriter, r *http.Request) {
-	if n.noRollouts(w, r) {
+	ctl, no := n.noRollouts(w, r)
+	if no {
 		return
 	}
 	var req rolloutRequest
@@ -224,7 +250,7 @@ func (n *Node) startRollout(w http.ResponseWriter, r *http.Request) {
 		}
 		spec.StepHold = d
 	}
-	st, err := n.rollout.Start(r.Context(), spec)
+	st, err := ctl.Start(r.Context(), spec)
 	switch {
 	case errors.Is(err, rollout.ErrBusy):
 		writeProblem(w, r, http.StatusConflict, "rollout-under-way", "a rollout is under way: abort it (POST /admin/rollouts/abort) or wait for it to end")
@@ -242,10 +268,11 @@ func (n *Node) startRollout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) abortRollout(w http.ResponseWriter, r *http.Request) {
-	if n.noRollouts(w, r) {
+	ctl, no := n.noRollouts(w, r)
+	if no {
 		return
 	}
-	st, err := n.rollout.Abort(r.Context(), "aborted through the admin API")
+	st, err := ctl.Abort(r.Context(), "aborted through the admin API")
 	if errors.Is(err, rollout.ErrNone) {
 		writeProblem(w, r, http.StatusConflict, "no-rollout", "no rollout is under way")
 		return
@@ -263,12 +290,18 @@ func fnv64a(s string) uint64 {
 	return h
 }
 
-// consoleRollouts shows the node's rollout on the console.
+// consoleRollouts shows the node's rollout on the console: on a cluster,
+// the one the active trainer runs.
 type consoleRollouts struct{ n *Node }
 
 // Rollout implements console.Rollouts.
 func (c consoleRollouts) Rollout() console.RolloutView {
-	st := c.n.rollout.State()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.n.rolloutState(ctx)
+	if err != nil {
+		c.n.warnEvery(ctx, "rollout-console", "the console shows no rollout: the registry did not answer", slog.Any("err", err))
+	}
 	v := console.RolloutView{
 		Stage: string(st.Stage), Version: st.Version, Source: st.Source,
 		Steps: st.Steps, Step: st.Step, Share: st.Share,
