@@ -44,7 +44,7 @@ type loadgenFlags struct {
 	refine, trials, clicks                          int
 	seed                                            int64
 	loadWorld, lag                                  bool
-	traceExporter                                   string
+	traceExporter, apiKey                           string
 	traceRatio                                      float64
 }
 
@@ -83,6 +83,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.StringVar(&f.traceExporter, "trace-exporter", "none", "users mode: client spans to none, otlp (OTEL_EXPORTER_OTLP_* variables) or stdout; each request's trace then starts in the load generator")
 	fs.Float64Var(&f.traceRatio, "trace-sample-ratio", 0.01, "users mode: share of requests whose trace is sampled (the node follows the decision)")
 	fs.StringVar(&f.run, "run-id", "", "prefix that makes event ids unique per run (default: the start time)")
+	fs.StringVar(&f.apiKey, "api-key", "", "API key sent as Authorization: Bearer to a node with --api-keys-file (scopes: recommend for recommendations, ingest for events and the world; the lag probes need an open node or the key's read scope)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 		f.run = strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	if f.loadWorld || f.mode == "load" {
-		c, err := client.New(f.target)
+		c, err := client.New(f.target, f.keyOption()...)
 		if err != nil {
 			return err
 		}
@@ -106,7 +107,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	case "max":
 		return runMax(ctx, &f)
 	case "freshness":
-		res, err := loadtest.Freshness(ctx, f.target, f.world(), loadtest.FreshnessConfig{Trials: f.trials, Clicks: f.clicks, Run: f.run, EventsBase: f.eventsTarget})
+		res, err := loadtest.Freshness(ctx, f.target, f.world(), loadtest.FreshnessConfig{Trials: f.trials, Clicks: f.clicks, Run: f.run, EventsBase: f.eventsTarget, APIKey: f.apiKey})
 		if err != nil {
 			return err
 		}
@@ -123,8 +124,24 @@ func (f *loadgenFlags) world() *sim.World {
 	return sim.NewWorld(sim.WorldConfig{Seed: f.seed, Users: f.users, Items: f.items})
 }
 
+// keyOption is the client option of --api-key, if set.
+func (f *loadgenFlags) keyOption() []client.Option {
+	if f.apiKey == "" {
+		return nil
+	}
+	return []client.Option{client.WithAPIKey(f.apiKey)}
+}
+
+// keyHeader is the request header of --api-key, if set.
+func (f *loadgenFlags) keyHeader() http.Header {
+	if f.apiKey == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + f.apiKey}}
+}
+
 func runUsers(ctx context.Context, f *loadgenFlags, defaultInflight bool) error {
-	var opts []client.Option
+	opts := f.keyOption()
 	if f.traceExporter != "none" {
 		tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "sightline-loadgen", Exporter: f.traceExporter, SampleRatio: f.traceRatio, LogWriter: io.Discard})
 		if err != nil {
@@ -161,9 +178,9 @@ func (f *loadgenFlags) httpTarget() (*loadtest.HTTP, error) {
 	base := strings.TrimRight(f.target, "/")
 	switch f.workload {
 	case "recommend":
-		return loadtest.NewHTTP(base+"/v1/recommendations", loadtest.HTTPConfig{MaxConns: f.inflight, Body: loadtest.RecommendBody(f.users, f.count)})
+		return loadtest.NewHTTP(base+"/v1/recommendations", loadtest.HTTPConfig{MaxConns: f.inflight, Body: loadtest.RecommendBody(f.users, f.count), Header: f.keyHeader()})
 	case "events":
-		return loadtest.NewHTTP(base+"/v1/events", loadtest.HTTPConfig{MaxConns: f.inflight, Body: loadtest.EventsBody(f.run, f.users, f.items, f.batch)})
+		return loadtest.NewHTTP(base+"/v1/events", loadtest.HTTPConfig{MaxConns: f.inflight, Body: loadtest.EventsBody(f.run, f.users, f.items, f.batch), Header: f.keyHeader()})
 	}
 	return nil, fmt.Errorf("unknown workload %q: want recommend or events", f.workload)
 }

@@ -126,6 +126,9 @@ type FreshnessConfig struct {
 	// node the recommendations are polled from. A cluster's cross-node
 	// freshness sends them through another API node.
 	EventsBase string
+	// APIKey is sent with every request of a node with API keys; it needs
+	// the recommend and ingest scopes.
+	APIKey string
 }
 
 // FreshnessResult is the outcome of [Freshness].
@@ -168,14 +171,18 @@ func Freshness(ctx context.Context, base string, w *sim.World, cfg FreshnessConf
 	if cfg.Poll <= 0 {
 		cfg.Poll = 10 * time.Millisecond
 	}
-	c, err := client.New(base)
+	var opts []client.Option
+	if cfg.APIKey != "" {
+		opts = append(opts, client.WithAPIKey(cfg.APIKey))
+	}
+	c, err := client.New(base, opts...)
 	if err != nil {
 		return nil, err
 	}
 	defer c.CloseIdleConnections()
 	ec := c
 	if cfg.EventsBase != "" {
-		if ec, err = client.New(cfg.EventsBase); err != nil {
+		if ec, err = client.New(cfg.EventsBase, opts...); err != nil {
 			return nil, err
 		}
 		defer ec.CloseIdleConnections()
