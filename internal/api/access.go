@@ -133,11 +133,11 @@ func (a *access) guard(pattern string, scope Scope, h http.Handler) http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, reason := a.authenticate(r, basicOK)
 		if p == nil {
-			a.deny(w, r, pattern, scope, http.StatusUnauthorized, reason, basicOK)
+			a.deny(w, r, pattern, scope, reason, nil, basicOK)
 			return
 		}
 		if !p.scopes.has(scope) {
-			a.deny(w, r, pattern, scope, http.StatusForbidden, authForbidden, basicOK, p.name, p.scopes.String())
+			a.deny(w, r, pattern, scope, authForbidden, p, basicOK)
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
@@ -182,19 +182,19 @@ func (a *access) authenticate(r *http.Request, basicOK bool) (*principal, string
 	return p, ""
 }
 
-// deny answers a refused request with a 401 or 403 problem and counts it.
-// It logs the route, the reason and, for a 403, the key's name; never a
-// credential.
-func (a *access) deny(w http.ResponseWriter, r *http.Request, pattern string, scope Scope, status int, reason string, basicOK bool, keyInfo ...string) {
+// deny answers a refused request, a 403 when p (the key's principal) is
+// known and a 401 otherwise, and counts it. It logs the route, the reason
+// and the key's name; never a credential.
+func (a *access) deny(w http.ResponseWriter, r *http.Request, pattern string, scope Scope, reason string, p *principal, basicOK bool) {
 	a.failures.WithLabelValues(pattern, reason).Inc()
 	attrs := []slog.Attr{slog.String("route", pattern), slog.String("reason", reason)}
-	if len(keyInfo) > 0 {
-		attrs = append(attrs, slog.String("key_name", keyInfo[0]))
+	if p != nil {
+		attrs = append(attrs, slog.String("key_name", p.name))
 	}
 	a.log.LogAttrs(r.Context(), slog.LevelDebug, "request refused by access control", attrs...)
-	if status == http.StatusForbidden {
-		writeProblem(w, r, &problem{status: status, slug: slugForbidden,
-			detail: "the API key " + quote(keyInfo[0]) + " holds the scopes " + keyInfo[1] + ", but " + pattern + " needs the scope " + string(scope) + "; use a key with it (docs/security.md lists the scope of every route)"})
+	if p != nil {
+		writeProblem(w, r, &problem{status: http.StatusForbidden, slug: slugForbidden,
+			detail: "the API key " + quote(p.name) + " holds the scopes " + p.scopes.String() + ", but " + pattern + " needs the scope " + string(scope) + "; use a key with it (docs/security.md lists the scope of every route)"})
 		return
 	}
 	h := w.Header()
@@ -202,7 +202,7 @@ func (a *access) deny(w http.ResponseWriter, r *http.Request, pattern string, sc
 	if basicOK {
 		h.Add("WWW-Authenticate", `Basic realm="sightline", charset="UTF-8"`)
 	}
-	writeProblem(w, r, &problem{status: status, slug: slugUnauthorized, detail: a.unauthorizedDetail(scope, reason)})
+	writeProblem(w, r, &problem{status: http.StatusUnauthorized, slug: slugUnauthorized, detail: a.unauthorizedDetail(scope, reason)})
 }
 
 func (a *access) unauthorizedDetail(scope Scope, reason string) string {

@@ -11,5 +11,12 @@
 // the router has set [http.Request].Pattern, so spans and metrics can be named
 // by route.
 //
+// Access control and admission control sit in front of every route: each
+// route has a [Scope] that an API key ([Key], [ParseKeys]) must hold when
+// keys are configured ([AccessConfig]), and the recommendation and event
+// routes pass a [Limiter] that answers 429 with Retry-After past its
+// concurrency limit ([AdmissionConfig]). Failures of either are
+// application/problem+json like every other error.
+//
 // A [Server] is an [http.Handler] and is safe for concurrent use.
 package api

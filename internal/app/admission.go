@@ -51,7 +51,8 @@ func DefaultMaxInFlightEvents() int { return 4 * runtime.GOMAXPROCS(0) }
 // DefaultEventsWait is AdmissionConfig.EventsWait's default.
 const DefaultEventsWait = 250 * time.Millisecond
 
-// limiters builds the API's limiters and wires refusals into traces.
+// admission builds the API's limiters from the node's config and wires
+// refusals into traces.
 func (n *Node) admission() (api.AdmissionConfig, error) {
 	c := n.cfg.Admission
 	out := api.AdmissionConfig{OnReject: newRejectionTracer(n.tracer).record}
