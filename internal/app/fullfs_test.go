@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -82,13 +83,15 @@ func postEvents(t *testing.T, base string, evs []client.Event) (int, string, []b
 
 // TestEventLogFullDisk runs a node whose data directory is a 4 MiB tmpfs
 // and fills it: POST /v1/events answers 503 problem+json (not 500) while
-// recommendations keep being served; once space is freed the same node
+// recommendations keep being served and snapshots (every 100ms) fail;
+// once space is freed the same node
 // accepts events again, and after a restart every acknowledged event is
 // in the log and applied exactly once, and none of the refused ones.
 func TestEventLogFullDisk(t *testing.T) {
 	dir := mountSmallDisk(t, 4<<20)
 	w := smallWorld()
-	n := startNode(t, Config{DataDir: dir})
+	var logs syncBuffer
+	n := startNode(t, Config{DataDir: dir, SnapshotInterval: 100 * time.Millisecond, LogWriter: &logs})
 	if err := w.Load(t.Context(), n.c); err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +134,16 @@ func TestEventLogFullDisk(t *testing.T) {
 	if refused == 0 {
 		t.Fatal("every POST /v1/events was accepted on a full disk")
 	}
-	// Reads keep serving.
+	// Reads keep serving, while snapshots fail on the full disk too.
+	time.Sleep(350 * time.Millisecond)
 	for i := range 20 {
 		rec, err := n.c.Recommend(t.Context(), client.RecommendRequest{UserID: w.User(i).ID, Count: 5, Context: client.Context{Channel: "web"}})
 		if err != nil || len(rec.Items) == 0 {
 			t.Fatalf("Recommend on a full disk = %+v, %v; want items", rec, err)
 		}
+	}
+	if !strings.Contains(logs.String(), "periodic snapshot failed") {
+		t.Errorf("no snapshot failed while the disk was full: the test did not reach the snapshots")
 	}
 	if s := getStats(t, n.base); s.EventsLogged != uint64(acked) {
 		t.Errorf("on a full disk: %d events logged, want the %d acknowledged", s.EventsLogged, acked)
@@ -152,12 +159,16 @@ func TestEventLogFullDisk(t *testing.T) {
 		}
 	}
 	waitApplied(t, n.base)
+	time.Sleep(300 * time.Millisecond) // a snapshot with space again
 	if err := n.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 
 	n2 := startNode(t, Config{DataDir: dir})
 	s := waitApplied(t, n2.base)
+	if s.Restore.ModelSnapshot == "" {
+		t.Errorf("after a restart: no model snapshot restored (%+v); want the one saved once space returned", s.Restore)
+	}
 	if s.EventsLogged != uint64(acked) || s.ModelUpdates != uint64(acked) {
 		t.Errorf("after a restart: %d events logged, %d model updates; want the %d acknowledged, each once (%d were refused)",
 			s.EventsLogged, s.ModelUpdates, acked, refused)
