@@ -179,25 +179,27 @@ func TestNoRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		for _, rp := range []reply{{400, "1", ""}, {404, "1", ""}, {500, "1", ""}, {503, "", ""}} {
 			s := &script{replies: []reply{rp}}
-			scripted(t, s).Recommend(t.Context(), client.RecommendRequest{UserID: "u1"})
+			_, _ = scripted(t, s).Recommend(t.Context(), client.RecommendRequest{UserID: "u1"})
 			if len(s.times) != 1 {
 				t.Errorf("status %d with Retry-After %q: %d attempts, want 1", rp.status, rp.retryAfter, len(s.times))
 			}
 		}
 		s := &script{replies: []reply{{429, "1", ""}}}
-		scripted(t, s, client.WithRetry(client.RetryPolicy{MaxAttempts: 1})).Recommend(t.Context(), client.RecommendRequest{UserID: "u1"})
+		_, _ = scripted(t, s, client.WithRetry(client.RetryPolicy{MaxAttempts: 1})).Recommend(t.Context(), client.RecommendRequest{UserID: "u1"})
 		if len(s.times) != 1 {
 			t.Errorf("MaxAttempts 1: %d attempts, want 1", len(s.times))
 		}
 		const lines = `{"user_id":"u1"}` + "\n" + `{"user_id":"u2"}` + "\n"
 		s = &script{replies: []reply{{503, "1", ""}}}
-		scripted(t, s).ImportUsers(t.Context(), io.MultiReader(strings.NewReader(lines)))
+		_, _ = scripted(t, s).ImportUsers(t.Context(), io.MultiReader(strings.NewReader(lines)))
 		if len(s.times) != 1 {
 			t.Errorf("import from a plain reader: %d attempts, want 1 (it cannot be read again)", len(s.times))
 		}
 		s = &script{replies: []reply{{503, "1", ""}, {200, "", `{"imported":2,"rejected":0,"errors":[]}`}}}
 		r := bytes.NewReader([]byte("skipped\n" + lines))
-		r.Seek(int64(len("skipped\n")), io.SeekStart)
+		if _, err := r.Seek(int64(len("skipped\n")), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
 		res, err := scripted(t, s).ImportUsers(t.Context(), r)
 		if err != nil || res.Imported != 2 || len(s.bodies) != 2 || s.bodies[1] != lines {
 			t.Errorf("import from a seeker = %+v, %v, bodies %q; want it sent again from where it started", res, err, s.bodies)
@@ -219,7 +221,9 @@ func TestAPIKey(t *testing.T) {
 			t.Errorf("Stats() error = %v, want an error without the key", err)
 		}
 		s = &script{replies: []reply{{200, "", `{}`}}}
-		scripted(t, s).Health(t.Context())
+		if err := scripted(t, s).Health(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 		if s.auth[0] != "" {
 			t.Errorf("Authorization without WithAPIKey = %q, want none", s.auth[0])
 		}

@@ -52,9 +52,15 @@ func makeKey(args []string, out, msg io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(msg, "the key (send it as Authorization: Bearer <key>; it is shown once):")
-	fmt.Fprintln(out, secret)
-	fmt.Fprintln(msg, "the line for --api-keys-file:")
-	_, err = fmt.Fprintln(out, k.Line())
+	_, err = fmt.Fprintf(msg, "the key (send it as Authorization: Bearer <key>; it is shown once):\n")
+	if err == nil {
+		_, err = fmt.Fprintln(out, secret)
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(msg, "the line for --api-keys-file:\n")
+	}
+	if err == nil {
+		_, err = fmt.Fprintln(out, k.Line())
+	}
 	return err
 }

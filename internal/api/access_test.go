@@ -38,7 +38,7 @@ func adminHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write([]byte(`{"model_version":"v","model_offset":1}`))
+	_, _ = w.Write([]byte(`{"model_version":"v","model_offset":1}`))
 }
 
 func accessEnv(t *testing.T, keys []api.Key, token string, reg prometheus.Registerer, logs *bytes.Buffer) *env {
@@ -48,7 +48,7 @@ func accessEnv(t *testing.T, keys []api.Key, token string, reg prometheus.Regist
 			MountScopes: map[string]api.Scope{"POST /admin/snapshot": api.ScopeAdmin, "GET /metrics": api.ScopeRead}}
 		c.Mount = map[string]http.Handler{
 			"POST /admin/snapshot": http.HandlerFunc(adminHandler),
-			"GET /metrics":         http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("m 1\n")) }),
+			"GET /metrics":         http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("m 1\n")) }),
 		}
 		c.Registerer = reg
 		if logs != nil {

@@ -277,7 +277,9 @@ func TestOpenNodeOnlyOnLoopback(t *testing.T) {
 	for _, c := range []AccessConfig{{InsecureOpen: true}, {Keys: kr.keys}} {
 		var logs syncBuffer
 		n := startNode(t, Config{Addr: "0.0.0.0:0", Access: c, LogWriter: &logs})
-		n.stop()
+		if err := n.stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
 		if want := "serving without API keys on an address other than loopback"; c.InsecureOpen && !strings.Contains(logs.String(), want) {
 			t.Errorf("an open node on 0.0.0.0 logged no warning %q", want)
 		}

@@ -261,7 +261,7 @@ func TestRunCountsRejections(t *testing.T) {
 		start := time.Now()
 		// The first 2s: every second arrival refused, half of those
 		// without Retry-After; then a 500 each second; then all served.
-		tgt := TargetFunc(func(ctx context.Context, seq uint64) error {
+		tgt := TargetFunc(func(_ context.Context, seq uint64) error {
 			time.Sleep(time.Millisecond)
 			switch el := time.Since(start); {
 			case el < 2*time.Second && seq%4 == 1:
