@@ -55,9 +55,6 @@ func sendBatch(hc *http.Client, base string, evs []client.Event) (int, error) {
 // ids, and as many model updates as events.
 func TestKill9Cycles(t *testing.T) {
 	const cycles = 20
-	if testing.Short() {
-		t.Skip("20 child processes; skipped with -short")
-	}
 	began := time.Now()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
