@@ -136,3 +136,61 @@ func collectRefs(t *testing.T, b []byte, refs map[string]bool) {
 	}
 	walk(v)
 }
+
+// TestOpenAPIAccessResponses checks that the document says what access and
+// admission control answer: every operation names its scope (x-scope),
+// the API routes' agree with the server's, every operation that needs a
+// key documents 401 and 403 and its security requirement, and the routes
+// behind a limiter document 429.
+func TestOpenAPIAccessResponses(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Scope     string                     `json:"x-scope"`
+			Security  []map[string][]string      `json:"security"`
+			Responses map[string]json.RawMessage `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPISpec, &doc); err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]route{}
+	for _, rt := range (&Server{}).routes() {
+		routes[rt.pattern] = rt
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			pattern := strings.ToUpper(method) + " " + path
+			sc := Scope(op.Scope)
+			if sc != ScopePublic && scopeBits[sc] == 0 {
+				t.Errorf("%s: x-scope %q is not a scope", pattern, op.Scope)
+				continue
+			}
+			if rt, ok := routes[pattern]; ok && rt.scope != sc {
+				t.Errorf("%s: x-scope %q, but the route's scope is %q", pattern, sc, rt.scope)
+			}
+			if sc == ScopePublic {
+				if len(op.Security) != 0 {
+					t.Errorf("%s: a public operation with a security requirement", pattern)
+				}
+				continue
+			}
+			for _, st := range []string{"401", "403"} {
+				if op.Responses[st] == nil {
+					t.Errorf("%s (scope %s) does not document %s", pattern, sc, st)
+				}
+			}
+			var named bool
+			for _, req := range op.Security {
+				for scheme, scopes := range req {
+					named = named || (scheme == "apiKey" && slices.Equal(scopes, []string{string(sc)}))
+				}
+			}
+			if !named {
+				t.Errorf("%s: security %v does not require an apiKey with the scope %s", pattern, op.Security, sc)
+			}
+			if rt, ok := routes[pattern]; ok && (rt.admit != admitNone) != (op.Responses["429"] != nil) {
+				t.Errorf("%s: documents 429: %v, behind a limiter: %v", pattern, op.Responses["429"] != nil, rt.admit != admitNone)
+			}
+		}
+	}
+}
