@@ -33,8 +33,8 @@ func (n *Node) buildConsole() (*console.Console, error) {
 	if n.cfg.Role != RoleAll {
 		cfg.Cluster = &consoleCluster{n: n}
 	}
-	if n.rollout != nil {
-		cfg.Rollouts = consoleRollouts{n}
+	if n.rollout != nil || n.cfg.Role != RoleAll {
+		cfg.Rollouts = consoleRollouts{n} // a cluster node shows the cluster's
 	}
 	return console.New(cfg)
 }

@@ -235,15 +235,6 @@ func (n *Node) initialModel(ctx context.Context) (*model.Model, error) {
 	return model.New(n.cfg.Model)
 }
 
-// challenger is the engine's challenger variant for a role: a --role all
-// node runs guarded rollouts.
-func challenger(role string) string {
-	if role == RoleAll {
-		return challengerVariant
-	}
-	return ""
-}
-
 // buildEngine builds the decision engine and loads the catalog into its
 // candidate index.
 func (n *Node) buildEngine(ctx context.Context) error {
@@ -277,7 +268,9 @@ func (n *Node) buildEngine(ctx context.Context) error {
 		Explore:           cfg.Explore,
 		ExploreTop:        cfg.ExploreTop,
 		PoolSize:          cfg.DecisionStore.pool(),
-		ChallengerVariant: challenger(cfg.Role),
+		// Every role: a --role all node runs guarded rollouts, a trainer
+		// runs the cluster's, and API nodes serve its challenger.
+		ChallengerVariant: challengerVariant,
 		DecisionLogRatio:  cfg.DecisionLogRatio,
 		DecisionRing:      cfg.DecisionRing,
 		SlowThreshold:     cfg.SlowThreshold,

@@ -206,8 +206,11 @@ func (n *Node) position() uint64 {
 // learning names the consumers whose state must include every appended
 // event: the model and activity of a node that learns.
 func (n *Node) learning() []string {
-	if n.cfg.Role == RoleAll || n.cluster.active.Load() {
+	switch {
+	case n.cfg.Role == RoleAll:
 		return []string{consumerModel, consumerFeatures}
+	case n.cluster.active.Load():
+		return []string{consumerModel} // the trainer's one read of the stream (lead)
 	}
 	return nil
 }
