@@ -150,7 +150,7 @@ func runUsers(ctx context.Context, f *loadgenFlags, defaultInflight bool) error 
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			tel.Shutdown(sctx)
+			_ = tel.Shutdown(sctx) // the load generator's own spans: best effort
 		}()
 		opts = append(opts, client.WithTracerProvider(tel.TracerProvider()))
 	}

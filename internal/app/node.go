@@ -91,10 +91,9 @@ type Node struct {
 
 // eventPath is the event path's consumers; nil ones do not run.
 type eventPath struct {
-	model      *learn.ModelUpdater
-	activity   *learn.ActivityUpdater
-	index      *learn.IndexUpdater
-	engagement *learn.EngagementTracker
+	model    *learn.ModelUpdater
+	activity *learn.ActivityUpdater
+	index    *learn.IndexUpdater
 }
 
 // RestoreReport says what New restored from disk.
@@ -260,14 +259,14 @@ func (n *Node) buildEngine(ctx context.Context) error {
 	}
 	var err error
 	n.engine, err = engine.New(faults.Store{Source: n.store, Faults: n.faults, Budget: featureBudget}, engine.Config{
-		Split:             split,
-		Scorers:           map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
-		FeatureBudget:     cfg.FeatureBudget,
-		ModelBudget:       cfg.ModelBudget,
-		MinConfidence:     cfg.MinConfidence,
-		Explore:           cfg.Explore,
-		ExploreTop:        cfg.ExploreTop,
-		PoolSize:          cfg.DecisionStore.pool(),
+		Split:         split,
+		Scorers:       map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
+		FeatureBudget: cfg.FeatureBudget,
+		ModelBudget:   cfg.ModelBudget,
+		MinConfidence: cfg.MinConfidence,
+		Explore:       cfg.Explore,
+		ExploreTop:    cfg.ExploreTop,
+		PoolSize:      cfg.DecisionStore.pool(),
 		// Every role: a --role all node runs guarded rollouts, a trainer
 		// runs the cluster's, and API nodes serve its challenger.
 		ChallengerVariant: challengerVariant,

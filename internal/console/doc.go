@@ -9,7 +9,7 @@
 // root-cause hints (Alerts), and fault drills (Drills).
 //
 // The console owns its HTML templates, CSS and JavaScript (embedded with
-// go:embed, no CDN, no build step) and a small bounded history of overview
+// the embed package, no CDN, no build step) and a small bounded history of overview
 // figures for the live charts, sampled by [Console.Run]. It owns no data:
 // it reads the node's state through the small interfaces it declares in
 // [Config] ([Traces], [Logs], [Decisions], [Stats], [Alerts], [Quality],

@@ -138,7 +138,7 @@ func ParseSpec(s string) (Spec, error) {
 		}
 		seen[k] = true
 		if err := sp.set(k, v); err != nil {
-			return Spec{}, fmt.Errorf("%w: %q: %v", ErrInvalidSpec, s, err)
+			return Spec{}, fmt.Errorf("%w: %q: %w", ErrInvalidSpec, s, err)
 		}
 	}
 	return sp, nil

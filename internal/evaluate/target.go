@@ -19,9 +19,8 @@ type target struct {
 	// created is the snapshot's creation time (snapshot targets).
 	created time.Time
 
-	logged *sums // shared with the evaluator, for positions
-	sums   sums
-	diags  []diag
+	sums  sums
+	diags []diag
 
 	// Scratch, reused per decision.
 	scores, q []float64

@@ -81,7 +81,7 @@ func loadNDJSON[T any](ctx context.Context, r io.Reader, validate func(*T) error
 		if errors.Is(err, bufio.ErrBufferFull) {
 			res.reject(line, fmt.Sprintf("line longer than %d bytes", MaxLineLen))
 			switch err := skipLine(br); {
-			case err == io.EOF:
+			case errors.Is(err, io.EOF):
 				return res, nil
 			case err != nil:
 				return res, fmt.Errorf("read line %d: %w", line, err)

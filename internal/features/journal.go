@@ -100,7 +100,9 @@ func (j *Journal) Append(e JournalEntry) error {
 	if j.f == nil {
 		return errors.New("journal closed")
 	}
-	j.w.Write(b)
+	if _, err := j.w.Write(b); err != nil {
+		return err
+	}
 	return j.w.WriteByte('\n')
 }
 

@@ -327,7 +327,7 @@ func (r *Redis) decodeUser(id string, h map[string]string) (event.User, bool, er
 		case fieldUpdatedAt:
 			if err := u.UpdatedAt.UnmarshalText([]byte(v)); err != nil {
 				r.met.errors.WithLabelValues(opUser, "corrupt").Inc()
-				return event.User{}, false, fmt.Errorf("redis user: decode updated_at: %v", err)
+				return event.User{}, false, fmt.Errorf("redis user: decode updated_at: %w", err)
 			}
 			u.UpdatedAt = u.UpdatedAt.UTC()
 		default:
@@ -391,7 +391,7 @@ func (r *Redis) Counts(ctx context.Context) (users, items int, err error) {
 		s, _ := v.(string)
 		if n[i], err = strconv.Atoi(s); err != nil {
 			r.met.errors.WithLabelValues(opCount, "corrupt").Inc()
-			return 0, 0, fmt.Errorf("redis count: %v", err)
+			return 0, 0, fmt.Errorf("redis count: %w", err)
 		}
 	}
 	return n[0], n[1], nil
@@ -501,7 +501,7 @@ func decodeItem(id string, h map[string]string) (event.Item, error) {
 	it := event.Item{ID: id, Category: h["category"], Available: h["available"] == "1"}
 	if t, ok := h["tags"]; ok {
 		if err := json.Unmarshal([]byte(t), &it.Tags); err != nil {
-			return event.Item{}, fmt.Errorf("redis item: decode tags: %v", err)
+			return event.Item{}, fmt.Errorf("redis item: decode tags: %w", err)
 		}
 		if len(it.Tags) == 0 {
 			it.Tags = nil
@@ -623,10 +623,10 @@ func (r *Redis) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("redis %s: %w", op, err)
 	case ctx.Err() != nil:
 		r.met.errors.WithLabelValues(op, "timeout").Inc()
-		return fmt.Errorf("redis %s: %w: %v", op, ctx.Err(), err)
+		return fmt.Errorf("redis %s: %w: %w", op, ctx.Err(), err)
 	case isNet && ne.Timeout(), errors.Is(err, redis.ErrPoolTimeout):
 		r.met.errors.WithLabelValues(op, "timeout").Inc()
-		return fmt.Errorf("redis %s: %w: %v", op, context.DeadlineExceeded, err)
+		return fmt.Errorf("redis %s: %w: %w", op, context.DeadlineExceeded, err)
 	}
 	r.met.errors.WithLabelValues(op, "error").Inc()
 	return fmt.Errorf("redis %s: %w", op, err)

@@ -393,12 +393,6 @@ func TestTraceparentSampled(t *testing.T) {
 	}
 }
 
-type handlerFunc func(ctx context.Context, p int32, recs []ingest.Record) error
-
-func (f handlerFunc) HandlePartition(ctx context.Context, p int32, recs []ingest.Record) error {
-	return f(ctx, p, recs)
-}
-
 type eventLog struct{ ids []string }
 
 func (l *eventLog) Event(ev *event.Event) bool {

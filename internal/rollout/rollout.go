@@ -151,7 +151,7 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalid)
 	}
 	if err := c.Guards.defaults(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -113,7 +113,7 @@ func (f *FlightRecorder) Record(spans []sdktrace.ReadOnlySpan, reasons []string)
 func attrString(attrs []attribute.KeyValue, key attribute.Key) string {
 	for _, kv := range attrs {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -334,7 +334,7 @@ func ParseFilter(q url.Values) (Filter, error) {
 	}{{"error", &f.Error}, {"fallback", &f.Fallback}, {"slow", &f.Slow}} {
 		if v := q.Get(b.name); v != "" {
 			if *b.dst, err = strconv.ParseBool(v); err != nil {
-				return Filter{}, fmt.Errorf("%w: %s: %v", ErrBadFilter, b.name, err)
+				return Filter{}, fmt.Errorf("%w: %s: %w", ErrBadFilter, b.name, err)
 			}
 		}
 	}

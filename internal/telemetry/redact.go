@@ -356,7 +356,7 @@ func (r *Redactor) RedactKeyValue(kv attribute.KeyValue) attribute.KeyValue {
 func (r *Redactor) redactKV(kv attribute.KeyValue) (attribute.KeyValue, bool) {
 	switch classify(string(kv.Key)) {
 	case keyUser:
-		return kv.Key.String(r.Pseudonymize(kv.Value.Emit())), true
+		return kv.Key.String(r.Pseudonymize(kv.Value.String())), true
 	case keySecret:
 		return kv.Key.String(Redacted), true
 	}
