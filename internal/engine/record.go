@@ -25,8 +25,9 @@ import (
 // layout. A new field is appended at the end with a new version; readers
 // read every version from [MinRecordVersion] on (a trainer reads the records
 // of API nodes not yet upgraded) and reject the others. Version 2 added the
-// exploration settings and the candidate pool.
-const RecordVersion byte = 2
+// exploration settings and the candidate pool, version 3 a shadow
+// challenger's would-be answer.
+const RecordVersion byte = 3
 
 // MinRecordVersion is the oldest record version readers accept.
 const MinRecordVersion byte = 1
@@ -152,6 +153,10 @@ type RecordDecoder struct {
 	names map[string]string
 	// flat backs the features DecodeFlat returns.
 	flat []RecordFeature
+	// shadow, shadowItems and shadowScores back d.Shadow.
+	shadow       Shadow
+	shadowItems  []string
+	shadowScores []float64
 }
 
 // RecordFeature is one feature of a record as [RecordDecoder.DecodeFlat]
@@ -284,6 +289,23 @@ func (dec *RecordDecoder) decode(rec []byte, flat bool) (*Decision, *model.Conte
 			d.Pool = dec.pool
 		}
 	}
+	if version >= 3 && rd.byte() == 1 {
+		s := &dec.shadow
+		*s = Shadow{ModelVersion: rd.str()}
+		if n := rd.countFast(); n > 0 {
+			dec.shadowItems = slices.Grow(dec.shadowItems[:0], n)[:n]
+			dec.shadowScores = slices.Grow(dec.shadowScores[:0], n)[:n]
+			for i := range dec.shadowItems {
+				dec.shadowItems[i] = rd.str()
+				dec.shadowScores[i] = rd.float()
+			}
+			s.Items, s.Scores = dec.shadowItems, dec.shadowScores
+		}
+		s.Overlap = int(rd.uvarintFast())
+		s.Duration = time.Duration(rd.varint())
+		s.Error = rd.str()
+		d.Shadow = s
+	}
 	if rd.err {
 		return nil, nil, nil, ErrBadRecord
 	}
@@ -408,6 +430,12 @@ func (dec *RecordDecoder) decodeLean(rec []byte) (*Decision, *model.Context, []R
 				p.Popularity, b = leanFloat(b)
 			}
 			d.Pool = dec.pool
+		}
+	}
+	if version >= 3 {
+		if c, b = leanByte(b); c == 1 {
+			// Rare (a challenger in shadow): decode reads it.
+			return nil, nil, nil, false
 		}
 	}
 	if b == nil {

@@ -163,11 +163,13 @@ func TestRecordDecoder(t *testing.T) {
 	full, fx := ringDecision("r1", 10)
 	full.Pool = []PoolItem{{ItemID: "p1", Category: "c1", Score: 0.5, Popularity: 0.25}, {ItemID: "p2", Category: "c2", Score: 0.4, Popularity: 1}}
 	full.Eligible, full.Explore, full.ExploreTop = 150, 0.1, 20
+	full.Shadow = &Shadow{ModelVersion: "m2", Items: []string{"a", "b"}, Scores: []float64{0.3, 0.2}, Overlap: 1, Duration: 40 * time.Microsecond}
 	bare := &Decision{RequestID: "r2", Time: time.Unix(1700000001, 0), Fallback: ReasonFeatureStoreError}
 	other, ox := ringDecision("r3", 3)
 	other.Features = map[string]*string{"user_device": nil}
-	v1 := appendRecord(nil, other, ox)
-	v1 = v1[:len(v1)-(1+8+1+1)]
+	other.Shadow = &Shadow{ModelVersion: "m2", Error: "inference timed out"}
+	v1 := appendRecord(nil, &Decision{RequestID: "r4", Variant: "ftrl"}, ox)
+	v1 = v1[:len(v1)-(1+8+1+1+1)] // v2's fields and v3's absent shadow
 	v1[0] = 1
 	recs := [][]byte{
 		appendRecord(nil, full, fx),
@@ -281,11 +283,13 @@ func TestRecordDecoderFlat(t *testing.T) {
 	full.Candidates, full.Eligible = 16000, 300 // two-byte varints
 	bare := &Decision{RequestID: "r2", Time: time.Unix(1700000001, 0), Fallback: ReasonFeatureStoreError}
 	other, ox := ringDecision("r3", 3)
+	shadowed, sx := ringDecision("r5", 4)
+	shadowed.Shadow = &Shadow{ModelVersion: "m2", Items: []string{"x"}, Scores: []float64{0.5}, Duration: time.Millisecond}
 	// Past what the fast path reads: a string of 128 bytes or more, a
 	// count of three bytes.
 	long, lx := ringDecision(strings.Repeat("r4", 100), 3)
 	long.Candidates = 1 << 20
-	recs := [][]byte{appendRecord(nil, full, fx), appendRecord(nil, bare, &model.Context{}), appendRecord(nil, other, ox), appendRecord(nil, long, lx)}
+	recs := [][]byte{appendRecord(nil, full, fx), appendRecord(nil, bare, &model.Context{}), appendRecord(nil, other, ox), appendRecord(nil, long, lx), appendRecord(nil, shadowed, sx)}
 	var dec RecordDecoder
 	for i, rec := range recs {
 		if _, _, _, ok := dec.decodeLean(rec); ok != (i < 3) {
@@ -348,11 +352,21 @@ func TestRecordPoolAndVersions(t *testing.T) {
 		t.Errorf("DecodeRecord decision (-answered +decoded):\n%s", diff)
 	}
 
+	// Version 2 is version 3 without its last field (here: no shadow).
+	v2 := bytes.Clone(published[0])
+	v2 = v2[:len(v2)-1]
+	v2[0] = 2
+	if old, _, err := DecodeRecord(v2); err != nil {
+		t.Errorf("DecodeRecord(version 2) = %v", err)
+	} else if diff := cmp.Diff(d, old, cmpopts.EquateEmpty(), cmpopts.EquateApproxTime(0)); diff != "" {
+		t.Errorf("DecodeRecord(version 2) (-answered +decoded):\n%s", diff)
+	}
+
 	// Version 1 is version 2 without the fields after the model context.
 	v1 := *d
 	v1.Pool, v1.Eligible, v1.Explore, v1.ExploreTop = nil, 0, 0, 0
 	rec := appendRecord(nil, &v1, &model.Context{User: event.User{AgeBucket: "25-34"}, Hour: 3})
-	rec = rec[:len(rec)-(1+8+1+1)] // eligible 0, explore 0.0, top 0, empty pool
+	rec = rec[:len(rec)-(1+8+1+1+1)] // eligible 0, explore 0.0, top 0, empty pool, no shadow
 	rec[0] = 1
 	old, x, err := DecodeRecord(rec)
 	if err != nil {

@@ -297,6 +297,24 @@ func appendRecord(b []byte, d *Decision, x *model.Context) []byte {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Score))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Popularity))
 	}
+	// Version 3: a shadow challenger's would-be answer, when there is one.
+	s := d.Shadow
+	b = appendBool(b, s != nil)
+	if s != nil {
+		b = appendString(b, s.ModelVersion)
+		b = binary.AppendUvarint(b, uint64(len(s.Items)))
+		for i, id := range s.Items {
+			var p float64
+			if i < len(s.Scores) {
+				p = s.Scores[i]
+			}
+			b = appendString(b, id)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p))
+		}
+		b = binary.AppendUvarint(b, uint64(s.Overlap))
+		b = binary.AppendVarint(b, int64(s.Duration))
+		b = appendString(b, s.Error)
+	}
 	return b
 }
 
@@ -384,6 +402,20 @@ func decodeChecked(rec []byte) (*Decision, *model.Context, bool) {
 				p.Popularity = rd.float()
 			}
 		}
+	}
+	if version >= 3 && rd.byte() == 1 {
+		s := &Shadow{ModelVersion: string(rd.bytes())}
+		if n := rd.count(); n > 0 {
+			s.Items, s.Scores = make([]string, n), make([]float64, n)
+			for i := range s.Items {
+				s.Items[i] = string(rd.bytes())
+				s.Scores[i] = rd.float()
+			}
+		}
+		s.Overlap = int(rd.uvarint())
+		s.Duration = time.Duration(rd.varint())
+		s.Error = string(rd.bytes())
+		d.Shadow = s
 	}
 	return d, x, !rd.err
 }
