@@ -51,7 +51,8 @@ func newServerChecking(t *testing.T, checks apitest.Check, status int, ctype, bo
 			w.Header().Set("Content-Type", ctype)
 		}
 		w.WriteHeader(status)
-		io.WriteString(w, body)
+		// A failed write is the client's error to report.
+		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
 	c, err := client.New(srv.URL+"/", client.WithHTTPClient(&http.Client{Transport: validator(t).Transport(t, nil, checks)}))
@@ -296,12 +297,17 @@ func TestTracing(t *testing.T) {
 		traceparent = r.Header.Get("Traceparent")
 		w.Header().Set("X-Request-ID", "req-1")
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`)
+		// A failed write is the client's error to report.
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	}))
 	defer srv.Close()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer tp.Shutdown(context.Background())
+	defer func() {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Errorf("TracerProvider.Shutdown() error = %v", err)
+		}
+	}()
 
 	c, err := client.New(srv.URL, client.WithHTTPClient(validator(t).Client(t)), client.WithTracerProvider(tp), client.WithUserAgent("test/1"))
 	if err != nil {

@@ -17,11 +17,13 @@ func Example() {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/recommendations":
-			io.WriteString(w, `{"request_id":"4f2a9c","variant":"control","model_version":"ftrl-12",
+			// A failed write is the client's error to report.
+			_, _ = io.WriteString(w, `{"request_id":"4f2a9c","variant":"control","model_version":"ftrl-12",
 				"fallback":null,"items":[{"item_id":"sku-42","score":0.31,"reason":"model"}]}`)
 		case "/v1/events":
 			w.WriteHeader(http.StatusAccepted)
-			io.WriteString(w, `{"accepted":1,"duplicates":0,"rejected":[]}`)
+			// A failed write is the client's error to report.
+			_, _ = io.WriteString(w, `{"accepted":1,"duplicates":0,"rejected":[]}`)
 		}
 	}))
 	defer srv.Close()
@@ -63,11 +65,13 @@ func ExampleWithRetry() {
 		if calls++; calls == 1 {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusTooManyRequests)
-			io.WriteString(w, `{"type":"https://sightline.dev/problems/overloaded","title":"Too many requests","status":429,"detail":"busy"}`)
+			// A failed write is the client's error to report.
+			_, _ = io.WriteString(w, `{"type":"https://sightline.dev/problems/overloaded","title":"Too many requests","status":429,"detail":"busy"}`)
 			return
 		}
 		fmt.Println("authorization:", r.Header.Get("Authorization"))
-		io.WriteString(w, `{"request_id":"7c1e","variant":"control","model_version":"ftrl-12","fallback":null,"items":[]}`)
+		// A failed write is the client's error to report.
+		_, _ = io.WriteString(w, `{"request_id":"7c1e","variant":"control","model_version":"ftrl-12","fallback":null,"items":[]}`)
 	}))
 	defer srv.Close()
 

@@ -61,12 +61,14 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rp.status >= 400 {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(rp.status)
-		io.WriteString(w, `{"type":"https://sightline.dev/problems/overloaded","title":"`+http.StatusText(rp.status)+`","status":`+strconv.Itoa(rp.status)+`,"detail":"busy"}`)
+		// A failed write is the client's error to report.
+		_, _ = io.WriteString(w, `{"type":"https://sightline.dev/problems/overloaded","title":"`+http.StatusText(rp.status)+`","status":`+strconv.Itoa(rp.status)+`,"detail":"busy"}`)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(rp.status)
-	io.WriteString(w, rp.body)
+	// A failed write is the client's error to report.
+	_, _ = io.WriteString(w, rp.body)
 }
 
 const recBody = `{"request_id":"r1","variant":"b","model_version":"m","fallback":null,"items":[]}`
