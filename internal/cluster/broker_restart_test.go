@@ -22,19 +22,24 @@ import (
 
 // Shape of the broker restart scenario.
 const (
-	brokerDown      = 2 * time.Second // from the kill to the restart
+	// shortOutage is within the node's produce timeout (10s): the
+	// producer rides it out. longOutage is past it: the node answers
+	// 503 and the client sends the batch again.
+	shortOutage     = 2 * time.Second
+	longOutage      = 12 * time.Second
 	restartUsers    = 300
 	restartItems    = 120
 	restartSenders  = 2
 	beforeBrokerOut = 1500 * time.Millisecond
-	afterBrokerBack = 3 * time.Second
+	afterBrokerBack = 10 * time.Second // bound on the producer's reconnection
+	afterResume     = 2 * time.Second  // traffic once acknowledgements resumed
 )
 
-// TestBrokerRestart kills the Kafka-protocol broker (SIGKILL) while an API
-// node takes events, and starts it again on the same port and data
-// directory: the node's producer retries across the outage, a batch the
-// node could not store is answered 503 and sent again by the client
-// (event ids make that safe), and in the end every event acknowledged
+// TestBrokerRestart kills the Kafka-protocol broker (SIGKILL) twice while
+// an API node takes events, and starts it again on the same port and data
+// directory: after 2s the node's producer rides out the outage; after 12s
+// (past the produce timeout) the node answers 503 and the client sends the
+// batch again (event ids make that safe). In the end every event acknowledged
 // with 202 is in the topic and learned exactly once by the trainer. The
 // cluster is one broker, one redis-server, one trainer and one API node.
 func TestBrokerRestart(t *testing.T) {
@@ -42,7 +47,7 @@ func TestBrokerRestart(t *testing.T) {
 	if redisBin == "" {
 		t.Skip("SIGHTLINE_TEST_REDIS_SERVER unset (the path of redis-server; scripts/test sets it)")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "logs")
@@ -130,6 +135,7 @@ func TestBrokerRestart(t *testing.T) {
 		acked    = map[string]bool{}
 		answers  = map[string]int{}
 		firstBad []string
+		ackTimes []time.Time // of every 202
 	)
 	sendCtx, stopSending := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -157,6 +163,7 @@ func TestBrokerRestart(t *testing.T) {
 					mu.Lock()
 					if err == nil {
 						answers["202"]++
+						ackTimes = append(ackTimes, time.Now())
 						for _, ev := range evs {
 							acked[ev.EventID] = true
 						}
@@ -180,14 +187,28 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	ctxSleep(ctx, beforeBrokerOut)
 	before := ackedNow()
-	broker.kill()
-	killed := time.Now()
-	t.Logf("killed the broker (kill -9) after %d events acknowledged", before)
-	ctxSleep(ctx, brokerDown)
-	broker = startBroker("kfakebroker-2")
-	c.procs = append(c.procs, broker)
-	t.Logf("broker started again on %s %v after the kill", c.broker, time.Since(killed).Round(time.Millisecond))
-	ctxSleep(ctx, afterBrokerBack)
+	for i, down := range []time.Duration{shortOutage, longOutage} {
+		broker.kill()
+		killed := time.Now()
+		t.Logf("killed the broker (kill -9) with %d events acknowledged; down for %v", ackedNow(), down)
+		ctxSleep(ctx, down)
+		broker = startBroker(fmt.Sprintf("kfakebroker-%d", i+2))
+		c.procs = append(c.procs, broker)
+		back, n := time.Now(), ackedNow()
+		t.Logf("broker started again on %s %v after the kill", c.broker, back.Sub(killed).Round(time.Millisecond))
+		// Acknowledgements resume within afterBrokerBack.
+		why, ok := pollUntil(ctx, afterBrokerBack, 20*time.Millisecond, func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(acked) > n && ackTimes[len(ackTimes)-1].After(back), fmt.Sprintf("%d events acknowledged", len(acked))
+		})
+		if !ok {
+			t.Errorf("no event acknowledged in the %v after the broker came back: %s", afterBrokerBack, why)
+		} else {
+			t.Logf("acknowledgements resumed %v after the broker came back", time.Since(back).Round(time.Millisecond))
+		}
+		ctxSleep(ctx, afterResume)
+	}
 	stopSending()
 	wg.Wait()
 	if ctx.Err() != nil {
