@@ -334,7 +334,7 @@ func (s *Server) recover(rw *recoverWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	if v == http.ErrAbortHandler {
+	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 		panic(v)
 	}
 	// r.Pattern is set on the routed copy of r only; the route is found

@@ -152,7 +152,7 @@ func BenchmarkTextReader(b *testing.B) {
 		tr := textReader{r: bytes.NewReader(body)}
 		for {
 			if _, err := tr.Read(buf); err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					b.Fatal(err)
 				}
 				break

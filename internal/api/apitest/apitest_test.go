@@ -136,11 +136,11 @@ func TestRequest(t *testing.T) {
 func TestHandlerAndTransport(t *testing.T) {
 	v := newValidator(t)
 	body := `{"name":"x","cnt":1}`
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Test", "kept")
 		w.WriteHeader(200)
-		io.WriteString(w, body)
+		_, _ = io.WriteString(w, body) // a failed write is the client's error to report
 	})
 	var server, client reporter
 	srv := httptest.NewServer(v.Handler(&server, h))
