@@ -107,7 +107,6 @@ func TestKill9Cycles(t *testing.T) {
 				resentLogged++
 			}
 			ack(pending)
-			pending = nil
 		}
 		s := waitApplied(t, base)
 		if s.Restore.ModelSnapshot != "" {
@@ -157,7 +156,7 @@ func TestKill9Cycles(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		cmd.Wait()
+		_ = cmd.Wait() // the exit status is the SIGKILL
 		kills++
 		close(stop)
 		r := <-done

@@ -227,7 +227,7 @@ func TestBrokerRestart(t *testing.T) {
 	}
 
 	// Every acknowledged event is in the topic.
-	inTopic := topicEventIDs(t, ctx, c.broker, "sightline-events")
+	inTopic := topicEventIDs(ctx, t, c.broker, "sightline-events")
 	missing, dupInTopic := 0, 0
 	for id := range acked {
 		switch n := inTopic[id]; {
@@ -265,7 +265,7 @@ func TestBrokerRestart(t *testing.T) {
 
 // topicEventIDs reads topic from its start to its current end and counts
 // the records of each event id.
-func topicEventIDs(t *testing.T, ctx context.Context, broker, topic string) map[string]int {
+func topicEventIDs(ctx context.Context, t *testing.T, broker, topic string) map[string]int {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
