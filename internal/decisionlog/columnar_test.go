@@ -3,6 +3,7 @@ package decisionlog
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -433,7 +434,7 @@ func readChunk(t *testing.T, name string, chunk parquet.ColumnChunk, maxDef int)
 	buf := make([]parquet.Value, 1000)
 	for {
 		p, err := pages.ReadPage()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -451,7 +452,7 @@ func readChunk(t *testing.T, name string, chunk parquet.ColumnChunk, maxDef int)
 				}
 			}
 			n += int64(k)
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {

@@ -114,12 +114,17 @@ func crashOnce(t *testing.T) {
 	t.Logf("killed after %d accepted decisions and events", accepted)
 
 	var temps []string
-	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, tmpSuffix) {
+	if err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(path, tmpSuffix) {
 			temps = append(temps, path)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
 
 	// Every closed file reads whole; no temporary file is read.
 	files, err := Files(dir)

@@ -89,7 +89,7 @@ func openPart[E fileEncoder](w *Writer, kind string, hour, first time.Time, newE
 		final:    filepath.Join(dir, base+".parquet"),
 		deadline: first.Add(w.cfg.RollInterval),
 	}
-	f, err := os.OpenFile(p.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(p.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", p.tmp, err)
 	}
@@ -229,7 +229,7 @@ func mkdirSynced(root, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create partition: %w", err)
 	}
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {

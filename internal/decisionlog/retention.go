@@ -181,7 +181,15 @@ func (w *Writer) removeAbandoned(ctx context.Context) {
 	prefixes := []string{"." + kindDecisions + "-" + w.node + "-", "." + kindEvents + "-" + w.node + "-"}
 	var n int
 	var bytes int64
-	err := filepath.WalkDir(w.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
+	// Walked and removed through an os.Root: a symlink swapped in during
+	// the walk cannot point a removal outside the directory.
+	root, err := os.OpenRoot(w.cfg.Dir)
+	if err != nil {
+		w.logError(ctx, "decision log: remove abandoned files", err)
+		return
+	}
+	defer root.Close()
+	err = fs.WalkDir(root.FS(), ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -193,7 +201,7 @@ func (w *Writer) removeAbandoned(ctx context.Context) {
 		if info, err := d.Info(); err == nil {
 			bytes += info.Size()
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := root.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		n++

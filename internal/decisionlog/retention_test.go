@@ -139,7 +139,7 @@ func TestRetentionBySize(t *testing.T) {
 			"date=2026-03-01/hour=23", "date=2026-03-02/hour=00", "date=2026-03-02/hour=01"}, 1},
 		{"half", func(s []int64) int64 { return s[2] + s[3] }, []string{
 			"date=2026-03-02/hour=00", "date=2026-03-02/hour=01"}, 2},
-		{"less than the newest file", func(s []int64) int64 { return 1 }, nil, 4},
+		{"less than the newest file", func([]int64) int64 { return 1 }, nil, 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -279,7 +279,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	if err := os.MkdirAll(w.cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(w.cfg.Dir, 0o750); err != nil {
 		w.stop()
 		w.dropQueued()
 		return fmt.Errorf("decisionlog: create directory: %w", err)
