@@ -113,7 +113,9 @@ func TestConsumeFromOffset(t *testing.T) {
 		h := &recorder{}
 		stop := startConsume(t, l, "features", 15, h, ConsumeOptions{})
 		synctest.Wait()
-		stop()
+		if err := stop(); err != nil {
+			t.Errorf("Consume() error = %v", err)
+		}
 		if diff := cmp.Diff(evs[15:], h.events()); diff != "" {
 			t.Errorf("Consume(from 15) mismatch (-want +got):\n%s", diff)
 		}
@@ -139,7 +141,9 @@ func TestConsumeRetriesHandlerErrors(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		stop()
+		if err := stop(); err != nil {
+			t.Errorf("Consume() error = %v", err)
+		}
 		if diff := cmp.Diff(evs, h.events()); diff != "" {
 			t.Errorf("events after retries mismatch (-want +got):\n%s", diff)
 		}
@@ -208,7 +212,9 @@ func TestConsumeCommitsOffsetsAndResumes(t *testing.T) {
 		h2 := &recorder{}
 		stop = startConsume(t, l2, "engagement", from, h2, opt)
 		synctest.Wait()
-		stop()
+		if err := stop(); err != nil {
+			t.Errorf("Consume() error = %v", err)
+		}
 		if diff := cmp.Diff(newer, h2.events()); diff != "" {
 			t.Errorf("resumed consumer events mismatch (-want +got):\n%s", diff)
 		}
@@ -268,7 +274,9 @@ func TestLag(t *testing.T) {
 		if n, age := l.Lag("slow"); n != 0 || age != 0 {
 			t.Errorf("Lag(slow) caught up = %d, %v, want 0, 0", n, age)
 		}
-		stop()
+		if err := stop(); err != nil {
+			t.Errorf("Consume() error = %v", err)
+		}
 	})
 }
 

@@ -66,7 +66,7 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 	if err != nil {
 		return err
 	}
-	defer k.release(name, c)
+	defer k.release(c)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(k.closeCtx, cancel)()
@@ -151,7 +151,7 @@ func (k *Kafka) ConsumeFrom(ctx context.Context, name string, from map[int32]int
 			cl.AllowRebalance()
 			return k.consumeErr(ctx, nil)
 		}
-		fetches.EachError(func(topic string, p int32, err error) {
+		fetches.EachError(func(_ string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				log.LogAttrs(ctx, slog.LevelError, "kafka: fetch", slog.Int("partition", int(p)), slog.Any("err", err))
 			}
@@ -304,7 +304,7 @@ func (k *Kafka) acquire(name string) (*kafkaConsumer, error) {
 	return c, nil
 }
 
-func (k *Kafka) release(name string, c *kafkaConsumer) {
+func (k *Kafka) release(c *kafkaConsumer) {
 	k.cmu.Lock()
 	c.active = false
 	k.cmu.Unlock()

@@ -92,10 +92,10 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, offsetsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, offsetsDir), 0o750); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	lf, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	lf, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
@@ -120,12 +120,10 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l.w.window = cfg.DedupeWindow
 	l.m = newMetrics()
 	if err := l.recover(); err != nil {
-		l.closeFiles()
-		return nil, fmt.Errorf("open log: %w", err)
+		return nil, fmt.Errorf("open log: %w", errors.Join(err, l.closeFiles()))
 	}
 	if err := l.m.register(cfg.Registerer, l); err != nil {
-		l.closeFiles()
-		return nil, fmt.Errorf("open log: register metrics: %w", err)
+		return nil, fmt.Errorf("open log: register metrics: %w", errors.Join(err, l.closeFiles()))
 	}
 	go l.writeLoop()
 	return l, nil

@@ -301,8 +301,12 @@ func TestOpenTruncatesTornTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Write(tt.tail)
-			f.Close()
+			if _, err := f.Write(tt.tail); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
 
 			var logs bytes.Buffer
 			reg := prometheus.NewRegistry()
@@ -463,7 +467,9 @@ func TestFsyncIntervalRun(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 		synctest.Wait()
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Run() after cancel error = %v", err)
+		}
 		if got := histCount(t, reg, "sightline_ingest_fsync_duration_seconds"); got != 2 {
 			t.Errorf("fsyncs after 250ms with FsyncInterval 100ms = %d, want 2", got)
 		}

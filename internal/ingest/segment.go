@@ -192,7 +192,7 @@ func (s *segment) scan(fn func(off uint64, rec []byte)) (*scanProblem, error) {
 // createSegment creates an empty segment file with base offset base.
 func createSegment(dir string, base uint64) (*segment, error) {
 	path := filepath.Join(dir, segmentName(base))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
