@@ -81,7 +81,10 @@ func BenchmarkUser(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			for pb.Next() {
-				m.User(ctx, ids[i%len(ids)])
+				if _, _, err := m.User(ctx, ids[i%len(ids)]); err != nil {
+					b.Error(err)
+					return
+				}
 				i += 7
 			}
 		})

@@ -40,7 +40,7 @@ type JournalEntry struct {
 // OpenJournal opens the journal in dir, starting a new generation after
 // the ones there.
 func OpenJournal(dir string) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	gens, err := journalGens(dir)
@@ -78,7 +78,7 @@ func (j *Journal) path(gen uint64) string {
 }
 
 func (j *Journal) openGen(gen uint64) error {
-	f, err := os.OpenFile(j.path(gen), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(j.path(gen), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,8 @@ type symtab struct {
 	chunks atomic.Pointer[[]*[symChunkSize]string]
 }
 
-func newSymtab(max int) *symtab {
-	s := &symtab{ids: make(map[string]uint32), next: 1, max: uint32(max)}
+func newSymtab(limit int) *symtab {
+	s := &symtab{ids: make(map[string]uint32), next: 1, max: uint32(limit)}
 	chunks := []*[symChunkSize]string{new([symChunkSize]string)}
 	s.chunks.Store(&chunks)
 	return s
