@@ -308,7 +308,7 @@ func (r *Report) WriteFile(path string) (err error) {
 		return fmt.Errorf("encode report: %w", err)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("save report: %w", err)
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")

@@ -101,7 +101,7 @@ func saveState(path string, st State) (err error) {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
 	f, err := os.CreateTemp(dir, ".rollout-*.tmp")

@@ -52,7 +52,7 @@ func (w *LogWriter) Write(ds []decisionlog.Decision, es []decisionlog.Event) err
 
 func writeFile[T any](dir, kind, partition string, seq int, rows []T) (err error) {
 	pdir := filepath.Join(dir, partition)
-	if err := os.MkdirAll(pdir, 0o755); err != nil {
+	if err := os.MkdirAll(pdir, 0o750); err != nil {
 		return err
 	}
 	path := filepath.Join(pdir, fmt.Sprintf("%s-test-%019d.parquet", kind, seq))
