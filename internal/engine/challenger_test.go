@@ -77,7 +77,10 @@ func TestChallengerRouting(t *testing.T) {
 	if off := serve(0); count(off) != 0 {
 		t.Errorf("share 0 served %d users", count(off))
 	}
-	if e.SetChallenger(nil); e.CurrentChallenger() != nil {
+	if err := e.SetChallenger(nil); err != nil {
+		t.Errorf("SetChallenger(nil) error = %v", err)
+	}
+	if e.CurrentChallenger() != nil {
 		t.Error("challenger still set after SetChallenger(nil)")
 	}
 }
@@ -109,8 +112,7 @@ func nan() float64 { var z float64; return z / z }
 func TestShadowChallenger(t *testing.T) {
 	// The champion likes low item numbers, the challenger high ones.
 	num := func(it event.Item) float64 {
-		var c, i int
-		fmt.Sscanf(it.ID, "i%02d-%03d", &c, &i)
+		c, i := catalogPos(it.ID)
 		return float64(c*20+i) / 1000
 	}
 	champ := &fakeScorer{score: func(it event.Item) float64 { return 0.9 - num(it) }}

@@ -36,7 +36,7 @@ func (f *fakeStore) User(ctx context.Context, id string) (event.User, bool, erro
 	return u, ok, nil
 }
 
-func (f *fakeStore) Activity(ctx context.Context, id string) (features.Activity, error) {
+func (f *fakeStore) Activity(_ context.Context, id string) (features.Activity, error) {
 	return f.act[id], nil
 }
 
@@ -78,6 +78,15 @@ func catalog(cats, n int) []event.Item {
 	return out
 }
 
+// catalogPos parses an id that catalog made into its category and index;
+// any other id is a bug of the test.
+func catalogPos(id string) (c, i int) {
+	if _, err := fmt.Sscanf(id, "i%02d-%03d", &c, &i); err != nil {
+		panic(fmt.Sprintf("item id %q is not catalog's: %v", id, err))
+	}
+	return c, i
+}
+
 func newTestEngine(t *testing.T, fs *fakeStore, sc *fakeScorer, mutate func(*Config)) *Engine {
 	t.Helper()
 	return newEngineFor(t, fs, sc, mutate)
@@ -114,7 +123,7 @@ func knownUsers() map[string]event.User {
 }
 
 func TestRecommendFallbackReasons(t *testing.T) {
-	byID := func(it event.Item) float64 { return 0.1 }
+	byID := func(event.Item) float64 { return 0.1 }
 	tests := []struct {
 		name   string
 		store  fakeStore
@@ -178,8 +187,7 @@ func TestRecommendRules(t *testing.T) {
 	}}
 	// Higher scores for lower categories, so without the cap c00 would fill the page.
 	sc := &fakeScorer{score: func(it event.Item) float64 {
-		var c, i int
-		fmt.Sscanf(it.ID, "i%02d-%03d", &c, &i)
+		c, i := catalogPos(it.ID)
 		return 0.9 - float64(c)*0.05 - float64(i)*0.001
 	}}
 	e := newTestEngine(t, fs, sc, nil)
@@ -219,7 +227,7 @@ func TestRecommendRules(t *testing.T) {
 
 func TestExplorationPropensity(t *testing.T) {
 	fs := &fakeStore{users: knownUsers()}
-	sc := &fakeScorer{score: func(it event.Item) float64 { return 0.2 }}
+	sc := &fakeScorer{score: func(event.Item) float64 { return 0.2 }}
 	e := newTestEngine(t, fs, sc, func(c *Config) { c.Explore = 0.3 })
 	explored := 0
 	for i := range 200 {
@@ -275,7 +283,7 @@ func TestJoinedAndPopularity(t *testing.T) {
 	}
 	e.Index().Refresh()
 	var first string
-	e.Index().Popular("regular", func(it event.Item, score float64) bool { first = it.ID; return false })
+	e.Index().Popular("regular", func(it event.Item, _ float64) bool { first = it.ID; return false })
 	if first != "i07-019" {
 		t.Errorf("most popular for segment = %s, want i07-019", first)
 	}

@@ -44,10 +44,14 @@ func TestClickChangesNextRecommendation(t *testing.T) {
 			}
 			store.OnItemChange(e.Index().PutItem)
 			for _, it := range catalog(20, 30) {
-				store.PutItem(ctx, it)
+				if err := store.PutItem(ctx, it); err != nil {
+					t.Fatal(err)
+				}
 			}
 			user := event.User{ID: "u1", AgeBucket: "25-34", Segment: "regular", Region: "eu", Device: "ios"}
-			store.PutUser(ctx, user)
+			if err := store.PutUser(ctx, user); err != nil {
+				t.Fatal(err)
+			}
 			// Other users' clicks make categories c00..c04 popular, and
 			// the model learns that this profile likes them.
 			now := time.Now()

@@ -20,7 +20,7 @@ type usersStore struct {
 	batches [][]string
 }
 
-func (s *usersStore) ReadUsers(ctx context.Context, ids []string) (map[string]features.UserState, error) {
+func (s *usersStore) ReadUsers(_ context.Context, ids []string) (map[string]features.UserState, error) {
 	s.batches = append(s.batches, ids)
 	out := map[string]features.UserState{}
 	for _, id := range ids {

@@ -206,7 +206,9 @@ func (e *Engine) stageSpan(ctx context.Context, blk *decisionBlock, name string)
 }
 
 // stage times one stage and records it on the decision and in metrics.
-func (e *Engine) stage(blk *decisionBlock, name string, start, real time.Time, err error) {
+// start is the stage's start on the configured clock, wall its start from
+// blk.now (the wall clock of a deferred span).
+func (e *Engine) stage(blk *decisionBlock, name string, start, wall time.Time, err error) {
 	d := &blk.d
 	dur := e.cfg.Now().Sub(start)
 	st := StageTiming{Stage: name, Duration: dur}
@@ -214,7 +216,7 @@ func (e *Engine) stage(blk *decisionBlock, name string, start, real time.Time, e
 		st.Error = err.Error()
 	}
 	if i := len(d.Stages); i < len(blk.spans) {
-		blk.spans[i] = [2]time.Time{real, blk.now()}
+		blk.spans[i] = [2]time.Time{wall, blk.now()}
 	}
 	d.Stages = append(d.Stages, st)
 	e.met.stage(name, dur)
@@ -267,7 +269,7 @@ func endSpan(span trace.Span, err error) {
 // the feature budget.
 func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decisionBlock) (event.User, features.Activity, *fallbackError) {
 	d := &blk.d
-	start, real := e.cfg.Now(), blk.now()
+	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
 	defer cancel()
@@ -285,7 +287,7 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // a store that ignored the deadline still missed it
 	}
-	e.stage(blk, StageFeatures, start, real, err)
+	e.stage(blk, StageFeatures, start, wall, err)
 	endSpan(span, err)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -332,14 +334,14 @@ func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
 // generateCandidates is the CandidateGeneration stage.
 func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, real := e.cfg.Now(), blk.now()
+	start, wall := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "CandidateGeneration")
 	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
 	d.Candidates = len(sp.cs.items)
 	if span.IsRecording() {
 		span.SetAttributes(attrCandidates.Int(d.Candidates))
 	}
-	e.stage(blk, StageCandidates, start, real, nil)
+	e.stage(blk, StageCandidates, start, wall, nil)
 	span.End()
 }
 
@@ -347,7 +349,7 @@ func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act featur
 // budget; a panic, error, timeout or low confidence becomes a fallback.
 func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, blk *decisionBlock) (fb *fallbackError) {
 	d := &blk.d
-	start, real := e.cfg.Now(), blk.now()
+	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
 	defer cancel()
@@ -362,7 +364,7 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	if logits {
 		sp.prob = ls.Probability
 	}
-	e.stage(blk, StageInference, start, real, err)
+	e.stage(blk, StageInference, start, wall, err)
 	if err == nil && n > 0 {
 		d.Confidence = sp.probability(slices.Max(sp.scores))
 		span.SetAttributes(attrConfidence.Float64(d.Confidence))
@@ -469,7 +471,7 @@ const reasonRecent = "recent_category"
 // user's most recent categories get their slots (Config.RecentSlots).
 func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, real := e.cfg.Now(), blk.now()
+	start, wall := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
@@ -577,7 +579,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	if e.cfg.PoolSize > 0 {
 		e.recordPool(sp, d)
 	}
-	e.stage(blk, StageRules, start, real, nil)
+	e.stage(blk, StageRules, start, wall, nil)
 	span.End()
 }
 
@@ -646,7 +648,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 // exclusion and diversity rules. It is deterministic: propensity 1.
 func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, real := e.cfg.Now(), blk.now()
+	start, wall := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	if span.IsRecording() {
 		span.SetAttributes(attrFallback.String(string(d.Fallback)))
@@ -674,7 +676,7 @@ func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act fea
 		d.Items = append(d.Items, Item{ItemID: it.ID, Category: it.Category, Score: score, Reason: "popular", Propensity: 1})
 		return len(d.Items) < req.Count
 	})
-	e.stage(blk, StageRules, start, real, nil)
+	e.stage(blk, StageRules, start, wall, nil)
 	span.End()
 }
 

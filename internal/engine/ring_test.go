@@ -157,7 +157,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendRecord(nil, d, x))
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Fuzz(func(_ *testing.T, b []byte) {
 		decodeRecord(b) // must not panic on any input
 	})
 }

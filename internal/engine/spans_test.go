@@ -30,12 +30,12 @@ func TestStageSpans(t *testing.T) {
 		want    []string
 		server  bool // under a server span, as from the HTTP middleware
 	}{
-		{"sampled", true, fakeScorer{score: func(it event.Item) float64 { return 0.1 }}, 0, all, false},
-		{"tail only, healthy", false, fakeScorer{score: func(it event.Item) float64 { return 0.1 }}, 0, []string{"GenerateRecommendations"}, false},
+		{"sampled", true, fakeScorer{score: func(event.Item) float64 { return 0.1 }}, 0, all, false},
+		{"tail only, healthy", false, fakeScorer{score: func(event.Item) float64 { return 0.1 }}, 0, []string{"GenerateRecommendations"}, false},
 		{"tail only, fallback", false, fakeScorer{err: errors.New("weights not loaded")}, 0, all, false},
-		{"tail only, slow", false, fakeScorer{score: func(it event.Item) float64 { return 0.1 }}, time.Nanosecond, all, false},
-		{"server, sampled", true, fakeScorer{score: func(it event.Item) float64 { return 0.1 }}, 0, append(slices.Clone(all), "server"), true},
-		{"server, tail only, healthy", false, fakeScorer{score: func(it event.Item) float64 { return 0.1 }}, 0, []string{"server"}, true},
+		{"tail only, slow", false, fakeScorer{score: func(event.Item) float64 { return 0.1 }}, time.Nanosecond, all, false},
+		{"server, sampled", true, fakeScorer{score: func(event.Item) float64 { return 0.1 }}, 0, append(slices.Clone(all), "server"), true},
+		{"server, tail only, healthy", false, fakeScorer{score: func(event.Item) float64 { return 0.1 }}, 0, []string{"server"}, true},
 		{"server, tail only, fallback", false, fakeScorer{err: errors.New("weights not loaded")}, 0, append(slices.Clone(all), "server"), true},
 	}
 	for _, tc := range tests {
