@@ -30,7 +30,7 @@ func NewIndexUpdater(obs Observer, j Joiner, t Tracing) *IndexUpdater {
 	return &IndexUpdater{obs: obs, spans: newSpans(t, j)}
 }
 
-// Handle feeds recs to the index.
+// HandlePartition feeds recs to the index.
 func (x *IndexUpdater) HandlePartition(ctx context.Context, _ int32, recs []ingest.Record) error {
 	evs := make([]*event.Event, len(recs))
 	for i := range recs {
@@ -63,7 +63,7 @@ func NewEngagementTracker(variant func(userID string) string, obs ...EngagementO
 	return &EngagementTracker{variant: variant, obs: obs}
 }
 
-// Handle counts recs.
+// HandlePartition counts recs.
 func (t *EngagementTracker) HandlePartition(_ context.Context, _ int32, recs []ingest.Record) error {
 	for i := range recs {
 		ev := &recs[i].Event

@@ -59,9 +59,26 @@ func (h *Histogram) Record(d time.Duration) {
 	h.counts[bucketOf(v)].Add(1)
 	h.count.Add(1)
 	h.sum.Add(uint64(v))
-	for cur := h.max.Load(); v > cur && !h.max.CompareAndSwap(cur, v); cur = h.max.Load() {
+	raise(&h.max, v)
+	lowerPlus1(&h.minPlus1, v+1)
+}
+
+// raise stores v in a if it is above a's value.
+func raise(a *atomic.Int64, v int64) {
+	for cur := a.Load(); v > cur; cur = a.Load() {
+		if a.CompareAndSwap(cur, v) {
+			return
+		}
 	}
-	for cur := h.minPlus1.Load(); (cur == 0 || v+1 < cur) && !h.minPlus1.CompareAndSwap(cur, v+1); cur = h.minPlus1.Load() {
+}
+
+// lowerPlus1 stores v in a, a minimum plus one (0 for none yet), if a holds
+// none yet or a larger one.
+func lowerPlus1(a *atomic.Int64, v int64) {
+	for cur := a.Load(); cur == 0 || v < cur; cur = a.Load() {
+		if a.CompareAndSwap(cur, v) {
+			return
+		}
 	}
 }
 
@@ -75,12 +92,10 @@ func (h *Histogram) Merge(o *Histogram) {
 	h.count.Add(o.count.Load())
 	h.sum.Add(o.sum.Load())
 	if v := o.max.Load(); v > 0 {
-		for cur := h.max.Load(); v > cur && !h.max.CompareAndSwap(cur, v); cur = h.max.Load() {
-		}
+		raise(&h.max, v)
 	}
 	if v := o.minPlus1.Load(); v != 0 {
-		for cur := h.minPlus1.Load(); (cur == 0 || v < cur) && !h.minPlus1.CompareAndSwap(cur, v); cur = h.minPlus1.Load() {
-		}
+		lowerPlus1(&h.minPlus1, v)
 	}
 }
 

@@ -23,10 +23,10 @@ func TestHistogramQuantilesMatchExact(t *testing.T) {
 		name string
 		gen  func(i int) time.Duration
 	}{
-		{"uniform 1µs..100ms", func(i int) time.Duration {
+		{"uniform 1µs..100ms", func(int) time.Duration {
 			return time.Microsecond + time.Duration(r.Int64N(int64(100*time.Millisecond)))
 		}},
-		{"lognormal around 1ms", func(i int) time.Duration {
+		{"lognormal around 1ms", func(int) time.Duration {
 			return time.Duration(math.Exp(r.NormFloat64()*1.5) * float64(time.Millisecond))
 		}},
 		{"bimodal 200µs and 30s", func(i int) time.Duration {

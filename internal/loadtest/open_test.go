@@ -17,7 +17,7 @@ import (
 // arrives during [stallFrom, stallTo) waits until stallTo: a server that
 // freezes (a GC pause, a lock held too long) and then drains its queue.
 func stallingServer(start time.Time, service, stallFrom, stallTo time.Duration) TargetFunc {
-	return func(ctx context.Context, _ uint64) error {
+	return func(context.Context, uint64) error {
 		now := time.Since(start)
 		if now >= stallFrom && now < stallTo {
 			time.Sleep(stallTo - now)
@@ -94,7 +94,7 @@ func TestRunLateGeneratorStillCounts(t *testing.T) {
 		// at 1000/s offered the queue grows by half a request per ms, and
 		// the latencies grow with it because they start at the schedule.
 		lock := make(chan struct{}, 1) // a channel, not a mutex: synctest sees it block
-		tgt := TargetFunc(func(ctx context.Context, _ uint64) error {
+		tgt := TargetFunc(func(context.Context, uint64) error {
 			lock <- struct{}{}
 			defer func() { <-lock }()
 			time.Sleep(2 * time.Millisecond)
@@ -171,7 +171,7 @@ func TestMaxRateFindsCapacity(t *testing.T) {
 		// One worker, 1ms per request: capacity 1000/s. Below it the p99
 		// is a few ms; above it the queue grows without bound.
 		lock := make(chan struct{}, 1) // a channel, not a mutex: synctest sees it block
-		tgt := TargetFunc(func(ctx context.Context, _ uint64) error {
+		tgt := TargetFunc(func(context.Context, uint64) error {
 			lock <- struct{}{}
 			defer func() { <-lock }()
 			time.Sleep(time.Millisecond)

@@ -117,7 +117,7 @@ func (w *world) warm(ev *Evaluator) {
 
 // The faults. Each touches a different cause.
 var (
-	nullRegionInPower = func(w *world, o *DecisionObs) bool {
+	nullRegionInPower = func(_ *world, o *DecisionObs) bool {
 		if o.Segment != "power" {
 			return false
 		}
@@ -141,7 +141,7 @@ var (
 		o.Fallback = "model_timeout"
 		return true
 	}
-	ageShift = func(w *world, o *DecisionObs) bool {
+	ageShift = func(_ *world, o *DecisionObs) bool {
 		if o.Features[event.AttrAgeBucket] == nil {
 			return false
 		}

@@ -152,7 +152,7 @@ func TestLead(t *testing.T) {
 	both := false
 	step := make(chan string, 4)
 	lead := func(name string) {
-		r.Lead(ctx, name, ttl, func(lctx context.Context, l Lease) {
+		r.Lead(ctx, name, ttl, func(lctx context.Context, _ Lease) {
 			mu.Lock()
 			both = both || len(leadingNow) > 0
 			leadingNow[name] = true
@@ -188,7 +188,7 @@ func TestLeadLost(t *testing.T) {
 	lost := make(chan error, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go r.Lead(ctx, "a", ttl, func(lctx context.Context, l Lease) {
+	go r.Lead(ctx, "a", ttl, func(lctx context.Context, _ Lease) {
 		// Another node steals the lease (as after a long pause of a).
 		if err := r.c.Set(lctx, r.key("lease"), "b|999", time.Minute).Err(); err != nil {
 			lost <- err
