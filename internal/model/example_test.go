@@ -37,6 +37,7 @@ func ExampleSplit_Assign() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(s.Assign("alice"), s.Assign("alice") == s.Assign("alice"))
+	first, again := s.Assign("alice"), s.Assign("alice")
+	fmt.Println(first, first == again)
 	// Output: ftrl true
 }
