@@ -229,9 +229,9 @@ func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (known *feature
 		if r.Offset < next || ev.Type != event.Impression && ev.Type != event.Click {
 			continue
 		}
-		if h, ok := u.hash(ev); ok && u.seen.has(h) {
-			continue
-		}
+		// Duplicates are not looked up here: they are rare, and reading
+		// their features costs less than a lookup in the dedupe window per
+		// event (a map of up to a million ids).
 		if ev.RequestID != "" {
 			if _, _, ok := u.cfg.Joiner.Joined(ev.RequestID, ev.ItemID); ok {
 				continue
@@ -317,7 +317,7 @@ func (u *ModelUpdater) apply(ctx context.Context, r *ingest.Record) error {
 		return fmt.Errorf("model update: %w", err)
 	}
 	if dedupe {
-		u.seen.add(h)
+		u.seen.insert(h) // absent: looked up above, under the same lock
 	}
 	if !ok {
 		span.SetAttributes(attribute.Bool("sightline.join.skipped", true))
@@ -491,12 +491,15 @@ func (d *dedupe) add(h uint64) bool {
 	if d.has(h) {
 		return true
 	}
-	if d.cur == nil {
-		d.cur = make(map[uint64]struct{})
-	}
-	if len(d.cur) >= d.limit {
+	d.insert(h)
+	return false
+}
+
+// insert records h, which is not in the window. Each generation is sized
+// for limit ids at once, so that filling it never rehashes.
+func (d *dedupe) insert(h uint64) {
+	if d.cur == nil || len(d.cur) >= d.limit {
 		d.prev, d.cur = d.cur, make(map[uint64]struct{}, d.limit)
 	}
 	d.cur[h] = struct{}{}
-	return false
 }
