@@ -51,8 +51,8 @@ func FuzzRecordFields(f *testing.F) {
 				}
 			}
 		}
-		if max := bytes.Count(raw, []byte("null")); nulls > max {
-			t.Errorf("recordFields(%q) found %d nulls, input has at most %d", raw, nulls, max)
+		if most := bytes.Count(raw, []byte("null")); nulls > most {
+			t.Errorf("recordFields(%q) found %d nulls, input has at most %d", raw, nulls, most)
 		}
 	})
 }

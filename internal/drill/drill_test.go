@@ -73,7 +73,7 @@ func TestDrills(t *testing.T) {
 			t.Parallel()
 			cfg := Config{Seed: 1, Duration: 60 * time.Minute, FaultAt: 45 * time.Minute}
 			if tc.name == "etl-null-age" {
-				cfg.Inspect = func(ctx context.Context, base string) error { return inspectETL(t, ctx, base) }
+				cfg.Inspect = func(ctx context.Context, base string) error { return inspectETL(ctx, t, base) }
 			}
 			rep, err := Run(t.Context(), tc.name, cfg)
 			if err != nil {
@@ -112,7 +112,7 @@ func TestDrills(t *testing.T) {
 // inspectETL follows the talk's debugging story on the live node: the
 // firing alert's example traces resolve to traces with a missing_features
 // fallback whose logs show user_age_bucket null.
-func inspectETL(t *testing.T, ctx context.Context, base string) error {
+func inspectETL(ctx context.Context, t *testing.T, base string) error {
 	var alerts struct{ Alerts []quality.Alert }
 	if err := getJSON(ctx, base+"/v1/alerts", &alerts); err != nil {
 		return err

@@ -342,8 +342,7 @@ func TestImage(t *testing.T) {
 			return err
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-serve.Process.Pid, syscall.SIGKILL)
-			<-done
-			return errors.New("no exit 30s after SIGTERM")
+			return errors.Join(errors.New("no exit 30s after SIGTERM"), <-done)
 		}
 	}
 	t.Cleanup(func() {

@@ -207,13 +207,13 @@ func TestCollectorTailSampling(t *testing.T) {
 		return "", err
 	}, func(_ sent, err error) error {
 		if ce, ok := errors.AsType[*client.Error](err); !ok || ce.Status != http.StatusNotFound {
-			return fmt.Errorf("Decision of an unknown request: %v, want a 404", err)
+			return fmt.Errorf("Decision of an unknown request: %w, want a 404", err)
 		}
 		return nil
 	})
 	fbTrace := special("fallback", recommend(incomplete), func(s sent, err error) error {
 		if err != nil || s.fallback != "missing_features" {
-			return fmt.Errorf("recommendation for a user without age bucket: fallback %q, error %v; want missing_features", s.fallback, err)
+			return fmt.Errorf("recommendation for a user without age bucket: fallback %q, error %w; want missing_features", s.fallback, err)
 		}
 		return nil
 	})
