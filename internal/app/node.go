@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) build(ctx context.Context) error {
 	cfg := &n.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return err
 	}
 	if err := n.openBus(ctx); err != nil {
@@ -203,7 +203,7 @@ func (n *Node) build(ctx context.Context) error {
 	if err := n.buildEngine(ctx); err != nil {
 		return err
 	}
-	if err := n.buildEventPath(m); err != nil {
+	if err := n.buildEventPath(); err != nil {
 		return err
 	}
 	if err := n.buildQuality(); err != nil {
@@ -309,14 +309,14 @@ func (n *Node) tracing() learn.Tracing {
 // learns from the engine's own decisions; an API node only keeps its
 // candidate index and live CTR; a trainer builds its event path when it
 // becomes active (lead).
-func (n *Node) buildEventPath(m *model.Model) error {
+func (n *Node) buildEventPath() error {
 	tr := n.tracing()
 	switch n.cfg.Role {
 	case RoleAll:
 		var err error
 		n.path.model, err = learn.NewModelUpdater(n.modelFrom, learn.ModelConfig{
-			// The scorer, not m: a promoted challenger is learned from then
-			// on, and a challenger in play learns too.
+			// The scorer, not the initial model: a promoted challenger is
+			// learned from then on, and a challenger in play learns too.
 			Joiner: n.engine.Ring(), Features: n.store, Learner: n.learner, Tracing: tr, Registerer: n.reg, Now: n.cfg.Now,
 		})
 		if err != nil {

@@ -60,7 +60,9 @@ func startNode(t testing.TB, cfg Config) *testNode {
 		}
 		return stopErr
 	}
-	t.Cleanup(func() { tn.stop() })
+	// Only stops a node a test left running: the tests that care check
+	// stop's error themselves.
+	t.Cleanup(func() { _ = tn.stop() })
 	tn.c, err = client.New(tn.base)
 	if err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ func healthyCollector(t *testing.T) string {
 	}
 	srv := grpc.NewServer()
 	collectortrace.RegisterTraceServiceServer(srv, sinkCollector{})
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns when the cleanup stops it
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
 }

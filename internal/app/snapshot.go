@@ -204,7 +204,8 @@ func (n *Node) snapshotFeatures(ctx context.Context) error {
 
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	// The node's own data, like every file under the data directory.
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
