@@ -411,7 +411,7 @@ func (c *cluster) getJSON(n *node, path string, out any) error {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: GET %s: %w: %v", n.name, path, errNoAnswer, err)
+		return fmt.Errorf("%s: GET %s: %w: %w", n.name, path, errNoAnswer, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

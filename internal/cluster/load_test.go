@@ -122,20 +122,6 @@ func (p *prober) once(ctx context.Context, i int) {
 	}
 }
 
-// failures returns the number of requests without a 2xx answer.
-func (p *prober) failures() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, v := range p.errs {
-		n += v
-	}
-	for _, v := range p.evErrs {
-		n += v
-	}
-	return n
-}
-
 // acked returns the new events acknowledged.
 func (p *prober) acked() int {
 	p.mu.Lock()

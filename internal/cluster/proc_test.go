@@ -81,17 +81,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// terminate sends SIGTERM to p's process group and waits up to grace for
-// p to exit, then kills it.
-func (p *proc) terminate(grace time.Duration) {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.kill()
-	}
-}
-
 // exited reports whether p has exited.
 func (p *proc) exited() bool {
 	select {
