@@ -18,7 +18,7 @@ type genSource struct {
 	lp   logging
 }
 
-func (g *genSource) Decisions(ctx context.Context, fn func(*decisionlog.Decision) error) error {
+func (g *genSource) Decisions(_ context.Context, fn func(*decisionlog.Decision) error) error {
 	var err error
 	g.w.generate(g.seed, g.n, g.lp, func(d *decisionlog.Decision, _ []decisionlog.Event) {
 		if err == nil {
@@ -28,7 +28,7 @@ func (g *genSource) Decisions(ctx context.Context, fn func(*decisionlog.Decision
 	return err
 }
 
-func (g *genSource) Events(ctx context.Context, fn func(*decisionlog.Event) error) error {
+func (g *genSource) Events(_ context.Context, fn func(*decisionlog.Event) error) error {
 	var err error
 	g.w.generate(g.seed, g.n, g.lp, func(_ *decisionlog.Decision, evs []decisionlog.Event) {
 		for i := range evs {

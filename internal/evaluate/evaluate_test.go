@@ -28,7 +28,7 @@ func run(t *testing.T, ds []decisionlog.Decision, es []decisionlog.Event, specs 
 }
 
 func popularityScore(w *world) func(c, i int) float64 {
-	return func(c, i int) float64 { return w.items[i].popularity }
+	return func(_, i int) float64 { return w.items[i].popularity }
 }
 
 func TestLoggedEqualsLoggedCTR(t *testing.T) {

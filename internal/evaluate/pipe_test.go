@@ -8,7 +8,7 @@ import (
 
 func TestPipe(t *testing.T) {
 	walk := func(n int, failAt int) func(context.Context, func(*int) error) error {
-		return func(ctx context.Context, fn func(*int) error) error {
+		return func(_ context.Context, fn func(*int) error) error {
 			for i := range n {
 				if i == failAt {
 					return errors.New("walk failed")
