@@ -11,6 +11,16 @@
 // attribute, the channel, the hour bucket, each recent category) on its own
 // and crossed with the item's category; the item id; and the item category.
 //
+// A model of a [Family] other than the plain "ftrl" may add two things.
+// With [Config.Positions] it learns a weight per display position
+// ([Context.Slot], known when learning from an impression or a click) apart
+// from the items, so that an item shown low is not mistaken for a worse
+// one, and it scores with the offset that averages those weights over the
+// positions it learned from (scores stay calibrated). With
+// [Config.Optimism] its ranking logit adds to each item an upper-confidence
+// bonus that shrinks as the item's evidence (its coordinate's accumulated
+// squared gradient) grows; learning predicts without it.
+//
 // Scoring is lock-free and allocation-free: per-coordinate FTRL state (z, n)
 // and the weight derived from it are held in atomic 64-bit words, the weight
 // recomputed by [Model.Learn] whenever it changes z or n, so [Model.Score]

@@ -22,6 +22,10 @@ type Context struct {
 	// RecentCategories are categories of items the user recently engaged
 	// with, most recent first. Empty strings and repeats are ignored.
 	RecentCategories []string
+	// Slot is, when learning from an impression or a click, the 1-based
+	// position at which the item was shown; 0 means unknown. Scoring
+	// ignores it (see [Model.Learn]).
+	Slot int
 }
 
 // Prepared holds the hashes of the request-side features of one Context, so

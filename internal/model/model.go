@@ -37,6 +37,9 @@ const (
 	DefaultName         = "ftrl"
 	DefaultVersionEvery = 50_000
 	DefaultEvalWindow   = 5 * time.Minute
+	// DefaultOptimismPrior is the default Config.OptimismPrior: a prior
+	// standard deviation of about 0.3 on an item's logit.
+	DefaultOptimismPrior = 10
 
 	// MinBits and MaxBits bound Config.Bits. At MaxBits the model holds
 	// 2^26 coordinates of 24 bytes (1.5 GiB): z, n and the weight derived
@@ -76,6 +79,22 @@ type Config struct {
 	// Now returns the current time, for the evaluation window. Nil means
 	// time.Now.
 	Now func() time.Time
+	// Positions makes the model learn the bias of each display position
+	// apart from the items (a weight per Context.Slot), so that an item
+	// shown low is not taken for a worse item; scores are then the click
+	// probability averaged over the positions the model has learned from.
+	// False leaves positions out, as the first models did.
+	Positions bool
+	// Optimism adds to each item's ranking logit an upper-confidence
+	// bonus, Optimism / √(OptimismPrior + n), where n is the item's
+	// accumulated squared gradient (its Fisher information: about
+	// impressions × CTR): items seldom shown rank higher until the model
+	// knows them. Zero means none; it must not be negative.
+	Optimism float64
+	// OptimismPrior is the prior precision of an item's weight in the
+	// bonus (the bonus of a new item is Optimism/√OptimismPrior). Zero
+	// means DefaultOptimismPrior.
+	OptimismPrior float64
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults, and
@@ -108,6 +127,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.OptimismPrior == 0 {
+		cfg.OptimismPrior = DefaultOptimismPrior
+	}
 	switch {
 	case cfg.Bits < MinBits || cfg.Bits > MaxBits:
 		return cfg, fmt.Errorf("%w: bits %d: want %d..%d", ErrInvalidConfig, cfg.Bits, MinBits, MaxBits)
@@ -123,6 +145,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: name %q: want 1..64 bytes of [A-Za-z0-9_-]", ErrInvalidConfig, cfg.Name)
 	case cfg.EvalWindow < time.Second:
 		return cfg, fmt.Errorf("%w: eval window %v: want at least 1s", ErrInvalidConfig, cfg.EvalWindow)
+	case !(cfg.Optimism >= 0) || math.IsInf(cfg.Optimism, 0):
+		return cfg, fmt.Errorf("%w: optimism %v: want a finite number >= 0", ErrInvalidConfig, cfg.Optimism)
+	case !(cfg.OptimismPrior > 0) || math.IsInf(cfg.OptimismPrior, 0):
+		return cfg, fmt.Errorf("%w: optimism prior %v: want a positive finite number", ErrInvalidConfig, cfg.OptimismPrior)
 	}
 	return cfg, nil
 }
@@ -192,10 +218,12 @@ type Model struct {
 	l1, l2    float64
 	coords    []coord
 	w         []atomic.Uint64 // w[i] = weightOf(coords[i]) as float64 bits; Learn keeps it current
+	rw        []atomic.Uint64 // with Config.Optimism: w[i] plus the optimism bonus of coords[i]; else nil
 	updates   atomic.Uint64
 	gen       uint64 // snapshot generation; changed only under mu
 	version   atomic.Pointer[string]
 	eval      evaluator
+	slots     slotState  // position weights and their serving offset (Config.Positions)
 	mu        sync.Mutex // serializes writers: Learn, WriteSnapshot
 	learnPrep Prepared   // scratch for Learn, guarded by mu
 	active    []uint32   // scratch for Learn, guarded by mu
@@ -220,6 +248,14 @@ func New(cfg Config) (*Model, error) {
 		w:      make([]atomic.Uint64, 1<<uint(cfg.Bits)),
 		eval:   newEvaluator(cfg.EvalWindow),
 	}
+	if cfg.Optimism > 0 {
+		m.rw = make([]atomic.Uint64, len(m.w))
+		bonus := math.Float64bits(cfg.Optimism / math.Sqrt(cfg.OptimismPrior))
+		for i := range m.rw {
+			m.rw[i].Store(bonus)
+		}
+	}
+	m.slots.init(m.mask)
 	m.setVersion()
 	return m, nil
 }
@@ -254,6 +290,16 @@ func (m *Model) weight(i uint64) float64 {
 	return math.Float64frombits(m.w[i].Load())
 }
 
+// itemWeight is the ranking weight of item coordinate i: its weight, plus
+// with Config.Optimism its bonus (one load either way: the sum is kept in
+// m.rw).
+func (m *Model) itemWeight(i uint64) float64 {
+	if m.rw != nil {
+		return math.Float64frombits(m.rw[i].Load())
+	}
+	return math.Float64frombits(m.w[i].Load())
+}
+
 // weightOf returns the FTRL-Proximal weight of a coordinate with state z, n:
 //
 //	w = 0                                          if |z| <= L1
@@ -273,7 +319,11 @@ func (m *Model) setState(i uint64, z, n float64) {
 	c := &m.coords[i]
 	c.z.Store(math.Float64bits(z))
 	c.n.Store(math.Float64bits(n))
-	m.w[i].Store(math.Float64bits(m.weightOf(z, n)))
+	w := m.weightOf(z, n)
+	m.w[i].Store(math.Float64bits(w))
+	if m.rw != nil {
+		m.rw[i].Store(math.Float64bits(w + m.cfg.Optimism/math.Sqrt(m.cfg.OptimismPrior+n)))
+	}
 }
 
 // sigmoid is the logistic function with the logit clamped so that the
@@ -291,8 +341,11 @@ func sigmoid(x float64) float64 {
 // coordinate atomically, so an item scored while Learn runs sees some
 // features before and some after the update.
 //
-// The logit is summed as (bias + request features) + item + (category +
-// request×category crosses). The last group depends only on the item's
+// The logit is summed as (bias [+ position offset] + request features) +
+// item [+ optimism bonus] + (category + request×category crosses), the
+// bracketed terms with Config.Positions and Config.Optimism (the bonus is
+// part of the ranking score, so a score is then an optimistic
+// probability). The last group depends only on the item's
 // category, so it is computed once per distinct category of the call (a
 // small direct-mapped cache on the stack), not once per item: candidates
 // share a few dozen categories, and the crosses are most of the work.
@@ -311,13 +364,16 @@ func (m *Model) Score(p *Prepared, items []event.Item, out []float64) {
 func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 	_ = out[:len(items)]
 	base := m.weight(m.bias)
+	if m.cfg.Positions {
+		base += m.slots.offset()
+	}
 	for _, h := range p.req {
 		base += m.weight(index(h) & m.mask)
 	}
 	var cache [catCacheSize]catSum
 	for i := range items {
 		it := &items[i]
-		s := base + m.weight(index(itemHash(it.ID))&m.mask)
+		s := base + m.itemWeight(index(itemHash(it.ID))&m.mask)
 		if it.Category != "" {
 			c := categoryHash(it.Category)
 			e := &cache[(c^c>>32)%catCacheSize]
@@ -395,6 +451,9 @@ func logit(ws []float64, r int) float64 {
 // labelled l, and returns the click probability the model predicted for
 // them before the update (progressive validation). The prediction also goes
 // into Eval. An unknown label leaves the model unchanged and returns NaN.
+// With Config.Positions, x.Slot's position weight is learned and predicted
+// with (the serving offset stands in for an unknown slot); the prediction
+// never includes the optimism bonus.
 //
 // Learn is called by the event consumer. It is safe for concurrent use; it
 // serializes with other writers but never blocks Score. It does not
@@ -403,18 +462,19 @@ func (m *Model) Learn(x *Context, it event.Item, l Label) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.learnPrep.prepare(x)
-	return m.learnLocked(&m.learnPrep, &it, l)
+	return m.learnLocked(&m.learnPrep, &it, l, x.Slot)
 }
 
 // LearnPrepared is Learn for a request already hashed by Prepare, so that a
-// caller holding a Prepared avoids hashing again. p is only read.
+// caller holding a Prepared avoids hashing again. p is only read. It learns
+// as Learn does with an unknown Context.Slot.
 func (m *Model) LearnPrepared(p *Prepared, it event.Item, l Label) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.learnLocked(p, &it, l)
+	return m.learnLocked(p, &it, l, 0)
 }
 
-func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
+func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label, slot int) float64 {
 	if l > Flip {
 		return math.NaN()
 	}
@@ -423,7 +483,19 @@ func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
 	for _, i := range m.active {
 		m.weights = append(m.weights, m.weight(uint64(i)))
 	}
-	pred := sigmoid(logit(m.weights, len(p.req)))
+	lg := logit(m.weights, len(p.req))
+	k := -1
+	if m.cfg.Positions && slot > 0 {
+		// The position's weight stands in for the serving offset.
+		k = min(slot, maxSlot) - 1
+		i := m.slots.coord[k]
+		m.active = append(m.active, uint32(i))
+		m.weights = append(m.weights, m.weight(i))
+		lg += m.weight(i)
+	} else if m.cfg.Positions {
+		lg += m.slots.offset()
+	}
+	pred := sigmoid(lg)
 
 	// The gradient of log loss with respect to the logit: p - y, the same
 	// for every active (binary) feature. A Flip adds the gradient of
@@ -446,6 +518,9 @@ func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
 		m.setState(uint64(i), z+g-sigma*m.weights[k], n+g2)
 	}
 
+	if k >= 0 {
+		m.slots.learned(k, m)
+	}
 	u := m.updates.Add(1)
 	if u%m.cfg.VersionEvery == 0 {
 		m.setVersion()
@@ -459,4 +534,16 @@ func (m *Model) learnLocked(p *Prepared, it *event.Item, l Label) float64 {
 // concurrent use.
 func (m *Model) Eval() EvalStats {
 	return m.eval.stats(m.cfg.Now())
+}
+
+// CategoryLogits writes to out[i] the part of an item's logit that its
+// category cats[i] brings for the request p was prepared from: the
+// category's weight and its crosses with every request feature. Ranking
+// categories by it ranks them as a scorer would rank two items of equal
+// item weight. It is safe for concurrent use and does not allocate.
+func (m *Model) CategoryLogits(p *Prepared, cats []string, out []float64) {
+	_ = out[:len(cats)]
+	for i, c := range cats {
+		out[i] = m.categorySum(p, categoryHash(c))
+	}
 }

@@ -60,6 +60,11 @@ type snapshotHeader struct {
 	VersionEvery uint64       `json:"version_every"`
 	Generation   uint64       `json:"generation"`
 	Meta         SnapshotMeta `json:"meta"`
+	// The scoring options travel with the state they were learned with
+	// (absent in snapshots of models without them).
+	Positions     bool    `json:"positions,omitempty"`
+	Optimism      float64 `json:"optimism,omitempty"`
+	OptimismPrior float64 `json:"optimism_prior,omitempty"`
 }
 
 // WriteSnapshot writes the model state and meta to w in a checksummed
@@ -99,6 +104,15 @@ func (m *Model) WritePublished(w io.Writer, meta SnapshotMeta) (string, error) {
 	return VersionOf(buf.Bytes())
 }
 
+// optimismPrior is the prior a snapshot header records: none without
+// optimism, so that the header of a plain model stays as it was.
+func optimismPrior(cfg Config) float64 {
+	if cfg.Optimism == 0 {
+		return 0
+	}
+	return cfg.OptimismPrior
+}
+
 func (m *Model) encode(buf *bytes.Buffer, meta SnapshotMeta) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -108,6 +122,7 @@ func (m *Model) encode(buf *bytes.Buffer, meta SnapshotMeta) error {
 	meta.Updates = m.updates.Load()
 	hdr, err := json.Marshal(snapshotHeader{
 		Name: m.cfg.Name, Bits: m.cfg.Bits,
+		Positions: m.cfg.Positions, Optimism: m.cfg.Optimism, OptimismPrior: optimismPrior(m.cfg),
 		Alpha: m.alpha, Beta: m.beta, L1: m.l1, L2: m.l2,
 		VersionEvery: m.cfg.VersionEvery, Generation: m.gen, Meta: meta,
 	})
@@ -235,6 +250,15 @@ func ReadSnapshot(r io.Reader, cfg Config) (*Model, SnapshotMeta, error) {
 	if cfg.VersionEvery == 0 {
 		cfg.VersionEvery = hcfg.VersionEvery
 	}
+	if !cfg.Positions {
+		cfg.Positions = hdr.Positions
+	}
+	if cfg.Optimism == 0 {
+		cfg.Optimism = hdr.Optimism
+	}
+	if cfg.OptimismPrior == 0 {
+		cfg.OptimismPrior = hdr.OptimismPrior
+	}
 	m, err := New(cfg)
 	if err != nil {
 		return nil, SnapshotMeta{}, err
@@ -257,6 +281,9 @@ func ReadSnapshot(r io.Reader, cfg Config) (*Model, SnapshotMeta, error) {
 		}
 		prev = int64(i)
 		m.setState(uint64(i), z, n)
+	}
+	if m.cfg.Positions {
+		m.slots.restored(m)
 	}
 	m.gen = hdr.Generation + 1
 	m.updates.Store(hdr.Meta.Updates)
