@@ -31,6 +31,11 @@ type IndexConfig struct {
 	CoVisit int
 	// HalfLife is the decay half-life of popularity (default 1h).
 	HalfLife time.Duration
+	// Discover is the length of each category's discovery list (see
+	// [Index.DiscoverCandidates]): the variants of Config.Discover take
+	// their candidates from it. Default 16 when the engine has such
+	// variants, else none; negative: none.
+	Discover int
 }
 
 func (c *IndexConfig) defaults() {
@@ -68,6 +73,7 @@ type Index struct {
 	global    []*itemStat
 	byCat     map[string][]*itemStat
 	nextID    uint32
+	disc      discovery
 
 	view atomic.Pointer[indexView]
 }
@@ -97,6 +103,8 @@ type indexView struct {
 	covis      map[string][]entry
 	pop        map[string]float64 // popularity of listed items, 0..1
 	maxScore   float64
+	discCats   []string  // the categories with a discovery list, in name order
+	discLists  [][]entry // the discovery list of each of discCats
 }
 
 // NewIndex returns an empty index.
@@ -112,6 +120,7 @@ func NewIndex(cfg IndexConfig) *Index {
 		segDirty:  make(map[string]struct{}),
 		byCat:     make(map[string][]*itemStat),
 	}
+	ix.disc.init(cfg.Discover)
 	ix.view.Store(&indexView{byCategory: map[string][]entry{}, bySegment: map[string][]entry{}, covis: map[string][]entry{}, pop: map[string]float64{}})
 	return ix
 }
@@ -143,6 +152,9 @@ func (ix *Index) PutItem(it event.Item) {
 	s.item = it
 	ix.dirtyCats[it.Category] = struct{}{}
 	ix.dirty[s] = struct{}{}
+	if !ok {
+		ix.disc.put(s)
+	}
 }
 
 // Observe records an interaction event: clicks and conversions raise an
@@ -172,9 +184,11 @@ func (ix *Index) Observe(ev *event.Event, segment string, recent []string) {
 	}
 	if w == 0 {
 		s.shows += inf
+		ix.disc.observe(s, 0, inf)
 		return
 	}
 	s.score += w * inf
+	ix.disc.observe(s, w, inf)
 	ix.dirty[s] = struct{}{}
 	ix.dirtyCats[s.item.Category] = struct{}{}
 	if segment != "" {
@@ -244,7 +258,7 @@ func cmpDesc(a, b float64) int {
 func (ix *Index) Refresh() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if len(ix.dirty) == 0 && len(ix.segDirty) == 0 {
+	if len(ix.dirty) == 0 && len(ix.segDirty) == 0 && len(ix.disc.dirty) == 0 {
 		return
 	}
 	old := ix.view.Load()
@@ -351,6 +365,7 @@ func (ix *Index) Refresh() {
 	clear(ix.dirty)
 	clear(ix.dirtyCats)
 	clear(ix.segDirty)
+	nv.discCats, nv.discLists = ix.disc.refresh(old.discCats, old.discLists)
 	ix.view.Store(nv)
 }
 

@@ -137,6 +137,11 @@ type Config struct {
 	// challenger's decisions ([Engine.SetChallenger]); it must not be an arm
 	// of the split. Empty: no challenger can be set.
 	ChallengerVariant string
+	// Discover lists the variants whose candidates come from the candidate
+	// index's discovery lists of the categories their scorer ranks best
+	// ([Index.DiscoverCandidates]); their scorers must implement
+	// [CategoryRanker]. The others take the popularity lists.
+	Discover []string
 	// OnRecord, if set, is called synchronously with the encoded record of
 	// every decision (see [RecordVersion]), after it is kept in the
 	// engine's ring: an API node publishes it on the decision stream. rec
@@ -284,7 +289,7 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:      cfg,
 		fs:       fs,
-		index:    NewIndex(cfg.Index),
+		index:    NewIndex(cfg.indexConfig()),
 		scorers:  make(map[string]Scorer, len(cfg.Split)),
 		required: cfg.RequiredFeatures,
 		channels: make(map[string]string, len(cfg.Channels)),
@@ -304,6 +309,9 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 			s = popularityScorer{e.index}
 		}
 		e.scorers[arm.Name] = s
+	}
+	if err := cfg.checkDiscover(e.scorers); err != nil {
+		return nil, err
 	}
 	var variants []string
 	for name := range e.scorers {

@@ -336,7 +336,11 @@ func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act featur
 	d := &blk.d
 	start, wall := e.cfg.Now(), blk.now()
 	_, span := e.stageSpan(ctx, blk, "CandidateGeneration")
-	e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
+	if r, ok := blk.scorer.(CategoryRanker); ok && e.discovers(d.Variant) {
+		e.index.DiscoverCandidates(ctx, &sp.cs, act.RecentItems, r, &blk.x)
+	} else {
+		e.index.Candidates(&sp.cs, act.RecentItems, act.RecentCategories)
+	}
 	d.Candidates = len(sp.cs.items)
 	if span.IsRecording() {
 		span.SetAttributes(attrCandidates.Int(d.Candidates))

@@ -145,11 +145,12 @@ func (r *ring) joined(id, itemID string) (Join, bool) {
 	variant := rd.head()
 	found := false
 	var j Join
-	for range rd.count() {
+	for k := range rd.count() {
 		iid, cat := rd.item()
 		if !found && string(iid) == itemID {
 			found = true
 			j.Item = event.Item{ID: itemID, Category: r.str(cat), Available: true}
+			j.Context.Slot = int(k) + 1 // where the user saw it: the model learns position bias apart
 		}
 	}
 	if !found || rd.err {

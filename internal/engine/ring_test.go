@@ -47,6 +47,7 @@ func TestRingRoundTrip(t *testing.T) {
 	}
 	j, ok := r.joined("r1", "r1-i4")
 	want := Join{Context: *x, Item: event.Item{ID: "r1-i4", Category: "c1", Available: true}, Variant: "ftrl"}
+	want.Context.Slot = 5 // shown fifth
 	if !ok {
 		t.Fatal("joined(r1, r1-i4) not found")
 	}

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
+)
+
+// listIDs returns the ids of category c's published discovery list.
+func listIDs(ix *Index, c string) []string {
+	v := ix.view.Load()
+	i := slices.Index(v.discCats, c)
+	if i < 0 {
+		return nil
+	}
+	var ids []string
+	for _, e := range v.discLists[i] {
+		ids = append(ids, e.item.ID)
+	}
+	return ids
+}
+
+// show records n impressions of item id, clicks of them clicked.
+func show(ix *Index, id string, n, clicks int, at time.Time) {
+	for k := range n {
+		ix.Observe(&event.Event{Type: event.Impression, ItemID: id, Timestamp: at}, "", nil)
+		if k < clicks {
+			ix.Observe(&event.Event{Type: event.Click, ItemID: id, Timestamp: at}, "", nil)
+		}
+	}
+}
+
+func TestDiscoveryLists(t *testing.T) {
+	ix := NewIndex(IndexConfig{Discover: defaultDiscover})
+	for _, it := range catalog(1, 40) {
+		ix.PutItem(it)
+	}
+	ix.Refresh()
+	id := func(i int) string { return fmt.Sprintf("i00-%03d", i) }
+	got := listIDs(ix, "c00")
+	if len(got) != discoverEvalSlots || got[0] != id(0) || got[len(got)-1] != id(discoverEvalSlots-1) {
+		t.Fatalf("list of a new catalog = %v, want the first %d items under evaluation", got, discoverEvalSlots)
+	}
+
+	now := time.Now()
+	show(ix, id(0), 50, 0, now)  // evaluated, never clicked
+	show(ix, id(1), 50, 25, now) // evaluated, clicked half the time
+	ix.Refresh()
+	got = listIDs(ix, "c00")
+	if len(got) < 2 || got[0] != id(1) || got[1] != id(0) {
+		t.Fatalf("list = %v, want the evaluated items first, best first (%s, %s)", got, id(1), id(0))
+	}
+	if !slices.Contains(got, id(discoverEvalSlots+1)) || slices.Contains(got, id(discoverEvalSlots+2)) {
+		t.Errorf("list = %v, want the next two items never shown to take the evaluated ones' places", got)
+	}
+
+	// An item under evaluation whose bound falls below the bar is dropped
+	// early, and the next item never shown takes its place.
+	show(ix, id(2), 20, 0, now)
+	ix.Refresh()
+	got = listIDs(ix, "c00")
+	if !slices.Contains(got, id(discoverEvalSlots+2)) {
+		t.Errorf("list = %v, want %s under evaluation once %s failed early", got, id(discoverEvalSlots+2), id(2))
+	}
+	if i := slices.Index(got, id(2)); i > 2 {
+		t.Errorf("list = %v: %s at %d, want it among the evaluated items at the front", got, id(2), i)
+	}
+
+	// A discovery-less index keeps no lists.
+	off := NewIndex(IndexConfig{})
+	off.PutItem(catalog(1, 1)[0])
+	off.Refresh()
+	if got := listIDs(off, "c00"); got != nil {
+		t.Errorf("list without discovery = %v, want none", got)
+	}
+}
+
+// catRanker ranks categories by a fixed table, or fails.
+type catRanker struct {
+	score map[string]float64
+	err   error
+}
+
+func (r catRanker) CategoryScores(_ context.Context, _ *model.Context, cats []string, out []float64) error {
+	if r.err != nil {
+		return r.err
+	}
+	for i, c := range cats {
+		out[i] = r.score[c]
+	}
+	return nil
+}
+
+func TestDiscoverCandidates(t *testing.T) {
+	ix := NewIndex(IndexConfig{Discover: defaultDiscover})
+	const cats = discoverFocus + 3
+	for _, it := range catalog(cats, 30) {
+		ix.PutItem(it)
+	}
+	ix.Refresh()
+	score := map[string]float64{}
+	for c := range cats {
+		score[fmt.Sprintf("c%02d", c)] = -float64(c) // c00 best
+	}
+	count := func(cs *candidateSet) map[string]int {
+		n := map[string]int{}
+		for _, it := range cs.items {
+			n[it.Category]++
+		}
+		return n
+	}
+	var cs candidateSet
+	ix.DiscoverCandidates(t.Context(), &cs, nil, catRanker{score: score}, &model.Context{})
+	n := count(&cs)
+	for c := range cats {
+		want := discoverShort
+		if c < discoverFocus {
+			want = discoverEvalSlots
+		}
+		if got := n[fmt.Sprintf("c%02d", c)]; got != want {
+			t.Errorf("candidates of c%02d = %d, want %d (focus: the %d best ranked)", c, got, want, discoverFocus)
+		}
+	}
+	// Reversed ranking: the focus moves.
+	for c := range cats {
+		score[fmt.Sprintf("c%02d", c)] = float64(c)
+	}
+	ix.DiscoverCandidates(t.Context(), &cs, nil, catRanker{score: score}, &model.Context{})
+	if n := count(&cs); n["c00"] != discoverShort || n[fmt.Sprintf("c%02d", cats-1)] != discoverEvalSlots {
+		t.Errorf("candidates by category = %v, want the focus on the last categories", n)
+	}
+	// A failing ranker: categories in name order.
+	ix.DiscoverCandidates(t.Context(), &cs, nil, catRanker{err: errors.New("no")}, &model.Context{})
+	if n := count(&cs); n["c00"] != discoverEvalSlots || n[fmt.Sprintf("c%02d", cats-1)] != discoverShort {
+		t.Errorf("candidates by category with a failing ranker = %v, want the focus on the first categories", n)
+	}
+}
+
+// TestDiscoverVariant: a variant of Config.Discover takes the discovery
+// candidates, another the popularity ones; both record valid propensities,
+// and the event path learns where each item was shown.
+func TestDiscoverVariant(t *testing.T) {
+	store, err := features.NewMemory(features.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.New(model.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := model.New(model.Config{Optimism: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(store, Config{
+		Split:    model.Split{{Name: "a", Weight: 1}, {Name: "b", Weight: 1}},
+		Scorers:  map[string]Scorer{"a": NewModelScorer(m), "b": NewModelScorer(disc)},
+		Discover: []string{"b"},
+		Explore:  0.3,
+		Index:    IndexConfig{PerCategory: 2, Global: 5},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.OnItemChange(e.Index().PutItem)
+	ctx := t.Context()
+	for _, it := range catalog(10, 40) {
+		if err := store.PutItem(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Index().Refresh()
+	seen := map[string]int{}
+	for i := range 60 {
+		u := fmt.Sprintf("u%03d", i)
+		d, err := e.Recommend(ctx, Request{UserID: u, Count: 10, Channel: "web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[d.Variant]++
+		want := 25 // popularity: 10 categories × 2 and 5 global, overlapping
+		if d.Variant == "b" {
+			want = discoverFocus*discoverEvalSlots + (10-discoverFocus)*discoverShort
+		}
+		if d.Variant == "a" && d.Candidates > want || d.Variant == "b" && d.Candidates != want {
+			t.Errorf("variant %s: %d candidates, want %d", d.Variant, d.Candidates, want)
+		}
+		for k, it := range d.Items {
+			if !(it.Propensity > 0 && it.Propensity <= 1) {
+				t.Errorf("variant %s item %d: propensity %v, want in (0, 1]", d.Variant, k, it.Propensity)
+			}
+			x, _, ok := e.Ring().Joined(d.RequestID, it.ItemID)
+			if !ok || x.Slot != k+1 {
+				t.Errorf("Joined(%s, item %d).Slot = %d (found %v), want %d", d.RequestID, k, x.Slot, ok, k+1)
+			}
+		}
+	}
+	if seen["a"] == 0 || seen["b"] == 0 {
+		t.Errorf("variants served = %v, want both", seen)
+	}
+}
+
+func TestDiscoverNeedsCategoryRanker(t *testing.T) {
+	store := &fakeStore{}
+	for name, cfg := range map[string]Config{
+		"no scorer":     {Split: model.Split{{Name: "popularity", Weight: 1}}, Discover: []string{"x"}},
+		"not a ranker":  {Split: model.Split{{Name: "popularity", Weight: 1}}, Discover: []string{"popularity"}},
+		"a fake scorer": {Split: model.Split{{Name: "f", Weight: 1}}, Scorers: map[string]Scorer{"f": &fakeScorer{}}, Discover: []string{"f"}},
+	} {
+		if _, err := New(store, cfg); err == nil {
+			t.Errorf("New(%s) = nil error, want one", name)
+		}
+	}
+}
