@@ -84,6 +84,10 @@ type Node struct {
 	readyAt uint64
 	restore RestoreReport
 
+	// families are the models of the split's variants of other model
+	// families (variants.go).
+	families *familyModels
+
 	listener net.Listener
 	snapMu   sync.Mutex
 	closed   atomic.Bool
@@ -246,6 +250,10 @@ func (n *Node) buildEngine(ctx context.Context) error {
 		}
 	}
 	n.experiments = experiment.NewTracker(split, "popularity")
+	var err error
+	if n.families, err = n.buildFamilies(split); err != nil {
+		return err
+	}
 	featureBudget := cfg.FeatureBudget
 	if featureBudget <= 0 {
 		featureBudget = 5 * time.Millisecond
@@ -257,10 +265,10 @@ func (n *Node) buildEngine(ctx context.Context) error {
 	case cfg.Role == RoleAll && n.dlog != nil:
 		onRecord = n.recordDecision
 	}
-	var err error
 	n.engine, err = engine.New(faults.Store{Source: n.store, Faults: n.faults, Budget: featureBudget}, engine.Config{
 		Split:         split,
-		Scorers:       map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}},
+		Scorers:       n.families.addScorers(map[string]engine.Scorer{"ftrl": faults.Scorer{ModelScorer: n.scorer, Faults: n.faults}}, n.faults),
+		Discover:      n.families.discovering(),
 		FeatureBudget: cfg.FeatureBudget,
 		ModelBudget:   cfg.ModelBudget,
 		MinConfidence: cfg.MinConfidence,
@@ -317,7 +325,7 @@ func (n *Node) buildEventPath() error {
 		n.path.model, err = learn.NewModelUpdater(n.modelFrom, learn.ModelConfig{
 			// The scorer, not the initial model: a promoted challenger is
 			// learned from then on, and a challenger in play learns too.
-			Joiner: n.engine.Ring(), Features: n.store, Learner: n.learner, Tracing: tr, Registerer: n.reg, Now: n.cfg.Now,
+			Joiner: n.engine.Ring(), Features: n.store, Learner: n.families.learner(n.learner), Tracing: tr, Registerer: n.reg, Now: n.cfg.Now,
 		})
 		if err != nil {
 			return err
@@ -412,6 +420,10 @@ type Stats struct {
 	// Cluster is the state the active trainer published, on a node of a
 	// cluster.
 	Cluster *ClusterState `json:"cluster,omitempty"`
+
+	// VariantModels is the online evaluation of the model of each variant
+	// of another model family (e.g. ftrl-ucb), by variant.
+	VariantModels map[string]model.EvalStats `json:"variant_models,omitempty"`
 }
 
 // Stats returns the node's live figures. Users and Items are -1 while the
@@ -435,6 +447,7 @@ func (n *Node) Stats(ctx context.Context) any {
 		ModelVersion:  m.Version(),
 		ModelUpdates:  m.Updates(),
 		Model:         m.Eval(),
+		VariantModels: n.families.evals(),
 		EventsLogged:  logged,
 		EventsApplied: applied,
 		IngestLagSecs: age.Seconds(),

@@ -144,7 +144,11 @@ func (n *Node) Snapshot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return m.SaveFile(n.modelPath(), model.SnapshotMeta{Offset: applied.Sum(), Created: n.cfg.Now(), Updates: m.Updates(), Extra: extra})
+		meta := model.SnapshotMeta{Offset: applied.Sum(), Created: n.cfg.Now(), Updates: m.Updates(), Extra: extra}
+		if err := n.families.save(n, meta); err != nil {
+			return err
+		}
+		return m.SaveFile(n.modelPath(), meta)
 	})
 	if err != nil {
 		return fmt.Errorf("model snapshot: %w", err)
