@@ -88,9 +88,12 @@ type Result struct {
 	// end (the demo's summary line), over NodeWindow.
 	NodeCTR    float64
 	NodeWindow time.Duration
-	// ModelLogLoss, ModelPredicted and ModelObserved are the node's FTRL
-	// model's online evaluation at the end (its own window), whatever the
-	// variant served.
+	// ModelLogLoss, ModelPredicted and ModelObserved are the online
+	// evaluation at the end (over the model's window, 5 minutes by
+	// default) of the variant's model, or of the champion ("ftrl", which
+	// learns from every variant's events) for a variant without one: the
+	// predictions made as each event was learned, the figures of the
+	// node's calibration alert.
 	ModelLogLoss, ModelPredicted, ModelObserved float64
 	// Elapsed is the wall-clock time of the run.
 	Elapsed time.Duration
@@ -229,16 +232,19 @@ func (r *Report) WriteMarkdown(w io.Writer, chart, command string) error {
 
 	fmt.Fprintf(&b, "## At the end\n\n")
 	fmt.Fprintf(&b, "Over the last 5 simulated minutes of each run, by seed. *Expected* is the answers' CTR under the ground truth (no click noise). "+
-		"*Log loss* and *calibration* (mean predicted / observed CTR) are those of the scores the variant served (the items shown, at every position); "+
-		"the popularity control's scores are not probabilities. *Node CTR* is the variant's CTR in the node's own stats (`GET /v1/stats`, "+
+		"*Log loss* and *calibration* (mean predicted / observed CTR) are those of the scores the variant served (the items shown, at every position; "+
+		"with an exploration bonus, an item's ranking score includes it); the popularity control's scores are not probabilities. "+
+		"*Model calibration* is the model's own online evaluation over its last 5 minutes (each event predicted as it is learned: the figure of the node's "+
+		"ModelCalibrationOff alert), of the champion ftrl model for the popularity control. *Node CTR* is the variant's CTR in the node's own stats (`GET /v1/stats`, "+
 		"the demo's summary line), over its window. *Wall* is the run's wall-clock time.\n\n")
-	b.WriteString("| variant | seed | CTR | expected | oracle | ratio | log loss | calibration | fallback | node CTR | wall |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| variant | seed | CTR | expected | oracle | ratio | log loss | calibration | model calibration | fallback | node CTR | wall |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, v := range r.Variants {
 		for _, res := range r.runs(v) {
 			p := res.last(5*time.Minute, r.Every)
-			fmt.Fprintf(&b, "| %s | %d | %.4f | %.4f | %.4f | %.3f | %s | %s | %.2f%% | %.4f | %v |\n",
+			fmt.Fprintf(&b, "| %s | %d | %.4f | %.4f | %.4f | %.3f | %s | %s | %s | %.2f%% | %.4f | %v |\n",
 				v, res.Seed, p.CTR(), p.ExpectedCTR(), p.OracleCTR(), p.Ratio(), fmtNaN(p.MeanLogLoss(), "%.4f"), fmtNaN(p.Calibration(), "%.3f"),
+				fmtNaN(div(res.ModelPredicted, res.ModelObserved), "%.3f"),
 				100*div(float64(p.Fallbacks), float64(p.Requests)), res.NodeCTR, res.Elapsed.Round(time.Second))
 		}
 	}

@@ -31,8 +31,8 @@ const (
 )
 
 // DefaultVariants are the variants measured when Config.Variants is empty:
-// the popularity control and the FTRL model.
-var DefaultVariants = []string{"popularity", "ftrl"}
+// the popularity control, the FTRL model and the FTRL family that explores.
+var DefaultVariants = []string{"popularity", "ftrl", "ftrl-ucb"}
 
 // ErrInvalidConfig reports a Config field out of range.
 var ErrInvalidConfig = errors.New("invalid quality run config")
@@ -149,8 +149,14 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// simStart is the simulated clock's start: a Monday morning.
-var simStart = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+// simStart is the simulated clock's start: 09:00 UTC of the current day.
+// It stays within a day of the wall clock because the candidate index
+// weighs events by their age against the wall clock it started at (its
+// popularity decays with a half-life of an hour): months away, every weight
+// would underflow to zero and popularity would play no part.
+func simStart() time.Time {
+	return time.Now().UTC().Truncate(24 * time.Hour).Add(9 * time.Hour)
+}
 
 // runOne measures one variant on one seed on a fresh node.
 func runOne(ctx context.Context, cfg Config, world *sim.World, variant string, seed int64) (r *Result, err error) {
@@ -161,7 +167,7 @@ func runOne(ctx context.Context, cfg Config, world *sim.World, variant string, s
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
 	clk := &clock{}
-	clk.ns.Store(simStart.UnixNano())
+	clk.ns.Store(simStart().UnixNano())
 	nc := cfg.Node
 	nc.Addr, nc.DataDir, nc.Fsync, nc.Now = "127.0.0.1:0", dir, "never", clk.now
 	nc.Split = variant + "=100"
@@ -228,7 +234,14 @@ func runOne(ctx context.Context, cfg Config, world *sim.World, variant string, s
 		res.NodeCTR = v.CTR
 	}
 	res.NodeWindow = time.Duration(st.WindowSeconds * float64(time.Second))
-	ev := node.Model().Eval()
+	ns, ok := node.Stats(ctx).(app.Stats)
+	if !ok {
+		return nil, errors.New("node stats: unexpected type")
+	}
+	ev, ok := ns.VariantModels[variant]
+	if !ok {
+		ev = ns.Model // the champion's, which every variant's events teach
+	}
 	res.ModelLogLoss, res.ModelPredicted, res.ModelObserved = ev.LogLoss, ev.MeanPredicted, ev.ObservedCTR
 	res.Elapsed = time.Since(wallStart)
 	return res, nil

@@ -19,7 +19,7 @@ func TestRunSmall(t *testing.T) {
 		t.Skip("runs two nodes for two simulated minutes each")
 	}
 	rep, err := Run(t.Context(), Config{
-		Variants: []string{"popularity", "ftrl"},
+		Variants: []string{"popularity", "ftrl-ucb"},
 		Seeds:    []int64{7},
 		Duration: 2 * time.Minute,
 		Every:    30 * time.Second,
@@ -67,7 +67,7 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| ftrl |", "| popularity |", "![learning curve", "(img/quality.svg)", "| 30s |", "| 2m |"} {
+	for _, want := range []string{"| ftrl-ucb |", "| popularity |", "![learning curve", "(img/quality.svg)", "| 30s |", "| 2m |"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("quality.md lacks %q:\n%s", want, b)
 		}
