@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/sightline/sightline/internal/model"
 )
@@ -246,6 +247,10 @@ type CategoryRanker interface {
 	CategoryScores(ctx context.Context, x *model.Context, cats []string, out []float64) error
 }
 
+// catScores pools DiscoverCandidates' category scores (a buffer handed to
+// the scorer would escape to the heap on every request).
+var catScores = sync.Pool{New: func() any { return new([maxFocusCats]float64) }}
+
 // DiscoverCandidates fills cs for a variant that discovers: the co-visited
 // neighbours of the recent items, the whole discovery list of the
 // discoverFocus categories r ranks best for x, and the first discoverShort
@@ -264,8 +269,9 @@ func (ix *Index) DiscoverCandidates(ctx context.Context, cs *candidateSet, recen
 			}
 		}
 	}
-	var buf [maxFocusCats]float64
-	scores := buf[:len(cats)]
+	bp := catScores.Get().(*[maxFocusCats]float64)
+	defer catScores.Put(bp)
+	scores := bp[:len(cats)]
 	if r.CategoryScores(ctx, x, cats, scores) != nil {
 		for i := range scores {
 			scores[i] = -float64(i)

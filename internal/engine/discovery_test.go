@@ -219,3 +219,63 @@ func TestDiscoverNeedsCategoryRanker(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecommendDiscover10k is BenchmarkRecommend10k's decision for a
+// variant that discovers, with the ftrl-ucb family's model: the same
+// catalog, users and clicks, and impressions enough that every category's
+// discovery list is full (evaluated items and items under evaluation).
+func BenchmarkRecommendDiscover10k(b *testing.B) {
+	store, err := features.NewMemory(features.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, _ := model.LookupFamily("ftrl-ucb")
+	m, err := model.New(f.Apply(model.Config{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(store, Config{
+		Split:    model.Split{{Name: f.Name, Weight: 1}},
+		Scorers:  map[string]Scorer{f.Name: NewModelScorer(m)},
+		Discover: []string{f.Name},
+		Index:    IndexConfig{PerCategory: 5, Global: 100},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store.OnItemChange(e.Index().PutItem)
+	ctx := b.Context()
+	for i := range 10_000 {
+		store.PutItem(ctx, event.Item{ID: fmt.Sprintf("i%05d", i), Category: fmt.Sprintf("c%02d", i%40), Available: true})
+	}
+	ages := []string{"18-24", "25-34", "35-44", "45-54", "55+"}
+	for i := range 10_000 {
+		store.PutUser(ctx, event.User{ID: fmt.Sprintf("u%05d", i), AgeBucket: ages[i%5], Segment: "regular", Region: "eu", Device: "ios"})
+	}
+	now := time.Now()
+	for i := range 50_000 {
+		ev := event.Event{ID: fmt.Sprint(i), Type: event.Click, UserID: fmt.Sprintf("u%05d", i%10_000), ItemID: fmt.Sprintf("i%05d", (i*7919)%10_000), Timestamp: now}
+		e.Observe(ctx, &ev)
+		_ = store.Apply(ctx, []*event.Event{&ev})
+	}
+	// 60 impressions of every fourth item: evaluated, in the lists beside
+	// items under evaluation.
+	for i := 0; i < 10_000; i += 4 {
+		for range 60 {
+			e.Observe(ctx, &event.Event{Type: event.Impression, UserID: "u00000", ItemID: fmt.Sprintf("i%05d", i), Timestamp: now})
+		}
+	}
+	e.Index().Refresh()
+	i := 0
+	var cands int
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := e.Recommend(ctx, Request{UserID: fmt.Sprintf("u%05d", i%10_000), Count: 10, Channel: "web"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cands += d.Candidates
+		i++
+	}
+	b.ReportMetric(float64(cands)/float64(i), "candidates/op")
+}
