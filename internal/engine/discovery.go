@@ -42,6 +42,10 @@ const (
 	discoverNoRate = 0.02
 	// maxFocusCats bounds the categories DiscoverCandidates ranks.
 	maxFocusCats = 256
+	// discoverWeightPrior is the prior precision of an item's weight when
+	// an ItemValuer judges it (the standard error of a weight with
+	// evidence n is 1/√(discoverWeightPrior+n)).
+	discoverWeightPrior = 10.0
 )
 
 // discovery finds, per category, the items popularity cannot: popularity
@@ -64,9 +68,17 @@ type discovery struct {
 	rates  map[string]*catRate    // per category: inflated decayed impressions and clicks
 	scale  float64                // the latest inflation factor: deflates counts
 	byCat  map[string][]*itemStat // scratch for refresh
-	rank   []ranked               // scratch for refresh: candidates of a list
-	means  []float64              // scratch for refresh
+	// value, if set, judges items by a model's own estimate of their
+	// quality instead of their click-through rate: see ItemValuer.
+	value ItemValuer
+	rank  []ranked   // scratch for refresh: candidates of a list
+	means []float64  // scratch for refresh
+	est   []estimate // scratch for refresh
 }
+
+// estimate is what discovery knows of an item: its impressions, its
+// estimated quality and the standard error of that.
+type estimate struct{ shows, mean, se float64 }
 
 // catRate is a category's inflated decayed impressions and clicks.
 type catRate struct{ shows, clicks float64 }
@@ -180,28 +192,42 @@ func (d *discovery) refreshCategory(c string, changed []*itemStat) {
 		add(q[i])
 	}
 
+	// Each candidate's estimate and the standard error of it: a model's
+	// weight for the item when there is a valuer, else its shrunk CTR.
+	d.est = d.est[:0]
+	for _, s := range cand {
+		n, m := d.estimate(s, p0)
+		se := math.Sqrt(m / (n + discoverPrior))
+		if d.value != nil {
+			var ev float64
+			m, ev = d.value.ItemEvidence(s.item.ID)
+			se = 1 / math.Sqrt(discoverWeightPrior+ev)
+		}
+		d.est = append(d.est, estimate{shows: n, mean: m, se: se})
+	}
 	// The bar an item under evaluation must be able to reach.
 	d.means = d.means[:0]
-	for _, s := range cand {
-		if n, m := d.estimate(s, p0); n >= discoverEval {
-			d.means = append(d.means, m)
+	for _, e := range d.est {
+		if e.shows >= discoverEval {
+			d.means = append(d.means, e.mean)
 		}
 	}
-	bar := p0
+	bar := math.Inf(-1) // until discoverBar items are evaluated, none
 	if len(d.means) >= discoverBar {
 		slices.SortFunc(d.means, cmpDesc)
 		bar = d.means[discoverBar-1]
+	} else if d.value == nil {
+		bar = p0
 	}
 	// An item under evaluation ranks above every evaluated one (the
 	// furthest along first, to finish evaluations), unless its bound has
-	// fallen below the bar; an evaluated item ranks by its rate.
+	// fallen below the bar; an evaluated item ranks by its estimate.
 	const underEval = 1e6
 	d.rank = d.rank[:0]
-	for i, s := range cand {
-		n, m := d.estimate(s, p0)
-		score := m
-		if n < discoverEval && (n < discoverMinShows || m+discoverZ*math.Sqrt(m/(n+discoverPrior)) >= bar) {
-			score = underEval + n
+	for i, e := range d.est {
+		score := e.mean
+		if e.shows < discoverEval && (e.shows < discoverMinShows || e.mean+discoverZ*e.se >= bar) {
+			score = underEval + e.shows
 		}
 		d.rank = append(d.rank, ranked{score: score, i: i})
 	}
@@ -235,6 +261,16 @@ func (d *discovery) refreshCategory(c string, changed []*itemStat) {
 		el[i] = entry{item: s.item, id: s.id, score: s.score}
 	}
 	d.views[c] = el
+}
+
+// ItemValuer is implemented by scorers whose model learns a weight per
+// item apart from who saw it and where ([model.Model.ItemEvidence]): the
+// discovery lists judge the items they evaluate by it instead of by their
+// click-through rate, which the position they were shown at biases. Called
+// by Refresh under the index's lock; it must be cheap, safe for concurrent
+// use and must not block.
+type ItemValuer interface {
+	ItemEvidence(id string) (weight, evidence float64)
 }
 
 // CategoryRanker is implemented by scorers that can score item categories

@@ -279,3 +279,42 @@ func BenchmarkRecommendDiscover10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(cands)/float64(i), "candidates/op")
 }
+
+// weights is an ItemValuer with fixed weights and evidence.
+type weights map[string][2]float64
+
+func (w weights) ItemEvidence(id string) (float64, float64) { return w[id][0], w[id][1] }
+
+// TestDiscoveryValuer: with an ItemValuer, evaluated items are ranked by
+// the model's weight, not by their click-through rate (which the position
+// they were shown at biases), and an item under evaluation is dropped when
+// its weight's upper bound falls below the third best weight.
+func TestDiscoveryValuer(t *testing.T) {
+	ix := NewIndex(IndexConfig{Discover: defaultDiscover})
+	id := func(i int) string { return fmt.Sprintf("i00-%03d", i) }
+	w := weights{
+		id(0): {0.8, 100}, // clicked little (shown low), the model rates it best
+		id(1): {0.1, 100}, // clicked much (shown high), rated little
+		id(2): {0.5, 100},
+		id(3): {0.4, 100},
+		id(4): {-0.5, 50}, // under evaluation, its bound 1/√60 short of 0.4
+	}
+	ix.disc.value = w
+	for _, it := range catalog(1, 40) {
+		ix.PutItem(it)
+	}
+	now := time.Now()
+	show(ix, id(0), 50, 1, now)
+	show(ix, id(1), 50, 30, now)
+	show(ix, id(2), 50, 5, now)
+	show(ix, id(3), 50, 5, now)
+	show(ix, id(4), 10, 0, now)
+	ix.Refresh()
+	got := listIDs(ix, "c00")
+	if len(got) < 4 || got[0] != id(0) || got[1] != id(2) || got[2] != id(3) || got[3] != id(1) {
+		t.Errorf("list = %v, want the evaluated items by weight first: %s %s %s %s", got, id(0), id(2), id(3), id(1))
+	}
+	if i := slices.Index(got, id(4)); i >= 0 && i < 5 {
+		t.Errorf("list = %v: %s at %d, want it dropped from evaluation (after the evaluated items)", got, id(4), i)
+	}
+}

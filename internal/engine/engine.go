@@ -310,7 +310,7 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 		}
 		e.scorers[arm.Name] = s
 	}
-	if err := cfg.checkDiscover(e.scorers); err != nil {
+	if err := e.setupDiscover(); err != nil {
 		return nil, err
 	}
 	var variants []string

@@ -23,6 +23,11 @@ func (s *PinnedScorer) CategoryScores(_ context.Context, x *model.Context, cats 
 	return nil
 }
 
+// ItemEvidence implements ItemValuer with the current model.
+func (s *ModelScorer) ItemEvidence(id string) (weight, evidence float64) {
+	return s.cur.Load().m.ItemEvidence(id)
+}
+
 // discovers reports whether variant takes its candidates from the
 // discovery lists (Config.Discover).
 func (e *Engine) discovers(variant string) bool {
@@ -39,16 +44,23 @@ func (c *Config) indexConfig() IndexConfig {
 	return ic
 }
 
-// checkDiscover validates Config.Discover against the scorers: each
-// variant that discovers must rank categories.
-func (c *Config) checkDiscover(scorers map[string]Scorer) error {
-	for _, v := range c.Discover {
-		s, ok := scorers[v]
+// setupDiscover validates Config.Discover against the scorers (each
+// variant that discovers must rank categories) and, when the first of them
+// values items (ItemValuer), lets the discovery lists judge items by it.
+// New calls it before the engine is shared.
+func (e *Engine) setupDiscover() error {
+	for k, v := range e.cfg.Discover {
+		s, ok := e.scorers[v]
 		if !ok {
 			return fmt.Errorf("engine: discovering variant %q has no scorer", v)
 		}
 		if _, ok := s.(CategoryRanker); !ok {
 			return fmt.Errorf("engine: discovering variant %q: its scorer does not rank categories", v)
+		}
+		if iv, ok := s.(ItemValuer); ok && k == 0 {
+			e.index.mu.Lock()
+			e.index.disc.value = iv
+			e.index.mu.Unlock()
 		}
 	}
 	return nil

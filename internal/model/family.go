@@ -1,6 +1,9 @@
 package model
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // Family is a named model recipe that a variant of the split can serve:
 // the model's settings and how its candidates are found. Each family's
@@ -78,4 +81,14 @@ func (f Family) Apply(base Config) Config {
 		base.OptimismPrior = c.OptimismPrior
 	}
 	return base
+}
+
+// ItemEvidence returns the weight of item id's own feature and the
+// evidence behind it (its coordinate's accumulated squared gradient: about
+// impressions × CTR × (1 − CTR)), learned apart from position with
+// Config.Positions. The candidate index's discovery judges the items it
+// evaluates by them. It is safe for concurrent use and does not allocate.
+func (m *Model) ItemEvidence(id string) (weight, n float64) {
+	i := index(itemHash(id)) & m.mask
+	return m.weight(i), math.Float64frombits(m.coords[i].n.Load())
 }
