@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sightline/sightline/internal/model"
 )
 
 // Point is what one variant's answers did over one point of the curve (a
@@ -198,6 +200,8 @@ func (r *Report) WriteMarkdown(w io.Writer, chart, command string) error {
 	if chart != "" {
 		fmt.Fprintf(&b, "![learning curve: CTR / oracle CTR per minute](%s)\n\n", chart)
 	}
+	r.writeTargets(&b)
+	r.writeVariants(&b)
 	ts := r.times()
 	b.WriteString("## CTR / oracle CTR\n\n")
 	timeHeader(&b, ts)
@@ -251,6 +255,44 @@ func (r *Report) WriteMarkdown(w io.Writer, chart, command string) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeTargets writes how the best variant fares against Targets.
+func (r *Report) writeTargets(b *strings.Builder) {
+	best := r.Best()
+	if best == "" {
+		return
+	}
+	fmt.Fprintf(b, "## Targets\n\nThe best variant at the end is **%s**. Issue 14 asks, from a cold start and averaged over two seeds:\n\n", best)
+	b.WriteString("| at | target | " + best + " | met |\n|---|---:|---:|---|\n")
+	for _, tg := range Targets {
+		m, lo, hi, ok := r.RatioAt(best, tg.At)
+		if !ok {
+			continue
+		}
+		met := "no"
+		if m >= tg.Ratio {
+			met = "yes"
+		}
+		fmt.Fprintf(b, "| %s | ≥ %.2f | %.3f [%.3f–%.3f] | %s |\n", shortDur(tg.At), tg.Ratio, m, lo, hi, met)
+	}
+	b.WriteString("\n")
+}
+
+// writeVariants says what each variant is.
+func (r *Report) writeVariants(b *strings.Builder) {
+	b.WriteString("## Variants\n\n")
+	for _, v := range r.Variants {
+		switch f, ok := model.LookupFamily(v); {
+		case v == "popularity":
+			b.WriteString("- **popularity**: the control; the most clicked items (decayed, half-life 1 h), per category and overall, no model.\n")
+		case ok:
+			fmt.Fprintf(b, "- **%s**: %s.\n", v, f.Summary)
+		default:
+			fmt.Fprintf(b, "- **%s**\n", v)
+		}
+	}
+	b.WriteString("\n")
 }
 
 // timeHeader writes the header of a table with a column per point.
