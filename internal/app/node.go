@@ -198,7 +198,8 @@ func (n *Node) build(ctx context.Context) error {
 		}
 		replayed, err := n.journal.Replay(journalFrom,
 			func(u event.User) error { return n.store.PutUser(ctx, u) },
-			func(it event.Item) error { return n.store.PutItem(ctx, it) })
+			func(it event.Item) error { return n.store.PutItem(ctx, it) },
+			func(id string) error { _, err := n.mem.EraseUser(ctx, id); return err })
 		if err != nil {
 			return fmt.Errorf("replay journal: %w", err)
 		}

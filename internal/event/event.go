@@ -16,6 +16,13 @@ const (
 	Impression
 	Click
 	Conversion
+	// Erasure is not an interaction: it is the record DELETE
+	// /v1/users/{user_id} puts on the event stream, so that every consumer
+	// of the stream drops the user in order with the user's events (the
+	// activity writer erases the activity applied before it; a node drops
+	// the user's recent decisions). Only UserID, ID and Timestamp are set.
+	// Clients cannot send it: ParseType and Validate reject it.
+	Erasure
 )
 
 // String returns the wire name of t ("impression", "click", "conversion").
@@ -27,6 +34,8 @@ func (t Type) String() string {
 		return "click"
 	case Conversion:
 		return "conversion"
+	case Erasure:
+		return "erasure"
 	}
 	return "invalid"
 }

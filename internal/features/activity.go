@@ -57,8 +57,9 @@ func pushFront(list []uint32, n uint32, v uint32) uint32 {
 
 // Apply updates recent activity from events, in order. Clicks and
 // conversions move the item, and its category when the item is in the
-// catalog, to the front of the user's recent lists; impressions, nil and
-// invalid events change nothing. Re-applying a sequence of events that was
+// catalog, to the front of the user's recent lists; an erasure record
+// ([event.Erasure]) clears the user's activity (what was applied before
+// it); impressions, nil and invalid events change nothing. Re-applying a sequence of events that was
 // just applied, or any suffix of it, changes nothing, so redelivery after a
 // restart is harmless.
 //
@@ -72,6 +73,10 @@ func (m *Memory) Apply(_ context.Context, evs []*event.Event) error {
 }
 
 func (m *Memory) apply(ev *event.Event) {
+	if ev != nil && ev.Type == event.Erasure {
+		m.eraseActivity(ev.UserID)
+		return
+	}
 	if ev == nil || (ev.Type != event.Click && ev.Type != event.Conversion) ||
 		ev.UserID == "" || ev.ItemID == "" || len(ev.UserID) > event.MaxIDLen || len(ev.ItemID) > event.MaxIDLen {
 		return

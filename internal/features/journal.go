@@ -17,24 +17,38 @@ import (
 )
 
 // Journal makes profile and catalog writes durable between feature-store
-// snapshots: each PUT or import line is appended (and fsynced before the
-// write is acknowledged) to the current journal file. A snapshot cuts the
-// journal; on restart the journals newer than the snapshot are replayed.
-// Replays are idempotent because PUT replaces. A nil *Journal (a node whose
-// feature store is Redis, the store of record) journals nothing.
+// snapshots: each PUT, import line or erasure is appended (and fsynced
+// before the write is acknowledged) to the current journal file. A
+// snapshot cuts the journal; on restart the journals newer than the
+// snapshot are replayed. Replays are idempotent because PUT replaces and
+// erasure deletes. A nil *Journal (a node whose feature store is Redis, the
+// store of record) journals nothing.
+//
+// A failed write (a full disk) does not break the journal: the file is
+// truncated back to its last complete entry and the entries not written
+// stay buffered, so the next Sync writes them once space returns. Sync
+// succeeds only when every entry appended before it is on disk.
 type Journal struct {
 	dir string
 
-	mu  sync.Mutex
-	gen uint64
-	f   *os.File
-	w   *bufio.Writer
+	mu   sync.Mutex
+	gen  uint64
+	f    *os.File
+	size int64  // bytes of f written whole: its length but for a failed write's tail
+	buf  []byte // entries appended and not yet written
 }
 
-// JournalEntry is one journaled write: a profile or an item.
+// journalFlushBytes is how many buffered bytes Append writes out without
+// waiting for Sync.
+const journalFlushBytes = 64 << 10
+
+// JournalEntry is one journaled write: a profile, an item, or the erasure
+// of a user (DELETE /v1/users/{user_id}).
 type JournalEntry struct {
 	User *event.User `json:"user,omitempty"`
 	Item *event.Item `json:"item,omitempty"`
+	// Erase is the id of a user whose profile and activity are erased.
+	Erase string `json:"erase,omitempty"`
 }
 
 // OpenJournal opens the journal in dir, starting a new generation after
@@ -82,11 +96,17 @@ func (j *Journal) openGen(gen uint64) error {
 	if err != nil {
 		return err
 	}
-	j.gen, j.f, j.w = gen, f, bufio.NewWriterSize(f, 64<<10)
+	st, err := f.Stat()
+	if err != nil {
+		return errors.Join(err, f.Close())
+	}
+	j.gen, j.f, j.size = gen, f, st.Size()
 	return nil
 }
 
-// Append writes one entry; Sync makes everything appended so far durable.
+// Append buffers one entry; Sync makes everything appended so far
+// durable. When the buffer is large Append writes it out, and fails, with
+// nothing of e kept, when that write fails.
 func (j *Journal) Append(e JournalEntry) error {
 	if j == nil {
 		return nil
@@ -98,15 +118,47 @@ func (j *Journal) Append(e JournalEntry) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
-		return errors.New("journal closed")
+		return errJournalClosed
 	}
-	if _, err := j.w.Write(b); err != nil {
-		return err
+	n := len(j.buf)
+	j.buf = append(append(j.buf, b...), '\n')
+	if len(j.buf) >= journalFlushBytes {
+		if err := j.flush(); err != nil {
+			j.buf = j.buf[:n] // e is not journaled: the caller does not apply it
+			return err
+		}
 	}
-	return j.w.WriteByte('\n')
+	return nil
 }
 
-// Sync makes every appended entry durable.
+var errJournalClosed = errors.New("journal closed")
+
+// flush writes the buffer to the file. On a failed write (ENOSPC) it
+// truncates the file back to its last whole entry, so no torn entry is left
+// in the middle of the journal, and keeps the buffer for the next attempt.
+// j.mu is held.
+func (j *Journal) flush() error {
+	if len(j.buf) == 0 {
+		return nil
+	}
+	n, err := j.f.Write(j.buf)
+	if err != nil {
+		if n > 0 {
+			// The file is opened O_APPEND: later writes go to its new end.
+			if terr := j.f.Truncate(j.size); terr != nil {
+				return fmt.Errorf("write journal: %w; truncate the torn write: %w", err, terr)
+			}
+		}
+		return fmt.Errorf("write journal: %w", err)
+	}
+	j.size += int64(n)
+	j.buf = j.buf[:0]
+	return nil
+}
+
+// Sync makes every appended entry durable: it writes the buffer and
+// fsyncs the file. On an error the entries not written stay buffered for
+// the next Sync.
 func (j *Journal) Sync() error {
 	if j == nil {
 		return nil
@@ -114,9 +166,9 @@ func (j *Journal) Sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
-		return errors.New("journal closed")
+		return errJournalClosed
 	}
-	if err := j.w.Flush(); err != nil {
+	if err := j.flush(); err != nil {
 		return err
 	}
 	return j.f.Sync()
@@ -130,13 +182,16 @@ func (j *Journal) Cut() (uint64, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.w.Flush(); err != nil {
+	if j.f == nil {
+		return 0, errJournalClosed
+	}
+	if err := j.flush(); err != nil {
 		return 0, err
 	}
 	if err := j.f.Sync(); err != nil {
 		return 0, err
 	}
-	j.f.Close()
+	_ = j.f.Close() // synced above: nothing is lost
 	// Not `return j.gen + 1, j.openGen(j.gen + 1)`: Go does not order the
 	// read of j.gen against the call that changes it, and a generation one
 	// too high makes a restart skip the entries written after the cut.
@@ -162,9 +217,10 @@ func (j *Journal) Prune(keep uint64) error {
 	return errors.Join(errs...)
 }
 
-// Replay applies every entry of generations ≥ from, in order. A torn last
-// line (crash mid-write) is ignored.
-func (j *Journal) Replay(from uint64, user func(event.User) error, item func(event.Item) error) (int, error) {
+// Replay applies every entry of generations ≥ from, in order: user, item
+// and erase are called for profiles, items and erasures. A torn last line
+// (crash mid-write) is ignored.
+func (j *Journal) Replay(from uint64, user func(event.User) error, item func(event.Item) error, erase func(userID string) error) (int, error) {
 	if j == nil {
 		return 0, nil
 	}
@@ -193,6 +249,9 @@ func (j *Journal) Replay(from uint64, user func(event.User) error, item func(eve
 					if e.Item != nil {
 						err = errors.Join(err, item(*e.Item))
 					}
+					if e.Erase != "" {
+						err = errors.Join(err, erase(e.Erase))
+					}
 					n++
 				}
 			}
@@ -219,7 +278,7 @@ func (j *Journal) Close() error {
 	if j.f == nil {
 		return nil
 	}
-	err := errors.Join(j.w.Flush(), j.f.Sync(), j.f.Close())
+	err := errors.Join(j.flush(), j.f.Sync(), j.f.Close())
 	j.f = nil
 	return err
 }

@@ -33,6 +33,9 @@ func TestJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	put("after-1")
+	if err := j.Append(JournalEntry{Erase: "before-cut"}); err != nil {
+		t.Fatal(err)
+	}
 	put("after-2")
 	if err := j.Sync(); err != nil {
 		t.Fatal(err)
@@ -56,24 +59,25 @@ func TestJournal(t *testing.T) {
 	}
 	defer j2.Close()
 	var users, items []string
+	erase := func(id string) error { users = append(users, "-"+id); return nil }
 	n, err := j2.Replay(gen,
 		func(u event.User) error { users = append(users, u.ID); return nil },
-		func(it event.Item) error { items = append(items, it.ID); return nil })
+		func(it event.Item) error { items = append(items, it.ID); return nil }, erase)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 || !slices.Equal(users, []string{"after-1", "after-2"}) || len(items) != 0 {
-		t.Errorf("Replay(%d) = %d entries, users %v, items %v; want the 2 users after the cut", gen, n, users, items)
+	if want := []string{"after-1", "-before-cut", "after-2"}; n != 3 || !slices.Equal(users, want) || len(items) != 0 {
+		t.Errorf("Replay(%d) = %d entries, users %v, items %v; want %v, the entries after the cut in order", gen, n, users, items, want)
 	}
 	users = users[:0]
-	if n, _ := j2.Replay(0, func(u event.User) error { users = append(users, u.ID); return nil }, func(event.Item) error { return nil }); n != 4 {
-		t.Errorf("Replay(0) = %d entries (users %v), want all 4", n, users)
+	if n, _ := j2.Replay(0, func(u event.User) error { users = append(users, u.ID); return nil }, func(event.Item) error { return nil }, erase); n != 5 {
+		t.Errorf("Replay(0) = %d entries (users %v), want all 5", n, users)
 	}
 	if err := j2.Prune(gen); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := j2.Replay(0, func(event.User) error { return nil }, func(event.Item) error { return nil }); n != 2 {
-		t.Errorf("Replay after Prune(%d) = %d entries, want 2", gen, n)
+	if n, _ := j2.Replay(0, func(event.User) error { return nil }, func(event.Item) error { return nil }, erase); n != 3 {
+		t.Errorf("Replay after Prune(%d) = %d entries, want 3", gen, n)
 	}
 	var nilJ *Journal
 	if err := nilJ.Append(JournalEntry{}); err != nil {

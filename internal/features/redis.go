@@ -400,7 +400,8 @@ func (r *Redis) Counts(ctx context.Context) (users, items int, err error) {
 // Apply updates recent activity from events, in order, exactly as
 // [Memory.Apply] does: clicks and conversions move the item, and
 // its category when the item is in the catalog, to the front of the user's
-// recent lists; impressions and invalid events change nothing. Each event is
+// recent lists; an erasure record deletes the user's lists; impressions
+// and invalid events change nothing. Each event is
 // applied atomically; the events go in pipelines of up to 256, one round
 // trip each.
 //
@@ -418,8 +419,7 @@ func (r *Redis) Apply(ctx context.Context, evs []*event.Event) error {
 		return err
 	}
 	for _, ev := range evs {
-		if ev == nil || (ev.Type != event.Click && ev.Type != event.Conversion) ||
-			ev.UserID == "" || ev.ItemID == "" || len(ev.UserID) > event.MaxIDLen || len(ev.ItemID) > event.MaxIDLen {
+		if !appliable(ev) {
 			continue
 		}
 		batch = append(batch, ev)
@@ -432,6 +432,18 @@ func (r *Redis) Apply(ctx context.Context, evs []*event.Event) error {
 	return flush()
 }
 
+// appliable reports whether Apply changes anything for ev: a valid click,
+// conversion or erasure.
+func appliable(ev *event.Event) bool {
+	if ev == nil || ev.UserID == "" || len(ev.UserID) > event.MaxIDLen {
+		return false
+	}
+	if ev.Type == event.Erasure {
+		return true
+	}
+	return (ev.Type == event.Click || ev.Type == event.Conversion) && ev.ItemID != "" && len(ev.ItemID) <= event.MaxIDLen
+}
+
 func (r *Redis) applyBatch(ctx context.Context, evs []*event.Event) error {
 	if cats, ok := r.categories(evs); ok {
 		return r.applyKnown(ctx, evs, cats)
@@ -441,6 +453,10 @@ func (r *Redis) applyBatch(ctx context.Context, evs []*event.Event) error {
 		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, ev := range evs {
 				k := r.activityKeys(ev.UserID)
+				if ev.Type == event.Erasure {
+					p.Del(ctx, k[0], k[1], k[2])
+					continue
+				}
 				applyScript.EvalSha(ctx, p, []string{k[0], k[1], k[2], r.itemKey(ev.ItemID)},
 					ev.ItemID, ri, rc, cl, r.ttlArg)
 			}
@@ -450,8 +466,9 @@ func (r *Redis) applyBatch(ctx context.Context, evs []*event.Event) error {
 	}
 	err := exec()
 	if isNoScript(err) {
-		// The server lost its script cache (restart, SCRIPT FLUSH): nothing
-		// ran, since every command is the same script.
+		// The server lost its script cache (restart, SCRIPT FLUSH): no
+		// event was applied, only erasures ran, and running them again
+		// in order with the events changes nothing.
 		if err = applyScript.Load(ctx, r.c).Err(); err == nil {
 			r.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "loaded redis activity script")
 			err = exec()
@@ -608,6 +625,7 @@ const (
 	opPutItem    = "put_item"
 	opRangeItems = "range_items"
 	opCount      = "count"
+	opErase      = "erase"
 	opTail       = "catalog_tail"
 )
 

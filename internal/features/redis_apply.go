@@ -31,6 +31,9 @@ func (r *Redis) categories(evs []*event.Event) ([]string, bool) {
 	}
 	cats := make([]string, len(evs))
 	for i, ev := range evs {
+		if ev.Type == event.Erasure {
+			continue
+		}
 		it, ok := r.catalog.Item(ev.ItemID)
 		if !ok {
 			return nil, false
@@ -54,6 +57,10 @@ func (r *Redis) applyKnown(ctx context.Context, evs []*event.Event, cats []strin
 		}
 		for i, ev := range evs {
 			k := r.activityKeys(ev.UserID)
+			if ev.Type == event.Erasure {
+				p.Del(ctx, k[0], k[1], k[2])
+				continue
+			}
 			push(k[0], ev.ItemID, r.cfg.RecentItems)
 			push(k[2], ev.ItemID, r.cfg.ClickedItems)
 			if cats[i] != "" {
