@@ -96,23 +96,113 @@ func (r *ring) record(id string, dst []byte) ([]byte, bool) {
 	if !ok {
 		return dst, false
 	}
-	s := r.slots[i]
-	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
+	dst, ok = r.slotBytes(r.slots[i], dst, math.MaxInt)
+	if !ok {
 		return dst, false
-	}
-	off := int(s.pos % uint64(len(r.arena)))
-	end := off + int(s.n)
-	if end <= len(r.arena) {
-		dst = append(dst, r.arena[off:end]...)
-	} else {
-		dst = append(dst, r.arena[off:]...)
-		dst = append(dst, r.arena[:end-len(r.arena)]...)
 	}
 	rd := reader{b: dst}
 	if !knownVersion(rd.byte()) || string(rd.bytes()) != id {
 		return dst, false
 	}
 	return dst, true
+}
+
+// slotBytes appends to dst up to limit of the first bytes of the record in
+// slot s, while the caller holds r.mu; false when the slot is empty or its
+// bytes were overwritten.
+func (r *ring) slotBytes(s ringSlot, dst []byte, limit int) ([]byte, bool) {
+	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
+		return dst, false
+	}
+	off := int(s.pos % uint64(len(r.arena)))
+	end := off + min(int(s.n), limit)
+	if end <= len(r.arena) {
+		dst = append(dst, r.arena[off:end]...)
+	} else {
+		dst = append(dst, r.arena[off:]...)
+		dst = append(dst, r.arena[:end-len(r.arena)]...)
+	}
+	return dst, true
+}
+
+// eraseChunk is how many slots eraseUser scans per hold of the lock, so
+// that an erasure delays a decision being stored by microseconds, not by
+// the scan of the whole ring.
+const eraseChunk = 2048
+
+// recordHeadBytes bounds the bytes of a record before its user hash: the
+// version, a request id of up to 128 bytes, the time and the hash.
+const recordHeadBytes = 256
+
+// eraseUser drops the decisions of the user pseudonymized as userHash
+// made at or before at, overwriting their bytes with zeros, and returns how
+// many it dropped. Decisions made after at (the user came back after the
+// erasure) are kept, so applying an erasure again drops nothing new.
+func (r *ring) eraseUser(userHash string, at time.Time) int {
+	if userHash == "" {
+		return 0
+	}
+	atNanos := at.UnixNano()
+	var buf [recordHeadBytes]byte
+	n := 0
+	for lo := 0; lo < len(r.slots); lo += eraseChunk {
+		r.mu.Lock()
+		for i := lo; i < min(lo+eraseChunk, len(r.slots)); i++ {
+			s := r.slots[i]
+			b, ok := r.slotBytes(s, buf[:0], recordHeadBytes)
+			if !ok {
+				continue
+			}
+			rd := reader{b: b}
+			rd.byte()  // version
+			rd.bytes() // request id
+			t := rd.varint()
+			if rd.err || string(rd.bytes()) != userHash || rd.err || t > atNanos {
+				continue
+			}
+			if j, ok := r.byID[s.hash]; ok && int(j) == i {
+				delete(r.byID, s.hash)
+			}
+			r.zero(s.pos, int(s.n))
+			r.slots[i].n = 0
+			n++
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	r.zeroOrphans()
+	r.mu.Unlock()
+	return n
+}
+
+// zeroOrphans overwrites with zeros the bytes of the arena before its
+// oldest record still indexed: records evicted by the slot bound, whose
+// bytes stay until the arena wraps over them. The caller holds r.mu.
+func (r *ring) zeroOrphans() {
+	size := uint64(len(r.arena))
+	from := uint64(0)
+	if r.head > size {
+		from = r.head - size
+	}
+	oldest := r.head
+	for _, s := range r.slots {
+		if s.n > 0 && s.pos >= from && s.pos < oldest {
+			oldest = s.pos
+		}
+	}
+	if oldest > from {
+		r.zero(from, int(oldest-from))
+	}
+}
+
+// zero overwrites n bytes of the arena from position pos with zeros; the
+// caller holds r.mu.
+func (r *ring) zero(pos uint64, n int) {
+	off := int(pos % uint64(len(r.arena)))
+	clear(r.arena[off:min(off+n, len(r.arena))])
+	if rest := off + n - len(r.arena); rest > 0 {
+		clear(r.arena[:rest])
+	}
 }
 
 // get decodes the decision requestID and its model context.
@@ -174,48 +264,48 @@ func (r *ring) joined(id, itemID string) (Join, bool) {
 }
 
 // head skips the decision fields before the items and returns the variant.
-func (rd *reader) head() (variant []byte) {
-	rd.byte()   // record version
-	rd.bytes()  // request id
-	rd.varint() // time
-	rd.bytes()  // user hash
-	rd.byte()   // known user
-	rd.bytes()  // segment
-	rd.bytes()  // channel
-	variant = rd.bytes()
-	rd.bytes() // model version
-	for range rd.count() {
-		rd.bytes()
-		if rd.byte() == 1 {
-			rd.bytes()
+func (r *reader) head() (variant []byte) {
+	r.byte()   // record version
+	r.bytes()  // request id
+	r.varint() // time
+	r.bytes()  // user hash
+	r.byte()   // known user
+	r.bytes()  // segment
+	r.bytes()  // channel
+	variant = r.bytes()
+	r.bytes() // model version
+	for range r.count() {
+		r.bytes()
+		if r.byte() == 1 {
+			r.bytes()
 		}
 	}
-	rd.uvarint() // candidates
+	r.uvarint() // candidates
 	return variant
 }
 
 // item reads one item and returns its id and category.
-func (rd *reader) item() (id, category []byte) {
-	id, category = rd.bytes(), rd.bytes()
-	rd.float() // score
-	rd.bytes() // reason
-	rd.float() // propensity
+func (r *reader) item() (id, category []byte) {
+	id, category = r.bytes(), r.bytes()
+	r.float() // score
+	r.bytes() // reason
+	r.float() // propensity
 	return id, category
 }
 
 // tail reads the decision fields after the items, up to the model context.
-func (rd *reader) tail() (fallback, traceID, spanID []byte, sampled bool) {
-	rd.float() // confidence
-	fallback = rd.bytes()
-	rd.bytes() // fallback detail
-	for range rd.count() {
-		rd.bytes()
-		rd.varint()
-		rd.bytes()
+func (r *reader) tail() (fallback, traceID, spanID []byte, sampled bool) {
+	r.float() // confidence
+	fallback = r.bytes()
+	r.bytes() // fallback detail
+	for range r.count() {
+		r.bytes()
+		r.varint()
+		r.bytes()
 	}
-	rd.varint() // duration
-	traceID, spanID = rd.bytes(), rd.bytes()
-	return fallback, traceID, spanID, rd.byte() == 1
+	r.varint() // duration
+	traceID, spanID = r.bytes(), r.bytes()
+	return fallback, traceID, spanID, r.byte() == 1
 }
 
 // str returns b as an interned string; the caller holds r.mu.
@@ -521,4 +611,14 @@ func (r *ring) trace(id string) (DecisionTrace, bool) {
 		return DecisionTrace{}, false
 	}
 	return t, true
+}
+
+// EraseUser drops from the ring the decisions of the user whose pseudonym
+// is userHash ([Decision].UserHash) made at or before at, and returns how
+// many it dropped: they are no longer found by request id, and their bytes
+// are overwritten. Decisions made after at are kept, so an erasure applied
+// again (a node replaying the erasure record of DELETE /v1/users/{id})
+// drops nothing new. It scans the whole ring in short holds of its lock.
+func (r *Ring) EraseUser(userHash string, at time.Time) int {
+	return r.r.eraseUser(userHash, at)
 }
