@@ -210,6 +210,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/users:import", s.importUsers, ScopeIngest, admitNone},
 		{"POST /v1/items:import", s.importItems, ScopeIngest, admitNone},
 		{"GET /v1/users/{user_id}", s.getUser, ScopeIngest, admitNone},
+		{"DELETE /v1/users/{user_id}", s.eraseUser, ScopeIngest, admitNone},
 		{"GET /v1/items/{item_id}", s.getItem, ScopeIngest, admitNone},
 		{"GET /v1/decisions/{request_id}", s.decision, ScopeRead, admitNone},
 		{"GET /v1/stats", s.stats, ScopeRead, admitNone},

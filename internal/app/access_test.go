@@ -47,6 +47,7 @@ var wantScopes = map[string]api.Scope{
 	"POST /v1/users:import":                   api.ScopeIngest,
 	"POST /v1/items:import":                   api.ScopeIngest,
 	"GET /v1/users/{user_id}":                 api.ScopeIngest,
+	"DELETE /v1/users/{user_id}":              api.ScopeIngest,
 	"GET /v1/items/{item_id}":                 api.ScopeIngest,
 	"GET /v1/decisions/{request_id}":          api.ScopeRead,
 	"GET /v1/stats":                           api.ScopeRead,
