@@ -67,6 +67,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Not ready, and no recommendation, until the world is loaded: an
+	// answer from a half-loaded catalog has no items.
+	loaded := node.Loading("the synthetic world (users and items)")
 	otel.SetErrorHandler(node.Telemetry().ErrorHandler())
 	ln, err := node.Listen()
 	if err != nil {
@@ -76,6 +79,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("sightline demo: serving on %s (console %s/, stats %s/v1/stats, metrics %s/metrics)\n", base, base, base, base)
 	fmt.Printf("game day: curl -X POST %s/admin/faults -H 'Authorization: Bearer <token>' -d '{\"name\":\"etl-null-age\",\"active\":true}'\n", base)
 	fmt.Printf("admin token: %s\n", cfg.AdminToken)
+	fmt.Printf("loading the synthetic world (%d users, %d items): %s/readyz and recommendations answer 503 until it is loaded\n", *users, *items, base)
 
 	g, gctx := errgroup.WithContext(ctx)
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
@@ -100,6 +104,7 @@ func runDemo(ctx context.Context, args []string) error {
 		stopNode()
 		return errors.Join(fmt.Errorf("load world: %w", err), <-nodeDone)
 	}
+	loaded()
 	fmt.Printf("loaded %d users and %d items in %v; driving %.0f requests/s\n", *users, *items, time.Since(start).Round(time.Millisecond), *rate)
 	traffic, err := sim.NewTraffic(world, c, sim.TrafficConfig{Rate: *rate, Seed: *seed})
 	if err != nil {

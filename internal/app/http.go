@@ -54,7 +54,7 @@ func (n *Node) buildHTTP() error {
 		Stats:       n,
 		Logger:      n.logger,
 		Ready:       n.Ready,
-		Middleware:  n.traceRoute,
+		Middleware:  n.routeMiddleware,
 		EventTimes:  api.EventTimeLimits{MaxSkew: max(n.cfg.EventMaxSkew, 0), MaxAge: max(n.cfg.EventMaxAge, 0)},
 		Now:         n.cfg.Now,
 		OnEvents:    n.stampTraceContext,

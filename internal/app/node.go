@@ -91,6 +91,7 @@ type Node struct {
 	listener net.Listener
 	snapMu   sync.Mutex
 	closed   atomic.Bool
+	warm     warming // loads the node waits for before it recommends (warmup.go)
 }
 
 // eventPath is the event path's consumers; nil ones do not run.
@@ -368,12 +369,16 @@ func (n *Node) closeParts(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Ready reports whether the node has replayed the log it found at start.
+// Ready reports whether the node has replayed the log it found at start
+// and is loading nothing ([Node.Loading]).
 // Nodes of a cluster are ready once built: an API node serves the model it
 // has (or falls back), a trainer serves its state pages.
 func (n *Node) Ready(context.Context) error {
 	if n.closed.Load() {
 		return errors.New("shutting down")
+	}
+	if err := n.warm.err(); err != nil {
+		return err
 	}
 	if n.cfg.Role != RoleAll {
 		return nil
