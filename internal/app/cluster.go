@@ -336,6 +336,7 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		learn.Stage{H: learn.NewEngagementTracker(n.engine.Variant, engaged...), From: actFrom},
 		learn.Stage{H: n.logEvents(act), From: actFrom},
 		learn.Stage{H: up, From: rewind(from, learn.DefaultDedupeWindow)},
+		n.erasures(actFrom),
 	)
 	consume(consumerModel, events.From(), events)
 	g.Go(func() error {

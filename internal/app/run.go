@@ -78,7 +78,7 @@ func (n *Node) consumers() []consumer {
 		// An API node reads the stream once for its index and its live
 		// engagement, each from its own start: every node reads every
 		// event, so each read saved is saved N times.
-		f := learn.NewFanout(learn.Stage{H: stats, From: n.statsFrom}, learn.Stage{H: n.path.index, From: n.indexFrom})
+		f := learn.NewFanout(learn.Stage{H: stats, From: n.statsFrom}, learn.Stage{H: n.path.index, From: n.indexFrom}, n.erasures(n.statsFrom))
 		cs = append(cs, consumer{consumerIndex, f.From(), f, false})
 	case stats != nil:
 		cs = append(cs, consumer{consumerIndex, n.indexFrom, n.path.index, false},

@@ -36,6 +36,9 @@ type featureStore interface {
 	// again a suffix of what was applied changes nothing, so the feature
 	// updater may be redelivered records.
 	Apply(ctx context.Context, evs []*event.Event) error
+	// EraseUser deletes the profile and activity of a user: DELETE
+	// /v1/users/{user_id} and the journal's replay call it.
+	EraseUser(ctx context.Context, id string) (features.Erased, error)
 	// Counts returns the numbers of profiles and items, for /v1/stats.
 	Counts(ctx context.Context) (users, items int, err error)
 	// RangeItems calls fn for every item; OnItemChange registers fn for

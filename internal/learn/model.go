@@ -218,7 +218,9 @@ func (u *ModelUpdater) toRead(recs []ingest.Record, next uint64) (known *feature
 	if u.cfg.UserCache > 0 {
 		now = u.cfg.Now()
 		for i := range recs {
-			if ev := &recs[i].Event; ev.Type == event.Click || ev.Type == event.Conversion {
+			// A click changes the user's activity; an erasure deletes the
+			// user: either way the cached features are stale.
+			if ev := &recs[i].Event; ev.Type == event.Click || ev.Type == event.Conversion || ev.Type == event.Erasure {
 				u.users.forget(ev.UserID)
 			}
 		}

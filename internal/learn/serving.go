@@ -67,6 +67,9 @@ func NewEngagementTracker(variant func(userID string) string, obs ...EngagementO
 func (t *EngagementTracker) HandlePartition(_ context.Context, _ int32, recs []ingest.Record) error {
 	for i := range recs {
 		ev := &recs[i].Event
+		if ev.Type == event.Erasure {
+			continue // not an interaction
+		}
 		v := t.variant(ev.UserID)
 		for _, o := range t.obs {
 			o.ObserveEvent(v, ev.Channel, ev.Type)
