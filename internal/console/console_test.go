@@ -57,7 +57,7 @@ func TestPages(t *testing.T) {
 		{"/experiments", 200, []string{"<h1>Experiments</h1>", `href="/experiments" aria-current="page"`, "ftrl beats popularity", "Sample ratio check"}},
 		{"/rollouts", 200, []string{"<h1>Rollouts</h1>", `href="/rollouts" aria-current="page"`, "ftrl-next-7", `data-guardrail="ctr"`, "canary step 2 of 3"}},
 		{"/traces", 200, []string{"<h1>Traces</h1>", `href="/traces/` + w.recTrace + `"`, "/v1/recommendations", "fallback: missing_features", `<label for="f-route">`}},
-		{"/traces?fallback=true&limit=5", 200, []string{"5 kept traces", "fallback: missing_features"}},
+		{"/traces?fallback=true&limit=5", 200, []string{"5 kept recommendation traces", "fallback: missing_features"}},
 		{"/traces?route=nope", 200, []string{"No kept trace matches."}},
 		{"/traces?min_duration=bogus", 400, []string{"Bad filter"}},
 		{"/traces/" + w.fallbackTrace, 200, []string{

@@ -1,7 +1,9 @@
 // Package console is Sightline's built-in web UI: server-rendered pages for
 // the node's health (Overview; on a cluster node also the active trainer
 // and which API node served which variant with which model version), its
-// kept traces with a waterfall of each (Traces), the log lines of the
+// kept traces with a waterfall of each (Traces: recommendation traces by
+// default, the event path's behind a filter and on the page of the
+// recommendation they answer), the log lines of the
 // flight recorder (Logs), the record of one recommendation (Decisions),
 // feature quality, confidence and variant usage (Model & data), the live
 // A/B test's statistics (Experiments), the last offline policy evaluation

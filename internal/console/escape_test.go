@@ -89,7 +89,7 @@ func TestEscaping(t *testing.T) {
 	q := url.QueryEscape(hostile)
 
 	for _, path := range []string{
-		"/", "/traces", "/traces?route=" + q, "/traces/" + tid.String(), "/logs", "/logs?q=" + q,
+		"/", "/traces?kind=all", "/traces?route=" + q, "/traces?kind=" + q, "/traces/" + tid.String(), "/logs", "/logs?q=" + q,
 		"/logs?trace_id=" + q, "/decisions", "/decisions/" + hostile, "/model", "/experiments", "/rollouts", "/evaluate", "/alerts", "/drills",
 		"/traces/" + hostile, "/" + hostile,
 	} {

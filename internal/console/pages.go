@@ -56,28 +56,6 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "overview", "Overview", d)
 }
 
-// tracesData is the data of the Traces page.
-type tracesData struct {
-	Available bool
-	Q         url.Values
-	Err       string
-	Rows      []telemetry.TraceSummary
-}
-
-func (c *Console) traces(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	d := tracesData{Available: c.cfg.Traces != nil, Q: q}
-	status := http.StatusOK
-	f, err := telemetry.ParseFilter(q)
-	switch {
-	case err != nil:
-		d.Err, status = err.Error(), http.StatusBadRequest
-	case c.cfg.Traces != nil:
-		d.Rows = c.cfg.Traces.Query(f)
-	}
-	c.render(w, r, status, "traces", "Traces", d)
-}
-
 // traceData is the data of the page of one trace.
 type traceData struct {
 	T         telemetry.TraceView
@@ -85,6 +63,10 @@ type traceData struct {
 	RequestID string
 	Logs      int
 	HasLogs   bool
+	// Recommendation marks a recommendation's trace; Linked are then the
+	// kept event-path spans that link to it.
+	Recommendation bool
+	Linked         []linkedRow
 }
 
 // spanRow is one span of the waterfall, in tree order.
@@ -127,11 +109,14 @@ func (c *Console) trace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := traceData{T: tv, Rows: c.waterfall(tv)}
-	for _, row := range d.Rows {
-		if row.Depth == 0 && row.RequestID != "" {
+	for _, row := range d.Rows { // the root's, or the first in tree order
+		if row.RequestID != "" {
 			d.RequestID = row.RequestID
 			break
 		}
+	}
+	if k, _ := kindOf(tv); k == kindRecommend {
+		d.Recommendation, d.Linked = true, c.linkedTraces(tv)
 	}
 	if c.cfg.Logs != nil {
 		d.HasLogs = true
