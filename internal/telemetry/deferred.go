@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -108,19 +109,34 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 	tail := !t.cfg.DisableTailRetention
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		parent := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		parent := r.Context()
+		if hasTraceHeaders(r.Header) {
+			parent = t.prop.Extract(parent, propagation.HeaderCarrier(r.Header))
+		}
 		name := r.Pattern
 		if name == "" {
 			name = r.Method
 		}
-		_, span := tracer.Start(context.WithValue(parent, deferKey, true), name,
-			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
-		sw := StatusOf(w)
+		// The live span (head-sampled) takes its own start time, a few
+		// hundred nanoseconds after start: a timestamp option costs an
+		// allocation on every request, and almost none is recorded live.
+		_, span := tracer.Start(context.WithValue(parent, deferKey, true), name, serverKind)
+		sw, pooled := w.(*StatusWriter)
+		if !pooled {
+			sw = statusWriters.Get().(*StatusWriter)
+			*sw = StatusWriter{ResponseWriter: w, status: http.StatusOK}
+		}
 		h.ServeHTTP(sw, r.WithContext(trace.ContextWithSpan(parent, span)))
 		end := time.Now()
+		status := sw.Status()
+		if !pooled {
+			// The handler has returned: nothing writes to sw any more.
+			*sw = StatusWriter{}
+			statusWriters.Put(sw)
+		}
 		if span.IsRecording() {
-			span.SetAttributes(t.serverAttrs(r, sw.Status())...)
-			setServerStatus(span, sw.Status())
+			span.SetAttributes(t.serverAttrs(r, status)...)
+			setServerStatus(span, status)
 			span.End(trace.WithTimestamp(end))
 			return
 		}
@@ -128,16 +144,32 @@ func (t *Telemetry) DeferredServer(h http.Handler) http.Handler {
 		if !tail || !sc.IsValid() {
 			return
 		}
-		if sw.Status() < http.StatusInternalServerError && (t.cfg.SlowThreshold <= 0 || end.Sub(start) < t.cfg.SlowThreshold) && !t.tail.pending(sc.TraceID()) {
+		if status < http.StatusInternalServerError && (t.cfg.SlowThreshold <= 0 || end.Sub(start) < t.cfg.SlowThreshold) && !t.tail.pending(sc.TraceID()) {
 			t.m.dropped.Inc() // what the tail processor would have done
 			return
 		}
 		ctx := context.WithValue(parent, forcedKey, forcedIDs{trace: sc.TraceID(), span: sc.SpanID()})
-		_, made := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-			trace.WithAttributes(t.serverAttrs(r, sw.Status())...))
-		setServerStatus(made, sw.Status())
+		_, made := tracer.Start(ctx, name, serverKind, trace.WithTimestamp(start),
+			trace.WithAttributes(t.serverAttrs(r, status)...))
+		setServerStatus(made, status)
 		made.End(trace.WithTimestamp(end))
 	})
+}
+
+// serverKind is the span kind option of server spans, made once: an option
+// built per request is an allocation.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// statusWriters pools the StatusWriter of DeferredServer, one per request on
+// the hot route.
+var statusWriters = sync.Pool{New: func() any { return new(StatusWriter) }}
+
+// hasTraceHeaders reports whether h carries a header the propagator reads
+// (traceparent, tracestate, baggage). Without one, extracting returns the
+// context unchanged, but looking the lower-case keys up canonicalizes them,
+// an allocation each.
+func hasTraceHeaders(h http.Header) bool {
+	return len(h["Traceparent"]) > 0 || len(h["Tracestate"]) > 0 || len(h["Baggage"]) > 0
 }
 
 // setServerStatus marks a 5xx as an error, as the HTTP conventions say for
@@ -188,6 +220,9 @@ func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 // pending reports whether spans of trace id are buffered, waiting for their
 // local root.
 func (p *tailProcessor) pending(id trace.TraceID) bool {
+	if p.inflightN.Load() == 0 {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inflight[id] != nil

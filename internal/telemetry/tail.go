@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -63,11 +64,15 @@ type tailProcessor struct {
 
 	mu       sync.Mutex
 	inflight map[trace.TraceID]*pendingTrace
-	oldest   *pendingTrace // head of the eviction list
-	newest   *pendingTrace
-	decided  map[trace.TraceID]decision
-	ring     []trace.TraceID // FIFO of decided ids, for bounded eviction
-	ringNext int
+	// inflightN is len(inflight), stored under mu after each change, so
+	// pending (called by every unsampled request on a hot route) answers
+	// without the lock while nothing is buffered, which is most of the time.
+	inflightN atomic.Int64
+	oldest    *pendingTrace // head of the eviction list
+	newest    *pendingTrace
+	decided   map[trace.TraceID]decision
+	ring      []trace.TraceID // FIFO of decided ids, for bounded eviction
+	ringNext  int
 }
 
 var _ sdktrace.SpanProcessor = (*tailProcessor)(nil)
@@ -145,6 +150,7 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	p.unlink(pt)
 	delete(p.inflight, id)
+	p.inflightN.Store(int64(len(p.inflight)))
 	reasons := p.reasons(pt, s)
 	if prior, ok := p.decided[id]; ok && prior.kept && len(reasons) == 0 {
 		// Another local root of a trace already kept (e.g. the consumer
@@ -232,6 +238,7 @@ func (p *tailProcessor) admit(id trace.TraceID) *pendingTrace {
 	if p.oldest == nil {
 		p.oldest = pt
 	}
+	p.inflightN.Store(int64(len(p.inflight)))
 	return pt
 }
 
@@ -278,6 +285,7 @@ func (p *tailProcessor) Shutdown(context.Context) error {
 		p.m.droppedSpans.Add(float64(len(pt.spans)))
 		delete(p.inflight, id)
 	}
+	p.inflightN.Store(0)
 	p.oldest, p.newest = nil, nil
 	return nil
 }
