@@ -58,6 +58,13 @@ func decodeRecommendation(r io.Reader) (engine.Request, *problem) {
 // validateRequest checks a recommendation request, reporting every invalid
 // field. ctxPrefix names where channel, session_id and page came from.
 func validateRequest(req *engine.Request, ctxPrefix string) *problem {
+	// Field names are built only for a failing field: a valid request, the
+	// common case, allocates nothing here.
+	if checkID("user_id", req.UserID, true) == "" && req.Count >= 1 && req.Count <= maxCount &&
+		validChannel(req.Channel) && validText(req.SessionID, maxSessionLen) && validText(req.Page, maxPageLen) &&
+		validExclude(req.Exclude) {
+		return nil
+	}
 	var errs []FieldError
 	add := func(field, detail string) {
 		if detail != "" {
@@ -83,6 +90,34 @@ func validateRequest(req *engine.Request, ctxPrefix string) *problem {
 		}
 	}
 	return fieldProblem(errs)
+}
+
+// validChannel, validText and validExclude are the checks of checkChannel,
+// checkText and checkID over exclude_item_ids without building a detail.
+func validChannel(v string) bool {
+	if len(v) > maxChannelLen {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validText(v string, limit int) bool { return len(v) <= limit && printable(v) }
+
+func validExclude(ids []string) bool {
+	if len(ids) > maxExclude {
+		return false
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > maxIDLen || !printable(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // fieldProblem turns field errors into one 400 problem whose detail is the

@@ -46,10 +46,32 @@ func writeJSON(w http.ResponseWriter, status int, ctype string, v any) {
 	putBuf(bp)
 }
 
+// Content-Type values shared by every response of their type: a header
+// value slice built per response is an allocation. Nothing changes a header
+// value in place (Header.Set and Add replace or extend the slice).
+var (
+	ctypeJSON    = []string{"application/json"}
+	ctypeProblem = []string{"application/problem+json"}
+)
+
+// chunkingThreshold is net/http's buffer of a response before it decides
+// on chunked encoding: a body that fits and is written at once gets its
+// Content-Length from the server, without an allocation for the header.
+const chunkingThreshold = 2048
+
 func writeBytes(w http.ResponseWriter, status int, ctype string, b []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{ctype}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	switch ctype {
+	case "application/json":
+		h["Content-Type"] = ctypeJSON
+	case "application/problem+json":
+		h["Content-Type"] = ctypeProblem
+	default:
+		h["Content-Type"] = []string{ctype}
+	}
+	if len(b) >= chunkingThreshold {
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	}
 	w.WriteHeader(status)
 	// G705 (XSS): every caller writes JSON under a JSON content type, which
 	// a browser does not render as HTML; a failed write means the client left.

@@ -2,9 +2,12 @@ package api
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sightline/sightline/internal/engine"
 )
 
 // FuzzScanRecommendation checks the fast path against encoding/json: when
@@ -89,5 +92,37 @@ func BenchmarkDecodeRecommendationBody(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// FuzzValidateRequest checks validateRequest's shortcut for a valid request
+// against the field checks it stands for: it answers nil exactly when every
+// check passes.
+func FuzzValidateRequest(f *testing.F) {
+	f.Add("user-1", 10, "web", "s-1", "/home", "a,b")
+	f.Add("", 0, "Web", "s\x01", "", "")
+	f.Add("u", 101, "web-2_x", "", "p\u0085", ",")
+	f.Add("u\xff", 1, "", "", "", "x\x7f")
+	f.Fuzz(func(t *testing.T, user string, count int, channel, session, page, exclude string) {
+		req := engine.Request{UserID: user, Count: count, Channel: channel, SessionID: session, Page: page}
+		if exclude != "" {
+			req.Exclude = strings.Split(exclude, ",")
+		}
+		valid := checkID("user_id", user, true) == "" && count >= 1 && count <= maxCount &&
+			checkChannel("channel", channel) == "" && checkText("session_id", session, maxSessionLen) == "" &&
+			checkText("page", page, maxPageLen) == "" && len(req.Exclude) <= maxExclude
+		for _, id := range req.Exclude {
+			valid = valid && checkID("id", id, true) == ""
+		}
+		if p := validateRequest(&req, "context."); (p == nil) != valid {
+			t.Fatalf("validateRequest(%+v) = %v, want valid %v", req, p, valid)
+		}
+	})
+}
+
+func TestValidateRequestAllocs(t *testing.T) {
+	req := engine.Request{UserID: "user-123", Count: 10, Channel: "web", SessionID: "s-1", Exclude: []string{"a"}}
+	if n := testing.AllocsPerRun(100, func() { _ = validateRequest(&req, "context.") }); n != 0 {
+		t.Errorf("validateRequest of a valid request allocates %v times, want 0", n)
 	}
 }
