@@ -82,6 +82,7 @@ func TestCluster(t *testing.T) {
 		{"2_click_on_A_changes_next_recommendation_on_B_within_2s", c.testCrossNodeFreshness},
 		{"3_item_put_on_A_served_by_B_within_1s", c.testCatalogPropagation},
 		{"4_event_id_through_A_then_B_learned_once", c.testCrossNodeDedupe},
+		{"9_delete_user_on_A_erases_its_decisions_on_B_and_the_trainer", c.testErasure},
 		{"8_one_trace_links_recommendation_click_and_model_update", c.testTraceAcrossProcesses},
 		{"7_redis_down_10s_fallbacks_not_errors", c.testRedisOutage},
 		{"5_kill_9_active_trainer_standby_takes_over_exactly_once", c.testTrainerFailover},

@@ -12,7 +12,9 @@
 // API node serves the published version within 2 s; a click through one
 // node changes the next recommendation on the other within 2 s; an item
 // written through one node is served by the other within 1 s; an event id
-// retried through another node is learned once; kill -9 of the active
+// retried through another node is learned once; a user erased through one
+// node loses its decisions on the other and on the trainer within 5 s
+// (the erasure record on the event stream); kill -9 of the active
 // trainer loses and repeats no acknowledged event while the API nodes keep
 // answering; kill -9 of an API node leaves the other serving; a 10 s Redis
 // outage costs fallbacks, not errors, and heals without restarts; and one
