@@ -133,7 +133,7 @@ func TestNoRawPersonalDataOnAnySurface(t *testing.T) {
 	get := func(path string) []byte { return getBody(t, n.base+path) }
 	surfaces := map[string][]byte{}
 	for _, p := range []string{"/v1/logs?limit=1000", "/v1/traces?limit=1000", "/metrics", "/v1/stats", "/v1/experiments", "/v1/alerts",
-		"/", "/traces", "/logs", "/decisions", "/model", "/experiments", "/evaluate", "/alerts", "/drills", "/console/api/series"} {
+		"/", "/traces", "/traces?kind=all", "/logs", "/decisions", "/model", "/experiments", "/evaluate", "/alerts", "/drills", "/console/api/series"} {
 		surfaces["GET "+p] = get(p)
 	}
 	var list struct {

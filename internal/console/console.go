@@ -133,12 +133,15 @@ type HintView struct {
 
 // FeatureView is the quality of one model input feature.
 type FeatureView struct {
-	Name              string        `json:"name"`
-	NullRatio         float64       `json:"null_ratio"`
-	BaselineNullRatio float64       `json:"baseline_null_ratio"`
-	PSI               float64       `json:"psi"`
-	Samples           int64         `json:"samples"`
-	BySegment         []SegmentView `json:"by_segment"`
+	Name              string  `json:"name"`
+	NullRatio         float64 `json:"null_ratio"`
+	BaselineNullRatio float64 `json:"baseline_null_ratio"`
+	PSI               float64 `json:"psi"`
+	Samples           int64   `json:"samples"`
+	// BaselineSamples are the decisions of the baseline; zero until the
+	// node has captured one (the Baseline and PSI cells read "—").
+	BaselineSamples int64         `json:"baseline_samples"`
+	BySegment       []SegmentView `json:"by_segment"`
 }
 
 // SegmentView is the quality of one feature within one user segment.
@@ -148,6 +151,7 @@ type SegmentView struct {
 	BaselineNullRatio float64 `json:"baseline_null_ratio"`
 	PSI               float64 `json:"psi"`
 	Samples           int64   `json:"samples"`
+	BaselineSamples   int64   `json:"baseline_samples"`
 }
 
 // VariantView is the engagement of one variant against its baseline.
@@ -156,7 +160,9 @@ type VariantView struct {
 	Impressions int64   `json:"impressions"`
 	Clicks      int64   `json:"clicks"`
 	CTR         float64 `json:"ctr"`
-	Baseline    float64 `json:"baseline"`
+	// Baseline is the variant's baseline CTR; zero while it is not
+	// established (the Baseline and Ratio cells read "—").
+	Baseline float64 `json:"baseline"`
 	// Ratio is CTR / Baseline (1 when on baseline).
 	Ratio float64 `json:"ratio"`
 }

@@ -39,9 +39,9 @@ func AlertViews(alerts []quality.Alert) []AlertView {
 func FeatureViews(fs []quality.FeatureStats) []FeatureView {
 	out := make([]FeatureView, len(fs))
 	for i, f := range fs {
-		v := FeatureView{Name: f.Name, NullRatio: f.NullRatio, BaselineNullRatio: f.BaselineNullRatio, PSI: f.PSI, Samples: f.Samples}
+		v := FeatureView{Name: f.Name, NullRatio: f.NullRatio, BaselineNullRatio: f.BaselineNullRatio, PSI: f.PSI, Samples: f.Samples, BaselineSamples: f.BaselineSamples}
 		for _, s := range f.BySegment {
-			v.BySegment = append(v.BySegment, SegmentView{Segment: s.Segment, NullRatio: s.NullRatio, BaselineNullRatio: s.BaselineNullRatio, PSI: s.PSI, Samples: s.Samples})
+			v.BySegment = append(v.BySegment, SegmentView{Segment: s.Segment, NullRatio: s.NullRatio, BaselineNullRatio: s.BaselineNullRatio, PSI: s.PSI, Samples: s.Samples, BaselineSamples: s.BaselineSamples})
 		}
 		out[i] = v
 	}

@@ -276,12 +276,12 @@ func (fakeDrills) Faults() []console.FaultView {
 
 func ageFeatures() []console.FeatureView {
 	return []console.FeatureView{
-		{Name: "user_age_bucket", NullRatio: 0.31, BaselineNullRatio: 0.01, PSI: 1.9, Samples: 5000,
+		{Name: "user_age_bucket", NullRatio: 0.31, BaselineNullRatio: 0.01, PSI: 1.9, Samples: 5000, BaselineSamples: 4800,
 			BySegment: []console.SegmentView{
-				{Segment: "new", NullRatio: 0.97, BaselineNullRatio: 0.02, PSI: 3.4, Samples: 800},
-				{Segment: "power", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.01, Samples: 900},
+				{Segment: "new", NullRatio: 0.97, BaselineNullRatio: 0.02, PSI: 3.4, Samples: 800, BaselineSamples: 700},
+				{Segment: "power", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.01, Samples: 900, BaselineSamples: 1000},
 			}},
-		{Name: "user_region", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.02, Samples: 5000},
+		{Name: "user_region", NullRatio: 0.0, BaselineNullRatio: 0.0, PSI: 0.02, Samples: 5000, BaselineSamples: 4800},
 	}
 }
 

@@ -101,7 +101,7 @@ func (c *Console) Sample(ctx context.Context) {
 		}
 	}
 	if c.cfg.Quality != nil {
-		vs := c.cfg.Quality.CTR()
+		vs := configuredVariants(c.cfg.Quality.CTR())
 		p.ctr = make(map[string]VariantView, len(vs))
 		for _, v := range vs {
 			p.ctr[v.Variant] = v

@@ -41,7 +41,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if c.cfg.Quality != nil {
-		d.Variants = c.cfg.Quality.CTR()
+		d.Variants = configuredVariants(c.cfg.Quality.CTR())
 	}
 	if c.cfg.Alerts != nil {
 		for _, a := range c.cfg.Alerts.Alerts() {
@@ -315,24 +315,16 @@ func (c *Console) model(w http.ResponseWriter, r *http.Request) {
 	d := modelData{Available: c.cfg.Quality != nil}
 	if q := c.cfg.Quality; q != nil {
 		d.Features = q.Features()
-		d.Variants = q.CTR()
+		for i := range d.Features {
+			d.Features[i].BySegment = configuredSegments(d.Features[i].BySegment)
+		}
+		d.Variants = configuredVariants(q.CTR())
 		d.Histogram = newHistogram(q.Confidence())
 		d.Calibration = q.Calibration()
 		if d.Calibration.Observed > 0 {
 			d.CalRatio = d.Calibration.MeanPredicted / d.Calibration.Observed
 		}
-		usage := q.VariantUsage()
-		var total int64
-		for _, n := range usage {
-			total += n
-		}
-		for _, v := range sortedKeys(usage) {
-			row := usageRow{Variant: v, Count: usage[v]}
-			if total > 0 {
-				row.Share = float64(row.Count) / float64(total)
-			}
-			d.Usage = append(d.Usage, row)
-		}
+		d.Usage = usageRows(q.VariantUsage(), d.Variants)
 	}
 	c.render(w, r, http.StatusOK, "model", "Model & data", d)
 }
