@@ -518,11 +518,11 @@ func (ix *Index) Candidates(cs *candidateSet, recentItems, recentCats []string) 
 // with scores normalised to 0..1, until fn returns false.
 func (ix *Index) Popular(segment string, fn func(it event.Item, score float64) bool) {
 	v := ix.view.Load()
-	emit := func(l []entry, max float64) bool {
+	emit := func(l []entry, top float64) bool {
 		for _, e := range l {
 			sc := 0.0
-			if max > 0 {
-				sc = e.score / max
+			if top > 0 {
+				sc = e.score / top
 			}
 			if !fn(e.item, sc) {
 				return false

@@ -34,8 +34,15 @@ var families = []Family{
 	{
 		Name: "ftrl-ucb",
 		Summary: "ftrl that learns position bias apart (Positions), explores items it knows little about with an upper-confidence bonus (Optimism) " +
-			"among discovery candidates of the categories it ranks best, and learns faster (alpha 0.3, L1 0.1)",
-		Config:   Config{Name: "ftrl-ucb", Alpha: 0.3, L1: 0.1, Positions: true, Optimism: 2},
+			"among discovery candidates of the categories it ranks best, learns faster (alpha 0.3, L1 0.1) and shrinks what it learns of " +
+			"an item from few clicks harder (L2 6)",
+		// L2 6 is the prior precision of an item's weight that the
+		// learning quality harness found best (docs/quality.md): with
+		// alpha 0.3 and beta 1 a coordinate's prior precision is
+		// β/α + L2 ≈ 9, near the discovery's discoverWeightPrior, so that
+		// an item lucky in its first clicks does not displace a known good
+		// one; coordinates with much evidence (the crosses) barely feel it.
+		Config:   Config{Name: "ftrl-ucb", Alpha: 0.3, L1: 0.1, L2: 6, Positions: true, Optimism: 2},
 		Discover: true,
 	},
 }

@@ -24,7 +24,7 @@ func TestFamilies(t *testing.T) {
 		t.Errorf("LookupFamily(nope) found a family")
 	}
 	got := f.Apply(Config{Bits: 18, Alpha: 0.05, EvalWindow: 7})
-	want := Config{Bits: 18, Alpha: 0.3, L1: 0.1, EvalWindow: 7, Name: "ftrl-ucb", Positions: true, Optimism: 2}
+	want := Config{Bits: 18, Alpha: 0.3, L1: 0.1, L2: 6, EvalWindow: 7, Name: "ftrl-ucb", Positions: true, Optimism: 2}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Apply() mismatch (-want +got):\n%s", diff)
 	}
