@@ -52,6 +52,11 @@ const (
 	cDuration
 	cTraceID
 	cTraceSampled
+	cShadowVersion
+	cShadowItemID
+	cShadowScore
+	cShadowError
+	cShadowDuration
 	numDecisionColumns
 )
 
@@ -60,6 +65,7 @@ const (
 	listRecent = 1 + iota
 	listItems
 	listPool
+	listShadow
 )
 
 // decisionSpecs are the columns of a decisions file; their statistics are
@@ -97,11 +103,16 @@ var decisionSpecs = [numDecisionColumns]columnSpec{
 	cDuration:       {path: []string{"duration_ns"}, typ: colInt64},
 	cTraceID:        {path: []string{"trace_id"}, typ: colBytes},
 	cTraceSampled:   {path: []string{"trace_sampled"}, typ: colBool},
+	cShadowVersion:  {path: []string{"shadow_model_version"}, typ: colDict},
+	cShadowItemID:   {path: []string{"shadow_items", "list", "element", "item_id"}, typ: colBytes, list: listShadow},
+	cShadowScore:    {path: []string{"shadow_items", "list", "element", "score"}, typ: colDouble, list: listShadow},
+	cShadowError:    {path: []string{"shadow_error"}, typ: colDict},
+	cShadowDuration: {path: []string{"shadow_duration_ns"}, typ: colInt64},
 }
 
 // decisionsTemplate is the template of the decisions files, built once.
 var decisionsTemplate = sync.OnceValues(func() (*fileTemplate, error) {
-	return newTemplate(parquet.SchemaOf(Decision{}), kindDecisions, decisionSpecs[:], 3)
+	return newTemplate(parquet.SchemaOf(Decision{}), kindDecisions, decisionSpecs[:], 4)
 })
 
 // newTemplate returns the template of kind's files of schema, whose leaf
@@ -199,7 +210,7 @@ type decisionsFile struct {
 	f *columnarFile
 	c [numDecisionColumns]*column
 	// The lists' levels.
-	recent, items, pool *levels
+	recent, items, pool, shadow *levels
 	// kv is the file's key-value metadata.
 	kv []format.KeyValue
 }
@@ -227,6 +238,7 @@ func newDecisionsFile(out io.Writer, tmpl *fileTemplate, rowGroup, pageSize int)
 	e.recent = e.f.lists[listRecent-1]
 	e.items = e.f.lists[listItems-1]
 	e.pool = e.f.lists[listPool-1]
+	e.shadow = e.f.lists[listShadow-1]
 	return e
 }
 
@@ -286,7 +298,28 @@ func (e *decisionsFile) add(d *engine.Decision, x *model.Context, feats []engine
 	c[cDuration].appendInt64(int64(d.Duration))
 	c[cTraceID].appendString(d.TraceID)
 	c[cTraceSampled].appendBool(d.TraceSampled)
+	e.appendShadow(d.Shadow)
 	return e.f.endRow()
+}
+
+// appendShadow appends the shadow challenger's would-be answer sh (nil
+// when none scored the decision).
+func (e *decisionsFile) appendShadow(sh *engine.Shadow) {
+	c := &e.c
+	if sh == nil {
+		c[cShadowVersion].appendDict("")
+		e.shadow.add(0)
+		c[cShadowError].appendDict("")
+		c[cShadowDuration].appendInt64(0)
+		return
+	}
+	c[cShadowVersion].appendDict(sh.ModelVersion)
+	n := min(len(sh.Items), len(sh.Scores))
+	e.shadow.add(n)
+	appendStrings(c[cShadowItemID], sh.Items[:n], func(s *string) string { return *s })
+	appendDoubles(c[cShadowScore], sh.Scores[:n], func(v *float64) float64 { return *v })
+	c[cShadowError].appendDict(sh.Error)
+	c[cShadowDuration].appendInt64(int64(sh.Duration))
 }
 
 // appendStrings appends field of each of xs to the byte array column c,

@@ -218,6 +218,8 @@ var noBounds = map[string][][]string{
 		{"pool", "list", "element", "category"},
 		{"pool", "list", "element", "score"},
 		{"pool", "list", "element", "popularity"},
+		{"shadow_items", "list", "element", "item_id"},
+		{"shadow_items", "list", "element", "score"},
 	},
 	kindEvents: {{"request_id"}, {"event_id"}, {"item_id"}},
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -66,6 +68,45 @@ func Files(dir string) ([]File, error) {
 	return out, nil
 }
 
+// FilesSince is [Files] restricted to the hour partitions of dir
+// (date=YYYY-MM-DD/hour=HH) from the one holding t on, without reading the
+// older partitions' footers: what a reader following the log from t
+// needs.
+func FilesSince(dir string, t time.Time) ([]File, error) {
+	from := t.UTC().Truncate(time.Hour)
+	dates, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: list partitions: %w", err)
+	}
+	var out []File
+	for _, de := range dates {
+		day, ok := strings.CutPrefix(de.Name(), "date=")
+		if !ok || !de.IsDir() {
+			continue
+		}
+		hours, err := os.ReadDir(filepath.Join(dir, de.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("decisionlog: list partitions: %w", err)
+		}
+		for _, he := range hours {
+			h, ok := strings.CutPrefix(he.Name(), "hour=")
+			at, err := time.Parse("2006-01-02 15", day+" "+h)
+			if !ok || !he.IsDir() || err != nil || at.Before(from) {
+				continue
+			}
+			files, err := Files(filepath.Join(dir, de.Name(), he.Name()))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, files...)
+		}
+	}
+	return out, nil
+}
+
 // Count returns the rows of the decisions files and of the events files
 // under dir, from their footers (for a progress bar).
 func Count(dir string) (decisions, events int64, err error) {
@@ -117,6 +158,19 @@ func ReadEvents(ctx context.Context, dir string, fn func(e *Event) error) error 
 	return readAll(ctx, dir, kindEvents, fn)
 }
 
+// ReadFile streams the rows of one closed file f (from [Files]) to
+// decisions or to events, by its kind; the other may be nil. A caller
+// that follows a log as it grows reads each new file once this way.
+func ReadFile(ctx context.Context, f File, decisions func(*Decision) error, events func(*Event) error) error {
+	switch {
+	case f.Kind == kindDecisions && decisions != nil:
+		return readFile(ctx, f.Path, kindDecisions, make([]Decision, readBatch), decisions)
+	case f.Kind == kindEvents && events != nil:
+		return readFile(ctx, f.Path, kindEvents, make([]Event, readBatch), events)
+	}
+	return nil
+}
+
 // listFiles returns the closed files of kind under dir, sorted by path.
 func listFiles(dir, kind string) ([]string, error) {
 	var paths []string
@@ -150,8 +204,8 @@ func openParquet(path, kind string) (*os.File, *parquet.File, error) {
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("decisionlog: open %s: %w", path, err), f.Close())
 	}
-	if v, _ := pf.Lookup(MetaSchema); v != schemaName(kind) {
-		return nil, nil, errors.Join(fmt.Errorf("%w: %s has %s %q, want %q", ErrUnknownSchema, path, MetaSchema, v, schemaName(kind)), f.Close())
+	if v, _ := pf.Lookup(MetaSchema); !knownSchema(v, kind) {
+		return nil, nil, errors.Join(fmt.Errorf("%w: %s has %s %q, want %q or an older version of it", ErrUnknownSchema, path, MetaSchema, v, schemaName(kind)), f.Close())
 	}
 	return f, pf, nil
 }
@@ -219,4 +273,16 @@ func readFile[T any](ctx context.Context, path, kind string, buf []T, fn func(*T
 			return fmt.Errorf("decisionlog: read %s: %w", path, rerr)
 		}
 	}
+}
+
+// knownSchema reports whether v, a file's MetaSchema, names kind at a
+// version this reader reads (minSchemaVersion to SchemaVersion). An older
+// file lacks the columns added since; the reader leaves them empty.
+func knownSchema(v, kind string) bool {
+	k, ver, ok := strings.Cut(v, "/")
+	if !ok || k != kind {
+		return false
+	}
+	n, err := strconv.Atoi(ver)
+	return err == nil && n >= minSchemaVersion && n <= SchemaVersion
 }

@@ -5,13 +5,18 @@ import "time"
 // SchemaVersion is the version of the row schemas below. It is written in
 // every file's key-value metadata under [MetaSchema]; readers reject a file
 // of a version they do not know. A new column is added at the end of a row
-// with a new version; a column never changes meaning.
-const SchemaVersion = 1
+// with a new version; a column never changes meaning. Version 2 added the
+// shadow_* columns of Decision; readers read version 1 files with them
+// empty.
+const SchemaVersion = 2
+
+// minSchemaVersion is the oldest version readers read.
+const minSchemaVersion = 1
 
 // Keys of the key-value metadata of every file.
 const (
 	// MetaSchema names the file's row kind and schema version:
-	// "decisions/1" or "events/1".
+	// "decisions/2" or "events/2" (version 1 files are read too).
 	MetaSchema = "sightline.schema"
 	// MetaStoreRatio is the share of decisions the writer kept
 	// (--decision-store-ratio, "1" by default), as a decimal. Decisions are
@@ -81,6 +86,29 @@ type Decision struct {
 	// reports that the trace was head-sampled.
 	TraceID      string `parquet:"trace_id"`
 	TraceSampled bool   `parquet:"trace_sampled"`
+	// ShadowModelVersion is the version of the shadow challenger that
+	// scored the decision without its answer being shown (a rollout in its
+	// shadow stage); "" when none did. The shadow columns are schema
+	// version 2.
+	ShadowModelVersion string `parquet:"shadow_model_version,dict"`
+	// ShadowItems are the items the shadow challenger would have shown,
+	// best first (its greedy choice among the same eligible candidates),
+	// with its predicted click probabilities; empty when none scored the
+	// decision or its scoring failed. Offline evaluation estimates its
+	// click-through rate from them against the logged propensities.
+	ShadowItems []ShadowSlot `parquet:"shadow_items,list"`
+	// ShadowError is why the shadow challenger could not score ("" when
+	// it did), in words safe to log.
+	ShadowError string `parquet:"shadow_error,dict"`
+	// ShadowDurationNS is how long the shadow challenger's scoring took.
+	ShadowDurationNS int64 `parquet:"shadow_duration_ns"`
+}
+
+// ShadowSlot is one item a shadow challenger would have shown.
+type ShadowSlot struct {
+	ItemID string `parquet:"item_id"`
+	// Score is the challenger's predicted click probability.
+	Score float64 `parquet:"score"`
 }
 
 // Slot is one shown item of a decision.

@@ -81,6 +81,12 @@ func wantRow(d *engine.Decision, node string, recent []string) Decision {
 	for _, p := range d.Pool {
 		r.Pool = append(r.Pool, Candidate{ItemID: p.ItemID, Category: p.Category, Score: p.Score, Popularity: p.Popularity})
 	}
+	if sh := d.Shadow; sh != nil {
+		r.ShadowModelVersion, r.ShadowError, r.ShadowDurationNS = sh.ModelVersion, sh.Error, int64(sh.Duration)
+		for i, id := range sh.Items {
+			r.ShadowItems = append(r.ShadowItems, ShadowSlot{ItemID: id, Score: sh.Scores[i]})
+		}
+	}
 	return r
 }
 
