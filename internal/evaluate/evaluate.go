@@ -259,7 +259,11 @@ func (ev *evaluator) decision(d *decisionlog.Decision) error {
 // evalTarget adds target t's terms for decision v (group g).
 func (ev *evaluator) evalTarget(t *target, v *view, g int) {
 	asLogged := t.spec.Kind == KindLogged || v.fallback
-	if !asLogged {
+	switch {
+	case asLogged:
+	case t.spec.Kind == KindShadow:
+		t.recordedSlate(v)
+	default:
 		t.score(v)
 		t.buildSlate(v, ev.cfg.MaxPerCategory, max(ev.cfg.RecentSlots, 0))
 	}

@@ -23,6 +23,11 @@ const (
 	// log progressively: each decision is scored before the model learns
 	// from its impressions and clicks.
 	KindFTRL = "ftrl"
+	// KindShadow is the shadow challenger of a rollout, by its choices
+	// recorded in the log (the decisions' shadow_items): deterministic,
+	// it takes no keys. A decision it did not score is one it made no
+	// choice in, which the unsupported share counts.
+	KindShadow = "shadow"
 )
 
 // ErrInvalidSpec reports a target policy spec that cannot be parsed.
@@ -31,7 +36,8 @@ var ErrInvalidSpec = errors.New("invalid policy spec")
 // Spec is a parsed target policy.
 //
 // Its text form is NAME[:key=value,...], where NAME is "logged",
-// "popularity", "ftrl" or the path of a model snapshot file. Keys:
+// "popularity", "ftrl", "shadow" or the path of a model snapshot file.
+// Keys:
 //
 //   - explore=ε (0 ≤ ε < 1): the target explores as serving does: per slot
 //     its own pick with probability 1-ε+ε/n, each of the other n-1
@@ -41,7 +47,7 @@ var ErrInvalidSpec = errors.New("invalid policy spec")
 //   - for ftrl only: alpha, beta, l1, l2 (0 means none), bits, and
 //     from=PATH, a snapshot to start from instead of an empty model.
 //
-// "logged" takes no keys. Spaces around the name and the keys are
+// "logged" and "shadow" take no keys. Spaces around the name and the keys are
 // ignored. A path whose text contains ':' followed by
 // something with '=' must be given as a snapshot anyway: the part after
 // the last ':' is read as keys when it holds '='.
@@ -115,7 +121,7 @@ func ParseSpec(s string) (Spec, error) {
 	}
 	var sp Spec
 	switch name {
-	case KindLogged, KindPopularity, KindFTRL:
+	case KindLogged, KindPopularity, KindFTRL, KindShadow:
 		sp.Kind = name
 	default:
 		sp.Kind, sp.Path = KindSnapshot, name
@@ -123,8 +129,8 @@ func ParseSpec(s string) (Spec, error) {
 	if opts == "" {
 		return sp, nil
 	}
-	if sp.Kind == KindLogged {
-		return Spec{}, fmt.Errorf("%w: %q: logged takes no settings", ErrInvalidSpec, s)
+	if sp.Kind == KindLogged || sp.Kind == KindShadow {
+		return Spec{}, fmt.Errorf("%w: %q: %s takes no settings", ErrInvalidSpec, s, sp.Kind)
 	}
 	seen := map[string]bool{}
 	for kv := range strings.SplitSeq(opts, ",") {

@@ -29,6 +29,9 @@ type target struct {
 	fixed     []bool // slot k of the slate is a deterministic recent-category slot
 	inSlate   []bool // by cand
 	catCount  []int  // by category: items of the slate so far
+	// outside: slot k of a shadow target's slate is a recorded choice
+	// that is not among the decision's pooled candidates.
+	outside []bool
 }
 
 // newTarget builds the target of sp. A snapshot is loaded; an ftrl target
@@ -37,7 +40,7 @@ func newTarget(sp Spec, groups int) (*target, error) {
 	t := &target{spec: sp, sums: sums{groups: groups, nf: targetFields}}
 	var err error
 	switch sp.Kind {
-	case KindLogged, KindPopularity:
+	case KindLogged, KindPopularity, KindShadow:
 	case KindSnapshot:
 		var meta model.SnapshotMeta
 		if t.m, meta, err = model.LoadFile(sp.Path, model.Config{}); err != nil {
@@ -122,6 +125,42 @@ func (t *target) buildSlate(v *view, maxPerCat, recentSlots int) {
 	}
 }
 
+// recordedSlate builds a shadow target's slate from the choices recorded
+// in v's decision, slot by slot, and its reward model: the recorded
+// predictions for its choices, the serving model's elsewhere (when it is
+// calibrated). A slot past its choices is no choice (unsupported); a
+// choice that is not a pooled candidate of the decision (below the pool,
+// where the log tells nothing of it, or known only because the logging
+// policy drew it) matches no logged item: its weight is 0, and it is
+// unsupported when the pool covers the logging window.
+func (t *target) recordedSlate(v *view) {
+	n, K := len(v.cands), len(v.shown)
+	t.q = slices.Grow(t.q[:0], n)[:n]
+	for i := range v.cands {
+		t.q[i] = 0
+		if v.calibrated {
+			t.q[i] = v.cands[i].score
+		}
+	}
+	t.slate, t.fixed, t.outside = t.slate[:0], t.fixed[:0], t.outside[:0]
+	large := len(v.d.Pool) > 32 // as view.load indexes its candidates
+	for k := range K {
+		ci, out := -1, false
+		if k < len(v.d.ShadowItems) {
+			s := &v.d.ShadowItems[k]
+			if i := v.find(s.ItemID, large); i >= 0 && v.pooled(i) {
+				ci = i
+				t.q[i] = s.Score
+			} else {
+				out = true
+			}
+		}
+		t.slate = append(t.slate, ci)
+		t.fixed = append(t.fixed, false)
+		t.outside = append(t.outside, out)
+	}
+}
+
 // recentSlots mirrors the engine's rule: for each of the user's
 // recentSlots most recent categories the slate does not show, its best
 // candidate takes a free slot, or else the last slot not already given to a
@@ -196,7 +235,11 @@ func (t *target) slot(v *view, k, maxPerCat int) slotResult {
 	eps := t.spec.Explore
 	if eps == 0 || t.fixed[k] {
 		if tk < 0 {
-			return slotResult{qa: t.q[a], unsup: 1}
+			unsup := 1.0
+			if k < len(t.outside) && t.outside[k] && !v.unknownUnsupported(k) {
+				unsup = 0
+			}
+			return slotResult{qa: t.q[a], unsup: unsup}
 		}
 		res.dm = t.q[tk]
 		if tk == a {
