@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,8 +89,8 @@ func (e *Engine) route(userID string) (variant string, s, shadow Scorer) {
 }
 
 // shadowScore scores the decision's candidates with the shadow challenger
-// and records its greedy answer among the eligible ones (after applyRules)
-// in the decision. It never changes what is shown: a failure is recorded
+// and records its greedy answer among the eligible ones (after applyRules),
+// under the same diversity cap, in the decision. It never changes what is shown: a failure is recorded
 // in the Shadow.
 func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp *scratch, d *Decision, count int) {
 	start := time.Now()
@@ -108,30 +109,35 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 		sh.Error, sh.Duration = err.Error(), time.Since(start)
 		return
 	}
-	// The best count eligible candidates by the challenger's score: a
-	// small sorted top list, as count is small.
+	// The challenger's greedy answer as serving's ranking rule makes it:
+	// the eligible candidates by its score (ties in candidate order), at
+	// most MaxPerCategory of a category, count of them. Only the
+	// eligible are sorted, in a reused buffer.
 	top := sp.top[:0]
 	for i := range sp.cs.items {
-		if i >= len(sp.cat) || sp.cat[i] < 0 {
-			continue
-		}
-		v := sp.shadow[i]
-		if len(top) == count && v <= sp.shadow[top[len(top)-1]] {
-			continue
-		}
-		k := len(top)
-		if k < count {
+		if i < len(sp.cat) && sp.cat[i] >= 0 {
 			top = append(top, i)
-		} else {
-			k--
 		}
-		for k > 0 && sp.shadow[top[k-1]] < v {
-			top[k] = top[k-1]
-			k--
-		}
-		top[k] = i
 	}
+	slices.SortStableFunc(top, func(a, b int) int { return cmp.Compare(sp.shadow[b], sp.shadow[a]) })
 	sp.top = top
+	k := 0
+	for _, i := range top {
+		if k == count {
+			break
+		}
+		same := 0
+		for _, j := range top[:k] {
+			if sp.cat[j] == sp.cat[i] {
+				same++
+			}
+		}
+		if same < e.cfg.MaxPerCategory {
+			top[k] = i // k ≤ the index of i: overwrites only what was read
+			k++
+		}
+	}
+	top = top[:k]
 	sh.Items, sh.Scores = make([]string, len(top)), make([]float64, len(top))
 	for j, i := range top {
 		sh.Items[j] = sp.cs.items[i].ID

@@ -140,8 +140,9 @@ func TestShadowChallenger(t *testing.T) {
 				t.Fatalf("ftrl decision's shadow = %+v, want the challenger's 4 items", sh)
 			}
 			// The challenger's best eligible items: the highest numbers,
-			// the excluded one left out.
-			if want := []string{"i07-018", "i07-017", "i07-016", "i07-015"}; !slices.Equal(sh.Items, want) {
+			// the excluded one left out, at most MaxPerCategory (3) of
+			// a category as serving shows them.
+			if want := []string{"i07-018", "i07-017", "i07-016", "i06-019"}; !slices.Equal(sh.Items, want) {
 				t.Fatalf("shadow items %v, want %v", sh.Items, want)
 			}
 			if sh.Scores[0] != 0.01+num(event.Item{ID: "i07-018"}) || sh.Overlap != 0 {
