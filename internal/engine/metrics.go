@@ -26,6 +26,25 @@ type metrics struct {
 	fallbackBy  map[Reason]prometheus.Counter
 	confidence  *prometheus.HistogramVec
 	confidenceV map[string]prometheus.Observer
+	// byVariant holds the children of the known variants' series, so
+	// observing a decision looks two short strings up instead of hashing
+	// label values into the vectors on every request.
+	byVariant map[string]*variantMetrics
+}
+
+// Outcomes of a decision, the index of a variantMetrics array.
+const (
+	outcomeOK = iota
+	outcomeFallback
+)
+
+var outcomes = [...]string{outcomeOK: "ok", outcomeFallback: "fallback"}
+
+// variantMetrics is one variant's precomputed children: duration by
+// outcome, requests by folded channel and outcome.
+type variantMetrics struct {
+	duration [len(outcomes)]prometheus.Observer
+	requests map[string]*[len(outcomes)]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metrics, error) {
@@ -70,12 +89,20 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 		m.fallbackBy[r] = m.fallbacks.WithLabelValues(string(r))
 	}
 	// Initialise the bounded series so rates exist from the first scrape.
+	m.byVariant = make(map[string]*variantMetrics, len(variants))
 	for _, v := range variants {
 		m.confidenceV[v] = m.confidence.WithLabelValues(v)
-		for _, o := range []string{"ok", "fallback"} {
-			m.duration.WithLabelValues(v, o)
+		vm := &variantMetrics{requests: map[string]*[len(outcomes)]prometheus.Counter{}}
+		m.byVariant[v] = vm
+		for o, outcome := range outcomes {
+			vm.duration[o] = m.duration.WithLabelValues(v, outcome)
 			for _, c := range append(append([]string{}, channels...), "other", "none") {
-				m.requests.WithLabelValues(v, c, o)
+				cs := vm.requests[c]
+				if cs == nil {
+					cs = new([len(outcomes)]prometheus.Counter)
+					vm.requests[c] = cs
+				}
+				cs[o] = m.requests.WithLabelValues(v, c, outcome)
 			}
 		}
 	}
@@ -99,18 +126,28 @@ func (m *metrics) stage(name string, d time.Duration) {
 }
 
 func (m *metrics) observe(ctx context.Context, d *Decision, channel string, slow time.Duration) {
-	outcome := "ok"
+	o := outcomeOK
 	if d.Fallback != ReasonNone {
-		outcome = "fallback"
+		o = outcomeFallback
 		if c, ok := m.fallbackBy[d.Fallback]; ok {
 			c.Inc()
 		}
 	}
-	m.requests.WithLabelValues(d.Variant, channel, outcome).Inc()
-	obs := m.duration.WithLabelValues(d.Variant, outcome)
+	var obs prometheus.Observer
+	if vm, ok := m.byVariant[d.Variant]; ok {
+		if cs, ok := vm.requests[channel]; ok {
+			cs[o].Inc()
+		} else {
+			m.requests.WithLabelValues(d.Variant, channel, outcomes[o]).Inc()
+		}
+		obs = vm.duration[o]
+	} else {
+		m.requests.WithLabelValues(d.Variant, channel, outcomes[o]).Inc()
+		obs = m.duration.WithLabelValues(d.Variant, outcomes[o])
+	}
 	sc := trace.SpanContextFromContext(ctx)
 	// Exemplars point only at traces that tail retention keeps.
-	if eo, ok := obs.(prometheus.ExemplarObserver); ok && sc.IsValid() && (sc.IsSampled() || outcome == "fallback" || d.Duration >= slow) {
+	if eo, ok := obs.(prometheus.ExemplarObserver); ok && sc.IsValid() && (sc.IsSampled() || o == outcomeFallback || d.Duration >= slow) {
 		eo.ObserveWithExemplar(d.Duration.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
 	} else {
 		obs.Observe(d.Duration.Seconds())

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -82,8 +83,7 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 		sc = trace.SpanContextFromContext(ctx) // the parent's
 	}
 	if sc.IsValid() {
-		d.TraceID = sc.TraceID().String()
-		d.SpanID = sc.SpanID().String()
+		d.TraceID, d.SpanID = traceStrings(sc)
 		d.TraceSampled = sc.IsSampled()
 	}
 	sp := e.pool.Get().(*scratch)
@@ -137,6 +137,17 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	return d, nil
 }
 
+// traceStrings returns the hex trace and span ids of sc, both from one
+// allocation.
+func traceStrings(sc trace.SpanContext) (traceID, spanID string) {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	var b [2*len(tid) + 2*len(sid)]byte
+	hex.Encode(b[:2*len(tid)], tid[:])
+	hex.Encode(b[2*len(tid):], sid[:])
+	s := string(b[:])
+	return s[:2*len(tid)], s[2*len(tid):]
+}
+
 // now is the wall clock when the block's spans are deferred, and the zero
 // time otherwise (live spans take their own times).
 func (blk *decisionBlock) now() time.Time {
@@ -173,6 +184,9 @@ type decisionBlock struct {
 	stages [4]StageTiming
 	items  [10]Item
 	feats  [8]string
+	// pool backs d.Pool up to poolInBlock candidates (the decision log's
+	// default is 20).
+	pool [poolInBlock]PoolItem
 	// spans are the stages' start and end times on the wall clock (which
 	// spans use; Config.Now may be a simulated clock), kept for spans made
 	// after the fact; begin is the decision's, when its span is deferred.
@@ -184,6 +198,9 @@ type decisionBlock struct {
 	// scorer scores the decision (its variant's, or a challenger's).
 	scorer Scorer
 }
+
+// poolInBlock is the size of a decision block's pool array.
+const poolInBlock = 20
 
 // noopSpan is what stages get when tracing is off.
 var noopSpan = trace.SpanFromContext(context.Background())
@@ -446,9 +463,14 @@ func (f rulesFilter) ok(it *event.Item) bool {
 // MaxPerCategory+ExploreTop-1 can (MaxPerCategory+1 without a window,
 // where the deeper ones are drawn with a negligible probability). The pool
 // then reaches as deep into the ranking as the slots do.
-func (e *Engine) recordPool(sp *scratch, d *Decision) {
+func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
+	d := &blk.d
 	n := min(e.cfg.PoolSize, sp.rank.len())
-	d.Pool = make([]PoolItem, 0, n)
+	if n <= len(blk.pool) {
+		d.Pool = blk.pool[:0:n]
+	} else {
+		d.Pool = make([]PoolItem, 0, n)
+	}
 	per := int32(e.cfg.MaxPerCategory + max(e.cfg.ExploreTop-1, 1))
 	sp.poolN = slices.Grow(sp.poolN[:0], len(sp.cats))[:len(sp.cats)]
 	clear(sp.poolN)
@@ -581,7 +603,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		e.recentSlots(sp, req.Count, act.RecentCategories, d)
 	}
 	if e.cfg.PoolSize > 0 {
-		e.recordPool(sp, d)
+		e.recordPool(sp, blk)
 	}
 	e.stage(blk, StageRules, start, wall, nil)
 	span.End()
