@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -133,7 +132,6 @@ func TestEraseUser(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", dir, crashed).CombinedOutput(); err != nil {
 		t.Fatalf("copy the data directory: %v: %s", err, out)
 	}
-	os.Remove(filepath.Join(crashed, "events", "LOCK")) // held by the running node, if any
 	c := startNode(t, Config{DataDir: crashed})
 	if s := waitApplied(t, c.base); s.Restore.FeatureSnapshot != "loaded" {
 		t.Errorf("after the crash: feature snapshot %q, want loaded (the one holding the user)", s.Restore.FeatureSnapshot)
