@@ -20,7 +20,7 @@ type answer struct {
 	body       []byte
 }
 
-func do(t *testing.T, method, url, body string) answer {
+func ask(t *testing.T, method, url, body string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -57,11 +57,11 @@ func TestLoadingRefusesRecommendations(t *testing.T) {
 	}
 	refused := func(when string) {
 		t.Helper()
-		if a := do(t, "GET", tn.base+"/readyz", ""); a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), "loading the synthetic world") {
+		if a := ask(t, "GET", tn.base+"/readyz", ""); a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), "loading the synthetic world") {
 			t.Errorf("%s: GET /readyz = %d %s, want 503 saying the world is loading", when, a.status, a.body)
 		}
 		for _, rq := range recommend {
-			a := do(t, rq.method, tn.base+rq.path, rq.body)
+			a := ask(t, rq.method, tn.base+rq.path, rq.body)
 			if a.status != http.StatusServiceUnavailable || a.ctype != "application/problem+json" {
 				t.Fatalf("%s: %s %s = %d %s %s, want 503 application/problem+json", when, rq.method, rq.path, a.status, a.ctype, a.body)
 			}
@@ -86,11 +86,11 @@ func TestLoadingRefusesRecommendations(t *testing.T) {
 
 	done()
 	done() // idempotent
-	if a := do(t, "GET", tn.base+"/readyz", ""); a.status != http.StatusOK {
+	if a := ask(t, "GET", tn.base+"/readyz", ""); a.status != http.StatusOK {
 		t.Fatalf("GET /readyz after done = %d %s, want 200", a.status, a.body)
 	}
 	for _, rq := range recommend {
-		a := do(t, rq.method, tn.base+rq.path, rq.body)
+		a := ask(t, rq.method, tn.base+rq.path, rq.body)
 		var res struct {
 			Items []struct {
 				ItemID string `json:"item_id"`
@@ -123,7 +123,7 @@ func TestLoadingOverlaps(t *testing.T) {
 		if step.finish != nil {
 			step.finish()
 		}
-		a := do(t, "GET", tn.base+"/readyz", "")
+		a := ask(t, "GET", tn.base+"/readyz", "")
 		switch {
 		case step.want == "" && a.status != http.StatusOK:
 			t.Errorf("GET /readyz = %d %s, want 200", a.status, a.body)
