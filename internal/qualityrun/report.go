@@ -292,7 +292,8 @@ func (r *Report) writeVariants(b *strings.Builder) {
 			fmt.Fprintf(b, "- **%s**\n", v)
 		}
 	}
-	b.WriteString("\n")
+	b.WriteString("\nWhat the variants cost to serve (time per decision against the engine before model families, " +
+		"and memory at 1M users) is in [benchmarks.md, Learning-quality variants](benchmarks.md#learning-quality-variants).\n\n")
 }
 
 // timeHeader writes the header of a table with a column per point.

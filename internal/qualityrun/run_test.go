@@ -67,7 +67,7 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| ftrl-ucb |", "| popularity |", "![learning curve", "(img/quality.svg)", "| 30s |", "| 2m |"} {
+	for _, want := range []string{"| ftrl-ucb |", "| popularity |", "![learning curve", "(img/quality.svg)", "| 30s |", "| 2m |", "(benchmarks.md#learning-quality-variants)"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("quality.md lacks %q:\n%s", want, b)
 		}
