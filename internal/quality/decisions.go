@@ -179,6 +179,22 @@ func (d *Decisions) ObserveDecision(o DecisionObs) {
 	}
 	id, slot := d.ring.id(now)
 	at := now.UnixNano()
+	// Folding and binning happen before the lock, which every request
+	// takes: it is held only for the counts.
+	var stArr [8]int32
+	stIdx := stArr[:0]
+	for _, s := range o.Stages {
+		stIdx = append(stIdx, int32(fold(d.stidx, s.Stage)))
+	}
+	var nullArr [16]bool
+	nulls := nullArr[:0]
+	if o.TraceID != "" && o.Features != nil {
+		for _, f := range d.feats {
+			v := o.Features[f]
+			nulls = append(nulls, v == nil || *v == "")
+		}
+	}
+	hist := histIndex(o.Duration.Seconds())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := &d.buckets[slot]
@@ -196,9 +212,9 @@ func (d *Decisions) ObserveDecision(o DecisionObs) {
 	if o.Error {
 		b.errors++
 	}
-	b.hist[histIndex(o.Duration.Seconds())]++
-	for _, s := range o.Stages {
-		i := fold(d.stidx, s.Stage)
+	b.hist[hist]++
+	for si, s := range o.Stages {
+		i := stIdx[si]
 		b.stages[i][histIndex(s.Duration.Seconds())]++
 		b.stageN[i]++
 		if o.TraceID != "" && d.slow[i] > 0 && s.Duration >= d.slow[i] {
@@ -212,11 +228,9 @@ func (d *Decisions) ObserveDecision(o DecisionObs) {
 			d.reasonEx[r].add(o.TraceID, at)
 		}
 	}
-	if o.TraceID != "" && o.Features != nil {
-		for fi, f := range d.feats {
-			if v := o.Features[f]; v == nil || *v == "" {
-				d.nullEx[fi*len(d.segs)+seg].add(o.TraceID, at)
-			}
+	for fi, null := range nulls {
+		if null {
+			d.nullEx[fi*len(d.segs)+seg].add(o.TraceID, at)
 		}
 	}
 }

@@ -138,13 +138,19 @@ func (m *Monitor) ObserveFeatures(segment string, values map[string]*string) {
 }
 
 func (m *Monitor) observe(now time.Time, s int, values map[string]*string) {
+	// The values are looked up before the lock, which every request takes:
+	// it is held only for the dictionary and the counts.
+	var arr [16]*string
+	vals := arr[:0]
+	for _, name := range m.feats {
+		vals = append(vals, values[name])
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := m.bucketAt(now)
 	b.samples[s]++
 	base := s * len(m.feats) * m.bins
-	for fi, name := range m.feats {
-		v := values[name]
+	for fi, v := range vals {
 		bin := 0
 		if v != nil && *v != "" {
 			bin = m.binLocked(fi, *v)
