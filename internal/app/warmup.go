@@ -31,11 +31,20 @@ const loadingRetryAfter = "1"
 // items for users it does not know yet). Every other route is served as
 // usual: the imports and writes that load the node among them.
 //
-// Loads may overlap; the node recommends again when every one is done.
-// done is idempotent. Loading is safe for concurrent use, before or after
+// Loads may overlap; the node recommends again when every one is done,
+// from a candidate index that holds the loaded items. done is idempotent. Loading is safe for concurrent use, before or after
 // [Node.Serve].
 func (n *Node) Loading(what string) (done func()) {
-	return n.warm.begin(what)
+	end := n.warm.begin(what)
+	return func() {
+		// The candidate index publishes the items put since its last
+		// refresh every RefreshInterval: publish the loaded ones now, so
+		// that the first answer after the load has them.
+		if n.engine != nil {
+			n.engine.Index().Refresh()
+		}
+		end()
+	}
 }
 
 func (w *warming) begin(what string) func() {
