@@ -336,7 +336,10 @@ func (n *Node) lead(ctx, lctx context.Context, l registry.Lease) error {
 		learn.Stage{H: learn.NewEngagementTracker(n.engine.Variant, engaged...), From: actFrom},
 		learn.Stage{H: n.logEvents(act), From: actFrom},
 		learn.Stage{H: up, From: rewind(from, learn.DefaultDedupeWindow)},
-		n.erasures(actFrom),
+		// From as far back as the model: the decision stream's backlog,
+		// read again at takeover, holds decisions of users erased before
+		// it, and an erasure drops only decisions made up to its time.
+		n.erasures(rewind(actFrom, learn.DefaultDedupeWindow)),
 	)
 	consume(consumerModel, events.From(), events)
 	g.Go(func() error {
