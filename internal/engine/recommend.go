@@ -388,7 +388,9 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	e.stage(blk, StageInference, start, wall, err)
 	if err == nil && n > 0 {
 		d.Confidence = sp.probability(slices.Max(sp.scores))
-		span.SetAttributes(attrConfidence.Float64(d.Confidence))
+		if span.IsRecording() { // the attribute list costs an allocation
+			span.SetAttributes(attrConfidence.Float64(d.Confidence))
+		}
 		if c, ok := s.(Calibrated); ok && c.Calibrated() && e.cfg.MinConfidence > 0 && d.Confidence < e.cfg.MinConfidence {
 			fb = &fallbackError{ReasonLowConfidence, fmt.Sprintf("top score %.4f below the %.4f minimum", d.Confidence, e.cfg.MinConfidence)}
 		}
