@@ -27,7 +27,10 @@ import (
 // A failed write (a full disk) does not break the journal: the file is
 // truncated back to its last complete entry and the entries not written
 // stay buffered, so the next Sync writes them once space returns. Sync
-// succeeds only when every entry appended before it is on disk.
+// succeeds only when every entry appended before it is on disk. A failed
+// fsync, or a torn write that cannot be truncated, does break it (after a
+// failed fsync the file's content is unknown): every later call fails
+// until the node restarts, as the event log does.
 type Journal struct {
 	dir string
 
@@ -36,6 +39,8 @@ type Journal struct {
 	f    *os.File
 	size int64  // bytes of f written whole: its length but for a failed write's tail
 	buf  []byte // entries appended and not yet written
+	// broken is the error that stopped the journal, or nil.
+	broken error
 }
 
 // journalFlushBytes is how many buffered bytes Append writes out without
@@ -117,8 +122,8 @@ func (j *Journal) Append(e JournalEntry) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return errJournalClosed
+	if err := j.usable(); err != nil {
+		return err
 	}
 	n := len(j.buf)
 	j.buf = append(append(j.buf, b...), '\n')
@@ -133,6 +138,26 @@ func (j *Journal) Append(e JournalEntry) error {
 
 var errJournalClosed = errors.New("journal closed")
 
+// usable returns why j cannot be written, or nil; j.mu is held.
+func (j *Journal) usable() error {
+	switch {
+	case j.f == nil:
+		return errJournalClosed
+	case j.broken != nil:
+		return fmt.Errorf("journal stopped until a restart: %w", j.broken)
+	}
+	return nil
+}
+
+// fsync syncs the file, stopping the journal when it fails; j.mu is held.
+func (j *Journal) fsync() error {
+	if err := j.f.Sync(); err != nil {
+		j.broken = fmt.Errorf("fsync: %w", err)
+		return j.broken
+	}
+	return nil
+}
+
 // flush writes the buffer to the file. On a failed write (ENOSPC) it
 // truncates the file back to its last whole entry, so no torn entry is left
 // in the middle of the journal, and keeps the buffer for the next attempt.
@@ -146,7 +171,8 @@ func (j *Journal) flush() error {
 		if n > 0 {
 			// The file is opened O_APPEND: later writes go to its new end.
 			if terr := j.f.Truncate(j.size); terr != nil {
-				return fmt.Errorf("write journal: %w; truncate the torn write: %w", err, terr)
+				j.broken = fmt.Errorf("write journal: %w; truncate the torn write: %w", err, terr)
+				return j.broken
 			}
 		}
 		return fmt.Errorf("write journal: %w", err)
@@ -165,13 +191,13 @@ func (j *Journal) Sync() error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return errJournalClosed
+	if err := j.usable(); err != nil {
+		return err
 	}
 	if err := j.flush(); err != nil {
 		return err
 	}
-	return j.f.Sync()
+	return j.fsync()
 }
 
 // Cut starts a new journal generation and returns it: a snapshot taken after
@@ -182,13 +208,13 @@ func (j *Journal) Cut() (uint64, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return 0, errJournalClosed
+	if err := j.usable(); err != nil {
+		return 0, err
 	}
 	if err := j.flush(); err != nil {
 		return 0, err
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.fsync(); err != nil {
 		return 0, err
 	}
 	_ = j.f.Close() // synced above: nothing is lost
