@@ -156,8 +156,10 @@ func (r *ring) eraseUser(userHash string, at time.Time) int {
 			rd := reader{b: b}
 			rd.byte()  // version
 			rd.bytes() // request id
-			t := rd.varint()
-			if rd.err || string(rd.bytes()) != userHash || rd.err || t > atNanos {
+			if t := rd.varint(); rd.err || t > atNanos {
+				continue // made after the erasure: the user came back
+			}
+			if h := rd.bytes(); rd.err || string(h) != userHash {
 				continue
 			}
 			if j, ok := r.byID[s.hash]; ok && int(j) == i {
