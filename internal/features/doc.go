@@ -14,6 +14,11 @@
 // [Memory] by default and [Redis] with --feature-store redis (which a
 // cluster's API nodes and trainers need); internal/app wires either.
 //
+// Both stores erase a user ([Memory.EraseUser], [Redis.EraseUser]), and
+// both apply the erasure record of the event stream ([event.Erasure]) in
+// order with the user's events. The [Journal] makes a memory node's
+// profile writes and erasures durable between snapshots.
+//
 // The package does not consume events itself: the activity updater
 // (internal/learn) calls [Memory.Apply] or [Redis.Apply], and nothing here
 // deduplicates by event id. It does not decide what a missing attribute
