@@ -184,9 +184,6 @@ type decisionBlock struct {
 	stages [4]StageTiming
 	items  [10]Item
 	feats  [8]string
-	// pool backs d.Pool up to poolInBlock candidates (the decision log's
-	// default is 20).
-	pool [poolInBlock]PoolItem
 	// spans are the stages' start and end times on the wall clock (which
 	// spans use; Config.Now may be a simulated clock), kept for spans made
 	// after the fact; begin is the decision's, when its span is deferred.
@@ -198,9 +195,6 @@ type decisionBlock struct {
 	// scorer scores the decision (its variant's, or a challenger's).
 	scorer Scorer
 }
-
-// poolInBlock is the size of a decision block's pool array.
-const poolInBlock = 20
 
 // noopSpan is what stages get when tracing is off.
 var noopSpan = trace.SpanFromContext(context.Background())
@@ -468,11 +462,9 @@ func (f rulesFilter) ok(it *event.Item) bool {
 func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
 	d := &blk.d
 	n := min(e.cfg.PoolSize, sp.rank.len())
-	if n <= len(blk.pool) {
-		d.Pool = blk.pool[:0:n]
-	} else {
-		d.Pool = make([]PoolItem, 0, n)
-	}
+	// Not in the decision block: it would grow the block (zeroed on every
+	// request) by a kilobyte, also when no pool is recorded.
+	d.Pool = make([]PoolItem, 0, n)
 	per := int32(e.cfg.MaxPerCategory + max(e.cfg.ExploreTop-1, 1))
 	sp.poolN = slices.Grow(sp.poolN[:0], len(sp.cats))[:len(sp.cats)]
 	clear(sp.poolN)
