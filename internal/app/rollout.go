@@ -120,6 +120,7 @@ func (n *Node) openRollout(ctx context.Context) error {
 	cfg := n.cfg.Rollout
 	cfg.Champion, cfg.Challenger = championVariant, challengerVariant
 	cfg.StatePath = filepath.Join(n.cfg.DataDir, "rollout.json")
+	cfg.Estimator = n.newShadowEstimator()
 	cfg.Now = n.cfg.Now
 	cfg.Logger = n.logger
 	cfg.Registerer = n.reg
@@ -311,6 +312,12 @@ func (c consoleRollouts) Rollout() console.RolloutView {
 	}
 	for _, k := range st.Checks {
 		v.Checks = append(v.Checks, console.RolloutCheckView{Name: k.Name, Status: string(k.Status), Challenger: k.Challenger, Champion: k.Champion, Limit: k.Limit, Detail: k.Detail})
+	}
+	if o := st.Offline; o != nil {
+		v.Offline = &console.RolloutOfflineView{At: o.At, Decisions: o.Decisions, Estimator: o.Estimator,
+			Challenger: o.Challenger.Value, ChallengerLow: o.Challenger.Low, ChallengerHigh: o.Challenger.High,
+			Champion: o.Champion.Value, ChampionLow: o.Champion.Low, ChampionHigh: o.Champion.High,
+			Trustworthy: o.Trustworthy, Reasons: o.Reasons, Verdict: o.Verdict()}
 	}
 	for _, tr := range st.Timeline {
 		v.Timeline = append(v.Timeline, console.RolloutTransitionView{At: tr.At, From: string(tr.From), To: string(tr.To), Share: tr.Share, Reason: tr.Reason, Detail: tr.Detail, TraceID: tr.TraceID})

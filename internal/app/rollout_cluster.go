@@ -255,6 +255,7 @@ func (n *Node) leadRollout(ctx context.Context, l registry.Lease, log *slog.Logg
 	cfg := n.cfg.Rollout
 	cfg.Champion, cfg.Challenger = championVariant, challengerVariant
 	cfg.StatePath, cfg.Store = "", registryStore{n.registry, l}
+	cfg.Estimator = n.newShadowEstimator()
 	cfg.Now = n.cfg.Now
 	cfg.Logger = log
 	cfg.Registerer = n.reg

@@ -3,13 +3,11 @@ package app
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sightline/sightline/client"
-	"github.com/sightline/sightline/internal/model"
 	"github.com/sightline/sightline/internal/rollout"
 )
 
@@ -67,17 +65,8 @@ func TestRolloutAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Engine().Index().Refresh()
-	evs := recommendAndEvents(t, n.c, w, 0, 100)
-	if _, err := n.c.SendEvents(t.Context(), evs); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitApplied(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	snap := filepath.Join(t.TempDir(), "challenger.snap")
-	if err := n.model().SaveFile(snap, model.SnapshotMeta{}); err != nil {
-		t.Fatal(err)
-	}
+	sendApplied(t, n, recommendAndEvents(t, n.c, w, 0, 100))
+	snap := saveChallenger(t, n)
 	body := `{"source": "` + snap + `", "steps": [0.2, 0.5], "step_hold": "30m"}`
 
 	for _, tc := range []struct {
@@ -128,16 +117,7 @@ func TestRolloutAdminAPI(t *testing.T) {
 	if c := served["challenger"]; c < 15 || c > 70 || served["popularity"] < 150 {
 		t.Errorf("variants served %v, want about 40 challenger decisions and half popularity", served)
 	}
-	for len(evs2) > 0 {
-		k := min(len(evs2), 1000)
-		if _, err := n.c.SendEvents(t.Context(), evs2[:k]); err != nil {
-			t.Fatal(err)
-		}
-		evs2 = evs2[k:]
-	}
-	if err := n.WaitApplied(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	sendApplied(t, n, evs2)
 	st := getRolloutState(t, n.base)
 	ch, ca := st.Arms[rollout.Challenger], st.Arms[rollout.Champion]
 	if ch.Decisions != int64(served["challenger"]) || ca.Decisions != int64(served["ftrl"]) || ch.Impressions == 0 || ch.Clicks == 0 || ch.Predicted <= 0 {

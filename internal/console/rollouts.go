@@ -38,6 +38,29 @@ type RolloutView struct {
 	Champion, Challenger RolloutArmView
 	// Timeline is the transitions, oldest first.
 	Timeline []RolloutTransitionView
+	// Offline is the shadow stage's offline estimate of the challenger,
+	// nil before one was made (or without a shadow stage).
+	Offline *RolloutOfflineView
+}
+
+// RolloutOfflineView is the shadow stage's offline estimate: the
+// challenger's CTR per shown slot estimated from its recorded would-be
+// choices against the champion's logged propensities, beside the
+// champion's logged CTR on the same decisions.
+type RolloutOfflineView struct {
+	// At is when it was made, Decisions the shadowed decisions it is from.
+	At        time.Time
+	Decisions int64
+	// Estimator names the estimator (snips).
+	Estimator string
+	// Challenger and Champion are the CTRs with their 95% intervals.
+	Challenger, ChallengerLow, ChallengerHigh float64
+	Champion, ChampionLow, ChampionHigh       float64
+	// Trustworthy reports that it passed the limits of trust; Reasons
+	// says which failed. Verdict says how the two compare, in words.
+	Trustworthy bool
+	Reasons     []string
+	Verdict     string
 }
 
 // RolloutCheckView is one guardrail's verdict.

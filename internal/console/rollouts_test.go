@@ -18,6 +18,11 @@ func TestRolloutsPage(t *testing.T) {
 	promoted := fixtureRollout()
 	promoted.Stage, promoted.Share, promoted.Step = "promoted", 0, 2
 	promoted.Timeline = append(promoted.Timeline, console.RolloutTransitionView{At: epoch, From: "promoting", To: "promoted", Reason: "promote", Detail: "every guardrail passed at the last step (50%)"})
+	shadow := fixtureRollout()
+	shadow.Stage, shadow.Share = "shadow", 0
+	shadow.Offline = &console.RolloutOfflineView{At: epoch, Decisions: 4200, Estimator: "snips",
+		Challenger: 0.061, ChallengerLow: 0.055, ChallengerHigh: 0.067, Champion: 0.05, ChampionLow: 0.048, ChampionHigh: 0.052,
+		Trustworthy: false, Reasons: []string{"low_ess"}, Verdict: "offline estimate of the challenger's CTR 6.10% [5.50, 6.70] above the champion's"}
 	for _, tc := range []struct {
 		name    string
 		r       console.Rollouts
@@ -32,7 +37,11 @@ func TestRolloutsPage(t *testing.T) {
 			`data-guardrail="ctr" class=""`, `<span class="tag pending">wait</span>`, `data-guardrail="latency_p99" class="good"`,
 			`data-arm="challenger"`, ">1450<", "3.10%",
 			`href="/traces/4bf92f3577b34da6a3ce929d0e0e4736"`,
-		}, []string{"Rolled back", "Promoted"}},
+		}, []string{"Rolled back", "Promoted", "rollout-offline"}},
+		{"shadow with an offline estimate", fakeRollouts(shadow), []string{
+			`id="rollout-offline"`, "4200 decisions", `data-offline="challenger"`, "6.10%", "5.50% – 6.70%", "4.80% – 5.20%",
+			`<span class="tag pending">not trustworthy</span> offline estimate of the challenger&#39;s CTR 6.10% [5.50, 6.70] above the champion&#39;s`,
+		}, nil},
 		{"rolled back", fakeRollouts(rolledBack), []string{
 			`id="rollout-banner"><strong>Rolled back.</strong> ctr guardrail failed`, `data-guardrail="ctr" class="bad"`, `data-to="rolled_back"`,
 		}, []string{"held 4m0s"}},

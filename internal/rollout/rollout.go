@@ -115,6 +115,9 @@ type Config struct {
 	// Store keeps the state instead of StatePath's file (a cluster's
 	// registry).
 	Store Store
+	// Estimator, when set, estimates the challenger offline at each check
+	// of its shadow stage (State.Offline).
+	Estimator Estimator
 	// Now is the clock (default time.Now).
 	Now            func() time.Time
 	Logger         *slog.Logger
@@ -203,6 +206,9 @@ type Transition struct {
 	Checks []Check `json:"checks,omitempty"`
 	// TraceID is the transition span's trace id.
 	TraceID string `json:"trace_id,omitempty"`
+	// Offline is the shadow stage's last offline estimate, on the
+	// transition that ends the shadow stage.
+	Offline *Offline `json:"offline,omitempty"`
 }
 
 // State is a rollout's state: what the console and the API show, and what
@@ -226,6 +232,9 @@ type State struct {
 	// Arms are the running totals of the champion's users (0) and the
 	// challenger's (1) since the challenger started serving.
 	Arms [2]Counts `json:"arms"`
+	// Offline is the offline estimate of the challenger at the shadow
+	// stage's last check (Config.Estimator), nil before one was made.
+	Offline *Offline `json:"offline,omitempty"`
 	// Timeline is the rollout's transitions, oldest first (the last 200,
 	// across rollouts).
 	Timeline []Transition `json:"timeline"`
@@ -349,7 +358,7 @@ func (c *Controller) Start(ctx context.Context, spec Spec) (State, error) {
 	now := c.cfg.Now()
 	c.st.Source, c.st.Version = spec.Source, version
 	c.st.Steps, c.st.StepHoldSeconds, c.st.Step = slices.Clone(steps), hold.Seconds(), 0
-	c.st.StartedAt, c.st.Checks, c.st.Arms = now, nil, [2]Counts{}
+	c.st.StartedAt, c.st.Checks, c.st.Arms, c.st.Offline = now, nil, [2]Counts{}, nil
 	for _, a := range c.arms {
 		a.restore(Counts{})
 	}
@@ -461,12 +470,16 @@ func (c *Controller) Run(ctx context.Context) error {
 // the last step promotes once every guardrail passes, or rolls back when
 // they have not passed MaxWait after its hold.
 func (c *Controller) Check(ctx context.Context) {
+	off := c.estimate(ctx) // reads the log: without the lock
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := &c.st
 	now := c.cfg.Now()
 	if st.Stage != Shadow && st.Stage != Canary {
 		return
+	}
+	if off != nil && st.Stage == Shadow {
+		st.Offline = off
 	}
 	ch, ca := c.arms[Challenger].counts(), c.arms[Champion].counts()
 	checks := c.cfg.Guards.evaluate(ch, ca, &c.seq)
@@ -487,7 +500,11 @@ func (c *Controller) Check(ctx context.Context) {
 				a.restore(Counts{})
 			}
 			c.seq = experiment.Sequential{}
-			c.transitionLocked(ctx, Canary, st.Steps[0], "step", fmt.Sprintf("shadow held %v with no guardrail failing: canary step 1 of %d", c.cfg.ShadowHold, len(st.Steps)), checks)
+			detail := fmt.Sprintf("shadow held %v with no guardrail failing: canary step 1 of %d", c.cfg.ShadowHold, len(st.Steps))
+			if st.Offline != nil {
+				detail += "; " + st.Offline.Verdict()
+			}
+			c.transitionLocked(ctx, Canary, st.Steps[0], "step", detail, checks)
 			return
 		}
 		c.persistLocked(ctx)
@@ -580,6 +597,9 @@ func (c *Controller) transitionLocked(ctx context.Context, to Stage, share float
 		st.Checks = checks
 	}
 	tr := Transition{At: now, From: from, To: to, Share: share, Reason: reason, Detail: detail, Checks: checks}
+	if from == Shadow {
+		tr.Offline = st.Offline
+	}
 	if sc := span.SpanContext(); sc.IsValid() {
 		tr.TraceID = sc.TraceID().String()
 	}
@@ -610,6 +630,9 @@ func (c *Controller) transitionLocked(ctx context.Context, to Stage, share float
 	for _, k := range checks {
 		attrs = append(attrs, slog.Group("guardrail_"+k.Name, slog.String("status", string(k.Status)),
 			slog.Float64("challenger", k.Challenger), slog.Float64("champion", k.Champion), slog.Float64("limit", k.Limit)))
+	}
+	if tr.Offline != nil {
+		attrs = append(attrs, tr.Offline.attr())
 	}
 	c.log.LogAttrs(ctx, level, "rollout "+string(to), attrs...)
 }
