@@ -321,6 +321,9 @@ func (ix *Index) DiscoverCandidates(ctx context.Context, cs *candidateSet, recen
 				best = i
 			}
 		}
+		if best < 0 {
+			break
+		}
 		focus[best] = true
 	}
 	for i := range cats {
