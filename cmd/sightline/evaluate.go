@@ -23,11 +23,13 @@ An estimate below the trust thresholds is reported as not trustworthy.
 --policy SPEC (repeatable, or several separated by commas):
   logged                    the logging policy itself (a sanity check: equals the logged CTR)
   popularity                rank each decision's candidates by popularity
+  shadow                    a rollout's shadow challenger, by its would-be choices the
+                            log recorded (shadow_items); takes no keys
   PATH                      a model snapshot file (e.g. data/model.snap)
   ftrl[:key=value,...]      the FTRL model with other settings (alpha, beta, l1, l2, bits,
                             from=SNAPSHOT), trained over the log as it is read: each
                             decision is scored before the model learns its clicks
-Every target takes explore=ε and explore_top=T for a policy of its own exploration,
+Every target but logged and shadow takes explore=ε and explore_top=T for a policy of its own exploration,
 e.g. --policy 'ftrl:alpha=0.2,l1=0,explore=0.05' --policy popularity.
 
 docs/evaluation.md explains the estimators, their assumptions and the thresholds.`
