@@ -31,4 +31,5 @@ func rolloutFlags(fs *flag.FlagSet, c *app.Config) {
 	fs.Float64Var(&r.Guards.Alpha, "rollout-alpha", 0, "false-rollback rate of the CTR guardrail's sequential test (default 0.001)")
 	fs.Float64Var(&r.Guards.NonInferiority, "rollout-non-inferiority", 0, "relative CTR loss a promotion tolerates: the lift's 95% interval must stay above minus this (default 0.10)")
 	fs.Int64Var(&r.Guards.MinImpressions, "rollout-min-impressions", 0, "impressions each side needs before the CTR guardrail can pass (default 2000)")
+	fs.DurationVar(&r.Guards.LatencySlack, "rollout-latency-slack", 0, "what the latency guardrail adds to 1.5 × the champion's p99 before it fails the challenger (default 2ms; raise it on a machine whose latency is noisy)")
 }
