@@ -313,15 +313,16 @@ func (ix *Index) DiscoverCandidates(ctx context.Context, cs *candidateSet, recen
 			scores[i] = -float64(i)
 		}
 	}
-	var focus [maxFocusCats]bool
+	var fb [maxFocusCats]bool
+	focus := fb[:len(scores)] // parallel to scores and cats; stays on the stack
 	for range min(discoverFocus, len(cats)) {
-		best := -1
+		best, found := 0, false
 		for i, s := range scores {
-			if !focus[i] && (best < 0 || s > scores[best]) {
-				best = i
+			if !focus[i] && (!found || s > scores[best]) {
+				best, found = i, true
 			}
 		}
-		if best < 0 {
+		if !found {
 			break
 		}
 		focus[best] = true

@@ -246,11 +246,15 @@ func BenchmarkRecommendDiscover10k(b *testing.B) {
 	store.OnItemChange(e.Index().PutItem)
 	ctx := b.Context()
 	for i := range 10_000 {
-		store.PutItem(ctx, event.Item{ID: fmt.Sprintf("i%05d", i), Category: fmt.Sprintf("c%02d", i%40), Available: true})
+		if err := store.PutItem(ctx, event.Item{ID: fmt.Sprintf("i%05d", i), Category: fmt.Sprintf("c%02d", i%40), Available: true}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	ages := []string{"18-24", "25-34", "35-44", "45-54", "55+"}
 	for i := range 10_000 {
-		store.PutUser(ctx, event.User{ID: fmt.Sprintf("u%05d", i), AgeBucket: ages[i%5], Segment: "regular", Region: "eu", Device: "ios"})
+		if err := store.PutUser(ctx, event.User{ID: fmt.Sprintf("u%05d", i), AgeBucket: ages[i%5], Segment: "regular", Region: "eu", Device: "ios"}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	now := time.Now()
 	for i := range 50_000 {
