@@ -138,23 +138,39 @@ servers_build_otelcol() {
   echo "$bin"
 }
 
-# servers_build_victorialogs installs .tools/victoria-logs at
-# $servers_victorialogs_version unless that version is there; it prints
-# the binary's path.
-servers_build_victorialogs() {
-  local bin="$servers_root/.tools/victoria-logs"
+# The linter scripts/test runs, with the committed .golangci.yml.
+servers_golangci_lint_version=v2.15.0
+
+# servers_go_install NAME PACKAGE VERSION installs the Go command PACKAGE at
+# VERSION (from the module proxy) as .tools/NAME unless that version is
+# there; it prints the binary's path.
+servers_go_install() {
+  local name=$1 pkg=$2 version=$3
+  local bin="$servers_root/.tools/$name"
   local stamp="$bin.stamp"
-  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$servers_victorialogs_version" ]; then
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
     echo "$bin"
     return 0
   fi
   mkdir -p "$servers_root/.tools"
-  echo "servers: installing VictoriaLogs $servers_victorialogs_version into .tools/" >&2
+  echo "servers: installing $name $version into .tools/ (takes minutes the first time)" >&2
   rm -rf "$bin.d"
-  GOBIN="$bin.d" go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$servers_victorialogs_version" >&2 || return 1
-  mv "$bin.d/victoria-logs" "$bin" && rm -rf "$bin.d"
-  echo "$servers_victorialogs_version" >"$stamp"
+  GOBIN="$bin.d" go install "$pkg@$version" >&2 || return 1
+  mv "$bin.d/${pkg##*/}" "$bin" && rm -rf "$bin.d"
+  echo "$version" >"$stamp"
   echo "$bin"
+}
+
+# servers_build_golangci_lint installs .tools/golangci-lint at
+# $servers_golangci_lint_version; it prints the binary's path.
+servers_build_golangci_lint() {
+  servers_go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$servers_golangci_lint_version"
+}
+
+# servers_build_victorialogs installs .tools/victoria-logs at
+# $servers_victorialogs_version; it prints the binary's path.
+servers_build_victorialogs() {
+  servers_go_install victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs "$servers_victorialogs_version"
 }
 
 # servers_build_duckdb builds .tools/duckdb (tools/duckdb: runs one SQL

@@ -161,7 +161,7 @@ func TestClusterRolloutKill9(t *testing.T) {
 	c.trainers = append(c.trainers, t3.node)
 	t2.killArmed.Store(true)
 	c.startRollout(t, t2.node, good, `"steps": [0.5], "step_hold": "1s"`)
-	why, ok = pollUntil(ctx, 90*time.Second, 0, func() (bool, string) {
+	why, _ = pollUntil(ctx, 90*time.Second, 0, func() (bool, string) {
 		select {
 		case <-t2.killed:
 			return true, ""
