@@ -176,6 +176,36 @@ func (c *Client) PutItem(ctx context.Context, it Item) error {
 	return c.do(ctx, http.MethodPut, "/v1/items/"+url.PathEscape(it.ItemID), it, nil)
 }
 
+// User returns what the server's feature store holds of the user id: the
+// profile and the recent activity. A user the store knows nothing of (never
+// stored, or erased) is an [*Error] with Status 404.
+func (c *Client) User(ctx context.Context, id string) (*UserProfile, error) {
+	if id == "" {
+		return nil, errors.New("client: user: empty user id")
+	}
+	var out UserProfile
+	if err := c.do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// EraseUser erases the user id (a right-to-erasure request): the profile and
+// recent activity from the feature store and the user's recent decisions,
+// on every node of a cluster. It is idempotent: erasing a user the server
+// knows nothing of succeeds and reports nothing erased. docs/security.md
+// says what is erased and what remains.
+func (c *Client) EraseUser(ctx context.Context, id string) (*Erasure, error) {
+	if id == "" {
+		return nil, errors.New("client: erase user: empty user id")
+	}
+	var out Erasure
+	if err := c.do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ImportUsers streams r, NDJSON with one [User] per line, to the server.
 func (c *Client) ImportUsers(ctx context.Context, r io.Reader) (*ImportResult, error) {
 	return c.importNDJSON(ctx, "/v1/users:import", r)

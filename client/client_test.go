@@ -344,3 +344,38 @@ func TestDecodeErrorOnBadJSON(t *testing.T) {
 		t.Errorf("Recommend() error = %v, want a decode error, not *client.Error", err)
 	}
 }
+
+func TestUserAndEraseUser(t *testing.T) {
+	c, got := newServer(t, 200, "application/json",
+		`{"user_id":"a/b","segment":"s","updated_at":"2026-01-02T03:04:05Z","activity":{"recent_items":["i1"],"recent_categories":["c"],"clicked_items":["i1"]}}`)
+	p, err := c.User(context.Background(), "a/b")
+	if err != nil {
+		t.Fatalf("User() error = %v", err)
+	}
+	want := &client.UserProfile{User: client.User{UserID: "a/b", Segment: "s"}, UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Activity: client.Activity{RecentItems: []string{"i1"}, RecentCategories: []string{"c"}, ClickedItems: []string{"i1"}}}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("User() mismatch (-want +got):\n%s", diff)
+	}
+	if wantPath := "/v1/users/a%2Fb"; got.Method != "GET" || got.Path != wantPath {
+		t.Errorf("User() sent %s %s, want GET %s", got.Method, got.Path, wantPath)
+	}
+
+	c, got = newServer(t, 200, "application/json", `{"profile":true,"activity":false,"decisions":3}`)
+	e, err := c.EraseUser(context.Background(), "a/b")
+	if err != nil {
+		t.Fatalf("EraseUser() error = %v", err)
+	}
+	if want := (client.Erasure{Profile: true, Decisions: 3}); *e != want {
+		t.Errorf("EraseUser() = %+v, want %+v", *e, want)
+	}
+	if wantPath := "/v1/users/a%2Fb"; got.Method != "DELETE" || got.Path != wantPath {
+		t.Errorf("EraseUser() sent %s %s, want DELETE %s", got.Method, got.Path, wantPath)
+	}
+	if _, err := c.EraseUser(context.Background(), ""); err == nil {
+		t.Errorf("EraseUser(empty id) error = nil, want an error")
+	}
+	if _, err := c.User(context.Background(), ""); err == nil {
+		t.Errorf("User(empty id) error = nil, want an error")
+	}
+}

@@ -112,6 +112,42 @@ type User struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
+// UserProfile is what the server's feature store holds of a user, the
+// answer of [Client.User]. The profile fields are empty for a user known
+// only from events.
+type UserProfile struct {
+	User
+	// UpdatedAt is when the profile was last stored (zero when it never
+	// was).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Activity is the user's recent activity, most recent first.
+	Activity Activity `json:"activity"`
+}
+
+// Activity is a user's recent activity as the feature store keeps it.
+type Activity struct {
+	// RecentItems are the items the user most recently clicked or converted
+	// on.
+	RecentItems []string `json:"recent_items"`
+	// RecentCategories are the categories of those items.
+	RecentCategories []string `json:"recent_categories"`
+	// ClickedItems is the longer list of clicked items the server filters
+	// out of the user's recommendations.
+	ClickedItems []string `json:"clicked_items"`
+}
+
+// Erasure is what [Client.EraseUser] erased on the node that answered. The
+// other nodes of a cluster erase the user's decisions when they apply the
+// erasure from the event stream.
+type Erasure struct {
+	// Profile reports that a stored profile was deleted.
+	Profile bool `json:"profile"`
+	// Activity reports that stored recent activity was deleted.
+	Activity bool `json:"activity"`
+	// Decisions is how many of the user's recent decisions were dropped.
+	Decisions int `json:"decisions"`
+}
+
 // Item is a catalog item, the body of PUT /v1/items/{item_id} and a line of
 // the items import.
 type Item struct {

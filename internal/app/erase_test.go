@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os/exec"
@@ -174,5 +175,31 @@ func TestEraseUser(t *testing.T) {
 		if st, _ := httpDo(t, "GET", n2.base+"/v1/decisions/"+id); st != http.StatusNotFound {
 			t.Errorf("GET /v1/decisions/%s after a restart = %d, want 404", id, st)
 		}
+	}
+}
+
+// TestClientEraseUser erases a user through the public client on a real
+// node: User reads the stored profile back, EraseUser reports it erased,
+// and User then answers 404.
+func TestClientEraseUser(t *testing.T) {
+	n := startNode(t, Config{})
+	ctx := t.Context()
+	if err := n.c.PutUser(ctx, client.User{UserID: "+1 555 0100", Segment: "new", AgeBucket: "25-34"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := n.c.User(ctx, "+1 555 0100")
+	if err != nil || p.UserID != "+1 555 0100" || p.Segment != "new" || p.AgeBucket != "25-34" || p.UpdatedAt.IsZero() {
+		t.Fatalf("User() = %+v, %v; want the stored profile", p, err)
+	}
+	e, err := n.c.EraseUser(ctx, "+1 555 0100")
+	if err != nil || !e.Profile {
+		t.Fatalf("EraseUser() = %+v, %v; want the profile erased", e, err)
+	}
+	_, err = n.c.User(ctx, "+1 555 0100")
+	if ce, ok := errors.AsType[*client.Error](err); !ok || ce.Status != http.StatusNotFound {
+		t.Errorf("User() after the erasure error = %v, want a 404 *client.Error", err)
+	}
+	if e, err := n.c.EraseUser(ctx, "+1 555 0100"); err != nil || *e != (client.Erasure{}) {
+		t.Errorf("EraseUser() again = %+v, %v; want nothing erased", e, err)
 	}
 }
