@@ -143,6 +143,17 @@ func randDecision(r *rand.Rand, i int) Decision {
 				Score: randFloat(r), Popularity: randFloat(r)})
 		}
 	}
+	if r.IntN(3) == 0 { // a shadow challenger scored it (schema v2)
+		d.ShadowModelVersion = "shadow-" + pick(r, "ftrl-v9", "challenger-2") // never "": none scored
+		d.ShadowDurationNS = r.Int64N(1 << 30)
+		if r.IntN(5) == 0 {
+			d.ShadowError = pick(r, "model_timeout", "model_error")
+		} else {
+			for range r.IntN(13) {
+				d.ShadowItems = append(d.ShadowItems, ShadowSlot{ItemID: randString(r), Score: randFloat(r)})
+			}
+		}
+	}
 	return d
 }
 
@@ -162,6 +173,14 @@ func decoded(r *rand.Rand, d *Decision) (*engine.Decision, *model.Context, []eng
 	}
 	for _, c := range d.Pool {
 		ed.Pool = append(ed.Pool, engine.PoolItem{ItemID: c.ItemID, Category: c.Category, Score: c.Score, Popularity: c.Popularity})
+	}
+	if d.ShadowModelVersion != "" {
+		sh := &engine.Shadow{ModelVersion: d.ShadowModelVersion, Error: d.ShadowError, Duration: time.Duration(d.ShadowDurationNS)}
+		for _, s := range d.ShadowItems {
+			sh.Items = append(sh.Items, s.ItemID)
+			sh.Scores = append(sh.Scores, s.Score)
+		}
+		ed.Shadow = sh
 	}
 	x := &model.Context{Hour: int(d.Hour), RecentCategories: d.RecentCategories, Channel: "ignored"}
 	// Each name's features, shuffled name by name: a repeated name keeps

@@ -180,6 +180,8 @@ func TestDuckDBReadBack(t *testing.T) {
 			{"context_hour", "INTEGER"}, {"recent_categories", "VARCHAR[]"}, {"candidates", "INTEGER"}, {"eligible", "INTEGER"},
 			{"explore", "DOUBLE"}, {"explore_top", "INTEGER"}, {"confidence", "DOUBLE"}, {"fallback_reason", "VARCHAR"},
 			{"items", slot}, {"pool", cand}, {"duration_ns", "BIGINT"}, {"trace_id", "VARCHAR"}, {"trace_sampled", "BOOLEAN"},
+			{"shadow_model_version", "VARCHAR"}, {"shadow_items", `STRUCT("item_id" VARCHAR, "score" DOUBLE)[]`},
+			{"shadow_error", "VARCHAR"}, {"shadow_duration_ns", "BIGINT"},
 			{"date", "DATE"}, {"hour", "INTEGER"},
 		}
 		if diff := cmp.Diff(wantCols, cols); diff != "" {
@@ -271,7 +273,13 @@ func duckDecision(d Decision) map[string]any {
 	for _, c := range d.Pool {
 		pool = append(pool, map[string]any{"item_id": c.ItemID, "category": c.Category, "score": c.Score, "popularity": c.Popularity})
 	}
+	shadow := []any{}
+	for _, s := range d.ShadowItems {
+		shadow = append(shadow, map[string]any{"item_id": s.ItemID, "score": s.Score})
+	}
 	return map[string]any{
+		"shadow_model_version": d.ShadowModelVersion, "shadow_items": shadow,
+		"shadow_error": d.ShadowError, "shadow_duration_ns": float64(d.ShadowDurationNS),
 		"request_id": d.RequestID, "time": d.Time, "user_hash": d.UserHash, "known_user": d.KnownUser,
 		"node": d.Node, "channel": d.Channel, "variant": d.Variant, "model_version": d.ModelVersion,
 		"user_age_bucket": str(d.UserAgeBucket), "user_segment": str(d.UserSegment),
