@@ -15,14 +15,27 @@ import (
 // lookup by request id. It is bounded twice: by a number of records and by
 // the bytes of its arena; the oldest record is overwritten.
 //
-// Records are stored encoded in one byte arena and indexed by a map of
+// Records are stored encoded in byte arenas and indexed by maps of
 // integers, so the ring holds no pointers: the garbage collector never scans
 // it. Holding tens of thousands of *Decision values instead made every GC
 // cycle mark them, and at high request rates those mark phases, not the
-// request work, set the tail latency. All methods are goroutine-safe.
+// request work, set the tail latency.
+//
+// The ring is split into shards by the hash of the request id, each with
+// its own lock, arena and share of the slots: every request stores its
+// decision, and with one lock for the whole ring that lock was half of the
+// request path's lock delay at saturation (docs/benchmarks.md, issue 16). A
+// lookup goes to the one shard the id hashes to. The oldest record of a
+// shard is overwritten first, so the ring as a whole evicts in about the
+// order decisions were made. All methods are goroutine-safe.
 type ring struct {
-	seed maphash.Seed
+	seed   maphash.Seed
+	shift  uint // a hash's shard is its top bits: hash >> shift
+	shards []ringShard
+}
 
+// ringShard is one shard of a ring.
+type ringShard struct {
 	mu    sync.Mutex
 	arena []byte
 	head  uint64 // total bytes ever written; the arena holds [head-len, head)
@@ -32,6 +45,7 @@ type ring struct {
 	// intern holds the few distinct strings Joined returns (categories,
 	// attribute values, channels), so joining allocates nothing.
 	intern map[string]string
+	_      [64]byte // the next shard's lock on another cache line
 }
 
 // ringSlot locates one record in the arena.
@@ -45,28 +59,66 @@ type ringSlot struct {
 // with features and stages encodes to about 500 bytes.
 const ringRecordBytes = 640
 
-// maxInterned bounds the intern table; it is reset when full.
+// maxInterned bounds the intern table of a shard; it is reset when full.
 const maxInterned = 4096
 
+// Shards of a ring: up to maxRingShards, each of at least minShardSlots
+// (a ring of fewer slots has one shard, which evicts in exact order).
+const (
+	maxRingShards = 16
+	minShardSlots = 1024
+)
+
 func newRing(n int) *ring {
-	return &ring{
-		seed:   maphash.MakeSeed(),
-		arena:  make([]byte, n*ringRecordBytes),
-		slots:  make([]ringSlot, n),
-		byID:   make(map[uint64]uint32, n),
-		intern: make(map[string]string),
+	k := 1
+	for k < maxRingShards && n/(2*k) >= minShardSlots {
+		k *= 2
 	}
+	return newRingShards(n, k)
+}
+
+// newRingShards returns a ring of n slots in k shards, k a power of two.
+func newRingShards(n, k int) *ring {
+	r := &ring{seed: maphash.MakeSeed(), shift: 64, shards: make([]ringShard, k)}
+	for k > 1 {
+		r.shift--
+		k /= 2
+	}
+	for i := range r.shards {
+		m := n / len(r.shards)
+		if i < n%len(r.shards) {
+			m++
+		}
+		m = max(m, 1)
+		r.shards[i] = ringShard{
+			arena:  make([]byte, m*ringRecordBytes),
+			slots:  make([]ringSlot, m),
+			byID:   make(map[uint64]uint32, m),
+			intern: make(map[string]string),
+		}
+	}
+	return r
+}
+
+// shard returns the shard of the request id and the id's hash.
+func (r *ring) shard(id string) (*ringShard, uint64) {
+	h := maphash.String(r.seed, id)
+	return &r.shards[h>>r.shift], h
 }
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // put stores the encoded record rec of the decision id.
 func (r *ring) put(id string, rec []byte) {
+	s, h := r.shard(id)
+	s.put(h, rec)
+}
+
+// put stores the record rec of the request-id hash h.
+func (r *ringShard) put(h uint64, rec []byte) {
 	if len(rec) > len(r.arena) {
 		return // larger than the whole arena: not kept
 	}
-	h := maphash.String(r.seed, id)
-
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.slots[r.next]; old.n > 0 {
@@ -82,17 +134,18 @@ func (r *ring) put(id string, rec []byte) {
 	r.next = (r.next + 1) % len(r.slots)
 }
 
-func (r *ring) copyIn(pos uint64, rec []byte) {
+func (r *ringShard) copyIn(pos uint64, rec []byte) {
 	off := int(pos % uint64(len(r.arena)))
 	k := copy(r.arena[off:], rec)
 	copy(r.arena, rec[k:])
 }
 
-// record returns the bytes of the record of id, copied into dst, while the
-// caller holds r.mu. A record whose bytes were overwritten by newer ones, or
-// whose id merely shares the hash, is not found.
-func (r *ring) record(id string, dst []byte) ([]byte, bool) {
-	i, ok := r.byID[maphash.String(r.seed, id)]
+// record returns the bytes of the record of id, whose hash is h, copied
+// into dst, while the caller holds r.mu. A record whose bytes were
+// overwritten by newer ones, or whose id merely shares the hash, is not
+// found.
+func (r *ringShard) record(id string, h uint64, dst []byte) ([]byte, bool) {
+	i, ok := r.byID[h]
 	if !ok {
 		return dst, false
 	}
@@ -110,7 +163,7 @@ func (r *ring) record(id string, dst []byte) ([]byte, bool) {
 // slotBytes appends to dst up to limit of the first bytes of the record in
 // slot s, while the caller holds r.mu; false when the slot is empty or its
 // bytes were overwritten.
-func (r *ring) slotBytes(s ringSlot, dst []byte, limit int) ([]byte, bool) {
+func (r *ringShard) slotBytes(s ringSlot, dst []byte, limit int) ([]byte, bool) {
 	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
 		return dst, false
 	}
@@ -142,6 +195,15 @@ func (r *ring) eraseUser(userHash string, at time.Time) int {
 	if userHash == "" {
 		return 0
 	}
+	n := 0
+	for i := range r.shards {
+		n += r.shards[i].eraseUser(userHash, at)
+	}
+	return n
+}
+
+// eraseUser is ring.eraseUser on one shard.
+func (r *ringShard) eraseUser(userHash string, at time.Time) int {
 	atNanos := at.UnixNano()
 	var buf [recordHeadBytes]byte
 	n := 0
@@ -180,7 +242,7 @@ func (r *ring) eraseUser(userHash string, at time.Time) int {
 // zeroOrphans overwrites with zeros the bytes of the arena before its
 // oldest record still indexed: records evicted by the slot bound, whose
 // bytes stay until the arena wraps over them. The caller holds r.mu.
-func (r *ring) zeroOrphans() {
+func (r *ringShard) zeroOrphans() {
 	size := uint64(len(r.arena))
 	from := uint64(0)
 	if r.head > size {
@@ -199,7 +261,7 @@ func (r *ring) zeroOrphans() {
 
 // zero overwrites n bytes of the arena from position pos with zeros; the
 // caller holds r.mu.
-func (r *ring) zero(pos uint64, n int) {
+func (r *ringShard) zero(pos uint64, n int) {
 	off := int(pos % uint64(len(r.arena)))
 	clear(r.arena[off:min(off+n, len(r.arena))])
 	if rest := off + n - len(r.arena); rest > 0 {
@@ -211,9 +273,10 @@ func (r *ring) zero(pos uint64, n int) {
 func (r *ring) get(id string) (*Decision, *model.Context, bool) {
 	bp := recordPool.Get().(*[]byte)
 	defer recordPool.Put(bp)
-	r.mu.Lock()
-	rec, ok := r.record(id, (*bp)[:0])
-	r.mu.Unlock()
+	s, h := r.shard(id)
+	s.mu.Lock()
+	rec, ok := s.record(id, h, (*bp)[:0])
+	s.mu.Unlock()
 	*bp = rec
 	if !ok {
 		return nil, nil, false
@@ -226,10 +289,16 @@ func (r *ring) get(id string) (*Decision, *model.Context, bool) {
 // needs, without allocating: strings come from the intern table and the
 // item id is the caller's.
 func (r *ring) joined(id, itemID string) (Join, bool) {
+	s, h := r.shard(id)
+	return s.joined(id, h, itemID)
+}
+
+// joined is ring.joined on the shard of id, whose hash is h.
+func (r *ringShard) joined(id string, h uint64, itemID string) (Join, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var buf [1024]byte
-	rec, ok := r.record(id, buf[:0])
+	rec, ok := r.record(id, h, buf[:0])
 	if !ok {
 		return Join{}, false
 	}
@@ -311,7 +380,7 @@ func (r *reader) tail() (fallback, traceID, spanID []byte, sampled bool) {
 }
 
 // str returns b as an interned string; the caller holds r.mu.
-func (r *ring) str(b []byte) string {
+func (r *ringShard) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
@@ -592,10 +661,16 @@ func (r *reader) float() float64 {
 
 // trace reads the trace of decision id without allocating.
 func (r *ring) trace(id string) (DecisionTrace, bool) {
+	s, h := r.shard(id)
+	return s.trace(id, h)
+}
+
+// trace is ring.trace on the shard of id, whose hash is h.
+func (r *ringShard) trace(id string, h uint64) (DecisionTrace, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var buf [1024]byte
-	rec, ok := r.record(id, buf[:0])
+	rec, ok := r.record(id, h, buf[:0])
 	if !ok {
 		return DecisionTrace{}, false
 	}

@@ -11,13 +11,14 @@ import (
 // three users and erases one: its decisions made up to the erasure are no
 // longer found and their bytes are gone from the arena, a later decision of
 // the same user and the other users' decisions are kept, and erasing again
-// drops nothing.
+// drops nothing. The ring has four shards of two chunks each.
 func TestRingEraseUser(t *testing.T) {
-	r := newRing(3 * eraseChunk / 2) // two chunks
+	const shards = 4
+	r := newRingShards(shards*3*eraseChunk/2, shards)
 	t0 := time.Unix(1700000000, 0)
 	users := []string{"u_alice", "u_bob", "u_carol"}
 	var ids []string
-	for i := range 3 * eraseChunk { // the arena wraps: half of them evicted
+	for i := range shards * 3 * eraseChunk { // the arenas wrap: half of them evicted
 		d, x := ringDecision(fmt.Sprintf("req-%d", i), 3)
 		d.UserHash = users[i%3]
 		d.Time = t0.Add(time.Duration(i) * time.Millisecond)
@@ -37,15 +38,16 @@ func TestRingEraseUser(t *testing.T) {
 		}
 		return n
 	}
+	at := t0.Add(time.Duration(len(ids)) * time.Millisecond)
+	// A decision of bob after the erasure: kept. It evicts the oldest
+	// record of its shard, which may be one of bob's: count after it.
+	d, x := ringDecision("req-after", 3)
+	d.UserHash, d.Time = "u_bob", at.Add(time.Millisecond)
+	r.put(d.RequestID, appendRecord(nil, d, x))
 	before := kept("u_bob")
 	if before == 0 {
 		t.Fatal("no decision of u_bob in the ring before the erasure")
 	}
-	at := t0.Add(time.Duration(len(ids)) * time.Millisecond)
-	// A decision of bob after the erasure: kept.
-	d, x := ringDecision("req-after", 3)
-	d.UserHash, d.Time = "u_bob", at.Add(time.Millisecond)
-	r.put(d.RequestID, appendRecord(nil, d, x))
 
 	aliceBefore := kept("u_alice")
 	if n := r.eraseUser("u_bob", at); n != before {
@@ -60,8 +62,12 @@ func TestRingEraseUser(t *testing.T) {
 	if n := kept("u_alice"); n != aliceBefore {
 		t.Errorf("after eraseUser(u_bob): %d decisions of u_alice, want %d", n, aliceBefore)
 	}
-	if n := bytes.Count(r.arena, []byte("u_bob")); n != 1 {
-		t.Errorf("the arena holds u_bob %d times after the erasure, want once (the decision after it)", n)
+	inArenas := 0
+	for i := range r.shards {
+		inArenas += bytes.Count(r.shards[i].arena, []byte("u_bob"))
+	}
+	if inArenas != 1 {
+		t.Errorf("the arenas hold u_bob %d times after the erasure, want once (the decision after it)", inArenas)
 	}
 	if n := r.eraseUser("u_bob", at); n != 0 {
 		t.Errorf("eraseUser(u_bob) again = %d, want 0", n)

@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"hash/maphash"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,7 +112,7 @@ func TestRingEviction(t *testing.T) {
 			}
 		}
 		if found == 0 || found == len(ids) {
-			t.Errorf("%d of %d big records kept, want the newest only (arena %d bytes)", found, len(ids), len(r.arena))
+			t.Errorf("%d of %d big records kept, want the newest only (arena %d bytes)", found, len(ids), len(r.shards[0].arena))
 		}
 		if _, _, ok := r.get(ids[len(ids)-1]); !ok {
 			t.Error("the newest record is gone")
@@ -130,9 +132,41 @@ func TestRingEviction(t *testing.T) {
 		r := newRing(4)
 		d, x := ringDecision("a", 2)
 		r.put(d.RequestID, appendRecord(nil, d, x))
-		r.byID[maphash.String(r.seed, "b")] = 0
+		r.shards[0].byID[maphash.String(r.seed, "b")] = 0
 		if _, _, ok := r.get("b"); ok {
 			t.Error("get(b) returned the record of a")
+		}
+	})
+
+	t.Run("sharded", func(t *testing.T) {
+		// Each shard evicts its own oldest records: of 3n decisions put in
+		// a ring of n, the newest n/2 are all kept, the oldest n all gone,
+		// and no more than n found.
+		const n = 8 * minShardSlots
+		r := newRing(n)
+		if len(r.shards) < 4 {
+			t.Fatalf("a ring of %d slots has %d shards, want at least 4", n, len(r.shards))
+		}
+		d, x := ringDecision("s", 1)
+		for i := range 3 * n {
+			d.RequestID = fmt.Sprint("s", i)
+			r.put(d.RequestID, appendRecord(nil, d, x))
+		}
+		found := 0
+		for i := range 3 * n {
+			_, ok := r.trace(fmt.Sprint("s", i))
+			switch {
+			case ok && i < n:
+				t.Errorf("s%d of the oldest third is still found", i)
+			case !ok && i >= 3*n-n/2:
+				t.Errorf("s%d of the newest n/2 is gone", i)
+			}
+			if ok {
+				found++
+			}
+		}
+		if found > n {
+			t.Errorf("%d records found in a ring of %d", found, n)
 		}
 	})
 }
@@ -169,6 +203,30 @@ func BenchmarkRingPut(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.put(d.RequestID, appendRecord(nil, d, x))
+	}
+}
+
+// BenchmarkRingPutParallel stores decisions from every P at once, in a
+// ring of one shard (one lock, as before issue 16's second pass) and in the
+// sharded ring the engine uses.
+func BenchmarkRingPutParallel(b *testing.B) {
+	d, x := ringDecision("bench", 10)
+	for _, k := range []int{1, len(newRing(50_000).shards)} {
+		b.Run(fmt.Sprint("shards=", k), func(b *testing.B) {
+			r := newRingShards(50_000, k)
+			var seq atomic.Uint64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				d := *d
+				var rec, id []byte
+				for pb.Next() {
+					id = strconv.AppendUint(append(id[:0], "req-"...), seq.Add(1), 10)
+					d.RequestID = string(id)
+					rec = appendRecord(rec[:0], &d, x)
+					r.put(d.RequestID, rec)
+				}
+			})
+		})
 	}
 }
 
