@@ -131,9 +131,10 @@ var nodeRules = map[string]bool{"HighP99Latency": true, "HighErrorRate": true, "
 
 // observeQuality feeds one decision to the quality signals.
 func (n *Node) observeQuality(d *engine.Decision) {
-	stages := make([]quality.StageDuration, len(d.Stages))
-	for i, s := range d.Stages {
-		stages[i] = quality.StageDuration{Stage: s.Stage, Duration: s.Duration}
+	var arr [8]quality.StageDuration // ObserveDecision keeps none of it: on the stack
+	stages := arr[:0]
+	for _, s := range d.Stages {
+		stages = append(stages, quality.StageDuration{Stage: s.Stage, Duration: s.Duration})
 	}
 	n.observeSLO(d)
 	n.quality.decisions.ObserveDecision(quality.DecisionObs{

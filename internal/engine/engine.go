@@ -244,9 +244,10 @@ type Engine struct {
 type scratch struct {
 	cs     candidateSet
 	scores []float64
-	// prob converts scores to probabilities when the scorer wrote logits
-	// (nil: scores are what is recorded).
-	prob    func(float64) float64
+	// logits converts scores to probabilities when the scorer wrote logits
+	// (nil: scores are what is recorded). It is the interface, not the
+	// method value ls.Probability, which allocated a closure per request.
+	logits  LogitScorer
 	ranked  []ranked // eligible candidates, ranked by rank
 	rank    ranking
 	cat     []int32 // per candidate: its entry in cats, -1 if not eligible

@@ -370,15 +370,13 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	defer cancel()
 	n := len(sp.cs.items)
 	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
-	ls, logits := s.(LogitScorer)
-	sp.prob = nil
+	ls, _ := s.(LogitScorer)
+	sp.logits = nil
 	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.scores)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	if logits {
-		sp.prob = ls.Probability
-	}
+	sp.logits = ls
 	e.stage(blk, StageInference, start, wall, err)
 	if err == nil && n > 0 {
 		d.Confidence = sp.probability(slices.Max(sp.scores))
@@ -416,10 +414,10 @@ func safeScore(ctx context.Context, s Scorer, ls LogitScorer, x *model.Context, 
 // probability turns a score of sp.scores into what the decision records:
 // the scorer's probability when it scored logits.
 func (sp *scratch) probability(v float64) float64 {
-	if sp.prob == nil {
+	if sp.logits == nil {
 		return v
 	}
-	return sp.prob(v)
+	return sp.logits.Probability(v)
 }
 
 // rulesFilter reports whether a candidate may be shown at all.

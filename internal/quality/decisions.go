@@ -3,6 +3,7 @@ package quality
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -108,8 +109,11 @@ type examples struct {
 	next int
 }
 
+// add keeps a copy of id: the caller's string stays its own, so a
+// [DecisionObs] passed to ObserveDecision does not escape to the heap (an
+// example is kept only for a fallback or a slow stage; the copy is 32 bytes).
 func (x *examples) add(id string, at int64) {
-	x.ids[x.next], x.at[x.next] = id, at
+	x.ids[x.next], x.at[x.next] = strings.Clone(id), at
 	x.next = (x.next + 1) % len(x.ids)
 }
 
