@@ -433,3 +433,41 @@ func TestOpenAPIContractCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIContractRolloutsOnAPINode checks the rollout routes' answers
+// on an API node against openapi.json: GET /v1/rollouts shows the
+// cluster's rollout from the registry (200) and answers 503
+// registry-unavailable when the registry does not answer; starting or
+// aborting a rollout there is a 409 rollouts-on-trainer.
+func TestOpenAPIContractRolloutsOnAPINode(t *testing.T) {
+	addr, prefix := testRedis(t)
+	link := newRedisLink(t, addr)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	const token = "contract-token"
+	n := startNode(t, Config{
+		Role: RoleAPI, NodeName: "api-1", AdminToken: token,
+		Bus: BusKafka, KafkaBrokers: kc.ListenAddrs(), KafkaTopic: "events", KafkaDecisionsTopic: "decisions", KafkaPartitions: 2,
+		FeatureStore: StoreRedis, RedisAddr: link.addr(), RedisPrefix: prefix, RedisTimeout: time.Second,
+		PublishInterval: 100 * time.Millisecond, FollowInterval: 50 * time.Millisecond, TrainerLease: time.Second,
+	})
+	hc := contractHTTP(t, apitest.Requests|apitest.Responses)
+	auth := []string{"Authorization", "Bearer " + token}
+	if st, body := call(t, hc, "GET", n.base+"/v1/rollouts", ""); st != 200 || !bytes.Contains(body, []byte(`"stage":"idle"`)) {
+		t.Errorf("GET /v1/rollouts = %d %s, want 200 idle", st, body)
+	}
+	link.down()
+	st, body := call(t, hc, "GET", n.base+"/v1/rollouts", "")
+	if st != 503 || !bytes.Contains(body, []byte("/problems/registry-unavailable")) {
+		t.Errorf("GET /v1/rollouts, registry down = %d %s, want 503 registry-unavailable", st, body)
+	}
+	for _, p := range []struct{ path, body string }{{"/admin/rollouts", `{"source":"x.snap"}`}, {"/admin/rollouts/abort", ""}} {
+		st, body := call(t, hc, "POST", n.base+p.path, p.body, auth...)
+		if st != 409 || !bytes.Contains(body, []byte("/problems/rollouts-on-trainer")) {
+			t.Errorf("POST %s on an API node = %d %s, want 409 rollouts-on-trainer", p.path, st, body)
+		}
+	}
+}
