@@ -16,11 +16,15 @@
 // node loses its decisions on the other and on the trainer within 5 s
 // (the erasure record on the event stream); kill -9 of the active
 // trainer loses and repeats no acknowledged event while the API nodes keep
-// answering; kill -9 of an API node leaves the other serving; a 10 s Redis
-// outage costs fallbacks, not errors, and heals without restarts; and one
-// trace links a recommendation on one node, its click through another and
-// the trainer's model update (in Jaeger, when SIGHTLINE_TEST_JAEGER_OTLP
-// and SIGHTLINE_TEST_JAEGER_QUERY are set).
+// answering; kill -9 of an API node leaves the other serving; kill -9 of
+// the trainer running a guarded rollout mid-canary lets the standby resume
+// it from the registry and roll a bad challenger back, and a kill the
+// moment a promotion begins is finished by the next trainer, after which
+// both API nodes serve the promoted model; a 10 s Redis outage costs
+// fallbacks, not errors, and heals without restarts; and one trace links a
+// recommendation on one node, its click through another and the trainer's
+// model update (in Jaeger, when SIGHTLINE_TEST_JAEGER_OTLP and
+// SIGHTLINE_TEST_JAEGER_QUERY are set).
 //
 // Every child runs in its own process group and is killed when the test
 // ends; the tail of each child's log is printed when a test fails.
