@@ -1,6 +1,8 @@
 package model
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/sightline/sightline/internal/event"
@@ -84,5 +86,42 @@ func TestScoreAllocs(t *testing.T) {
 	}
 	if got := testing.AllocsPerRun(100, func() { _ = m.Version() }); got != 0 {
 		t.Errorf("Version allocs per run = %v, want 0", got)
+	}
+}
+
+// BenchmarkLogitsColdCache scores 240 items drawn from a catalog of 10,000
+// after evicting the caches (a walk over 32 MiB outside the timer), as on a
+// node where each request's other work pushes the weight table out of the
+// cache between two scorings: the cost is then the item weights' cache
+// misses, and how many of them the processor overlaps.
+func BenchmarkLogitsColdCache(b *testing.B) {
+	m, w, _ := benchModel(b)
+	x := Context{User: w.users[0], Channel: "app", Hour: 20, RecentCategories: []string{"cat1", "cat2", "cat3"}}
+	var p Prepared
+	m.Prepare(&x, &p)
+	catalog := make([]event.Item, 10_000)
+	for i := range catalog {
+		catalog[i] = event.Item{ID: fmt.Sprintf("i%05d", i), Category: w.categories[i%len(w.categories)]}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	sets := make([][]event.Item, 64)
+	for i := range sets {
+		sets[i] = make([]event.Item, 240)
+		for j := range sets[i] {
+			sets[i][j] = catalog[rng.IntN(len(catalog))]
+		}
+	}
+	evict := make([]byte, 32<<20)
+	out := make([]float64, 240)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for i := 0; i < len(evict); i += 64 {
+			evict[i]++
+		}
+		b.StartTimer()
+		m.Logits(&p, sets[n%len(sets)], out)
+		n++
 	}
 }

@@ -370,19 +370,49 @@ func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 	for _, h := range p.req {
 		base += m.weight(index(h) & m.mask)
 	}
+	// Each item's weight is a load from a table far larger than the
+	// cache, at a coordinate only its hash knows. The loads are taken
+	// apart from the hashing, a chunk of coordinates at a time, so that
+	// the processor keeps many of them in flight at once instead of one
+	// per iteration of a loop that also hashes and sums (the load was a
+	// tenth of a node's CPU at saturation, stalled on cache misses).
+	var ix [logitChunk]uint64
 	var cache [catCacheSize]catSum
-	for i := range items {
-		it := &items[i]
-		s := base + m.itemWeight(index(itemHash(it.ID))&m.mask)
-		if it.Category != "" {
+	for lo := 0; lo < len(items); lo += logitChunk {
+		chunk := items[lo:min(lo+logitChunk, len(items))]
+		for i := range chunk {
+			ix[i] = index(itemHash(chunk[i].ID)) & m.mask
+		}
+		m.itemWeights(ix[:len(chunk)], base, out[lo:lo+len(chunk)])
+		for i := range chunk {
+			it := &chunk[i]
+			if it.Category == "" {
+				continue
+			}
 			c := categoryHash(it.Category)
 			e := &cache[(c^c>>32)%catCacheSize]
 			if !e.ok || e.h != c {
 				*e = catSum{h: c, s: m.categorySum(p, c), ok: true}
 			}
-			s += e.s
+			out[lo+i] += e.s
 		}
-		out[i] = s
+	}
+}
+
+// logitChunk is the number of item coordinates Logits hashes before it
+// loads their weights.
+const logitChunk = 64
+
+// itemWeights sets out[i] to base plus the ranking weight (itemWeight) of
+// coordinate ix[i], in a loop of loads only.
+func (m *Model) itemWeights(ix []uint64, base float64, out []float64) {
+	out = out[:len(ix)]
+	tab := m.w
+	if m.rw != nil {
+		tab = m.rw
+	}
+	for i, c := range ix {
+		out[i] = base + math.Float64frombits(tab[c].Load())
 	}
 }
 
