@@ -91,10 +91,18 @@ func (f *FlightRecorder) Record(spans []sdktrace.ReadOnlySpan, reasons []string)
 		if s.Status().Code == codes.Error {
 			ft.err = true
 		}
-		if v := attrString(s.Attributes(), FallbackAttr); v != "" && ft.fallback == "" {
-			ft.fallback = v
+		fallback, variant := summaryAttrs(s.Attributes())
+		if fallback != "" && ft.fallback == "" {
+			ft.fallback = fallback
 		}
-		if !ft.hasRoot && isLocalRoot(s) {
+		root := !ft.hasRoot && isLocalRoot(s)
+		// The variant is set where it is decided (the engine's
+		// GenerateRecommendations span), not on the server span: take it
+		// from any span, the local root's first.
+		if variant != "" && (ft.variant == "" || root) {
+			ft.variant = variant
+		}
+		if root {
 			ft.hasRoot = true
 			ft.start = s.StartTime()
 			ft.duration = s.EndTime().Sub(s.StartTime())
@@ -102,12 +110,25 @@ func (f *FlightRecorder) Record(spans []sdktrace.ReadOnlySpan, reasons []string)
 			if ft.route == "" {
 				ft.route = s.Name()
 			}
-			ft.variant = attrString(s.Attributes(), VariantAttr)
 		}
 	}
 	if !ft.hasRoot {
 		ft.start = spans[0].StartTime()
 	}
+}
+
+// summaryAttrs returns the values of the FallbackAttr and VariantAttr
+// attributes in attrs ("" when absent) in one pass, without allocating.
+func summaryAttrs(attrs []attribute.KeyValue) (fallback, variant string) {
+	for _, kv := range attrs {
+		switch kv.Key {
+		case FallbackAttr:
+			fallback = kv.Value.AsString()
+		case VariantAttr:
+			variant = kv.Value.AsString()
+		}
+	}
+	return fallback, variant
 }
 
 func attrString(attrs []attribute.KeyValue, key attribute.Key) string {
@@ -138,7 +159,8 @@ type Filter struct {
 	// Route keeps only traces whose root route (http.route, or the root
 	// span name) equals it.
 	Route string
-	// Variant keeps only traces whose root sightline.variant equals it.
+	// Variant keeps only traces whose sightline.variant (the local
+	// root's, else the first span's that has one) equals it.
 	Variant string
 	// MinDuration keeps only traces whose root lasted at least this long.
 	MinDuration time.Duration

@@ -85,6 +85,40 @@ func TestFlightRecorderQuery(t *testing.T) {
 	}
 }
 
+// TestFlightRecorderVariantFromChild checks that a trace's variant is
+// found on whichever span carries it: the engine sets sightline.variant on
+// the GenerateRecommendations child, not on the server span. The root's
+// own variant wins when it has one.
+func TestFlightRecorderVariantFromChild(t *testing.T) {
+	tel := newTest(t, Config{SampleRatio: 1})
+	tr := tel.TracerProvider().Tracer("test")
+	record := func(rootVariant, childVariant string) string {
+		var attrs []attribute.KeyValue
+		attrs = append(attrs, attribute.String("http.route", "/v1/recommendations"))
+		if rootVariant != "" {
+			attrs = append(attrs, attribute.String(VariantAttr, rootVariant))
+		}
+		ctx, root := tr.Start(context.Background(), "POST /v1/recommendations", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+		_, child := tr.Start(ctx, "GenerateRecommendations", trace.WithAttributes(attribute.String(VariantAttr, childVariant)))
+		child.End()
+		root.End()
+		return root.SpanContext().TraceID().String()
+	}
+	fromChild := record("", "ftrl")
+	fromRoot := record("popularity", "ftrl")
+	got := map[string]string{}
+	for _, s := range tel.Flight().Query(Filter{}) {
+		got[s.TraceID] = s.Variant
+	}
+	want := map[string]string{fromChild: "ftrl", fromRoot: "popularity"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Query() variants by trace (-want +got):\n%s", diff)
+	}
+	if q := tel.Flight().Query(Filter{Variant: "ftrl"}); len(q) != 1 || q[0].TraceID != fromChild {
+		t.Errorf("Query(variant=ftrl) = %+v, want only the trace whose child carries ftrl", q)
+	}
+}
+
 func TestFlightRecorderTraceView(t *testing.T) {
 	tel := newTest(t, Config{SampleRatio: -1})
 	tr := tel.TracerProvider().Tracer("test")

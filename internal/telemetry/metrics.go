@@ -34,7 +34,7 @@ const (
 const FallbackAttr = "sightline.fallback.reason"
 
 // VariantAttr is the span attribute holding the model variant; the flight
-// recorder indexes it on root spans.
+// recorder indexes a trace by it, from whichever span carries it.
 const VariantAttr = "sightline.variant"
 
 // metrics is the one metrics struct of this package.
