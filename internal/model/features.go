@@ -124,9 +124,19 @@ func attrHash(prefix, value string) uint64 {
 	return fnvString(fnvString(fnvOffset, prefix), value)
 }
 
-func itemHash(id string) uint64 { return attrHash("item=", id) }
+// itemPrefix and categoryPrefix are the hashes of the item features'
+// prefixes, which every scoring would otherwise hash again for each
+// candidate.
+var (
+	itemPrefix     = fnvString(fnvOffset, "item=")
+	categoryPrefix = fnvString(fnvOffset, "category=")
+)
 
-func categoryHash(c string) uint64 { return attrHash("category=", c) }
+// itemHash is attrHash("item=", id).
+func itemHash(id string) uint64 { return fnvString(itemPrefix, id) }
+
+// categoryHash is attrHash("category=", c).
+func categoryHash(c string) uint64 { return fnvString(categoryPrefix, c) }
 
 // mix64 is the 64-bit finalizer of MurmurHash3: a bijection that spreads
 // every input bit over every output bit, so that low bits make a good
