@@ -152,6 +152,12 @@ type Config struct {
 	// "POST /v1/recommendations"), and inside the request id and panic
 	// recovery layers. Mounted handlers are not wrapped.
 	Middleware func(http.Handler) http.Handler
+	// Authorized, if set, wraps the handler of every API route inside
+	// access control and outside admission: it sees only requests whose
+	// credentials grant the route's scope (so a gate it applies, such as
+	// "still loading", never answers before a 401 or 403), and a refusal
+	// it writes takes no admission slot. Mounted handlers are not wrapped.
+	Authorized func(http.Handler) http.Handler
 	// OnEvents, if set, is called with the valid events of a batch before
 	// they are published, so the application can stamp TraceParent and
 	// TraceState into each. It may modify the events in place.
@@ -255,10 +261,15 @@ func New(cfg Config) (s *Server, err error) {
 		}
 	}()
 	// Each route: the telemetry middleware outermost (a refused request
-	// still gets its span and is counted), then access control, then
-	// admission (a request without a valid key takes no slot).
+	// still gets its span and is counted), then access control, then the
+	// Authorized middleware, then admission (a request without a valid key
+	// takes no slot).
 	for _, rt := range s.routes() {
-		h := acc.guard(rt.pattern, rt.scope, adm.wrap(rt.pattern, rt.admit, rt.handler))
+		h := adm.wrap(rt.pattern, rt.admit, rt.handler)
+		if cfg.Authorized != nil {
+			h = cfg.Authorized(h)
+		}
+		h = acc.guard(rt.pattern, rt.scope, h)
 		if cfg.Middleware != nil {
 			h = cfg.Middleware(h)
 		}

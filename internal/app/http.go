@@ -54,7 +54,8 @@ func (n *Node) buildHTTP() error {
 		Stats:       n,
 		Logger:      n.logger,
 		Ready:       n.Ready,
-		Middleware:  n.routeMiddleware,
+		Middleware:  n.traceRoute, // outside access control: a refused request is traced and counted
+		Authorized:  n.warm.gate,
 		EventTimes:  api.EventTimeLimits{MaxSkew: max(n.cfg.EventMaxSkew, 0), MaxAge: max(n.cfg.EventMaxAge, 0)},
 		Now:         n.cfg.Now,
 		OnEvents:    n.stampTraceContext,

@@ -25,7 +25,8 @@ const loadingRetryAfter = "1"
 
 // Loading marks the node as loading what (for example "the synthetic
 // world (users and items)") until done is called. Meanwhile GET /readyz
-// answers 503, and the recommendation routes answer 503
+// answers 503, and the recommendation routes answer a request that access
+// control lets through (a 401 or 403 comes first) with 503
 // application/problem+json with Retry-After and a detail naming the load,
 // instead of an answer from a half-loaded catalog (no items, or popular
 // items for users it does not know yet). Every other route is served as
@@ -88,7 +89,9 @@ var recommendRoutes = map[string]bool{
 }
 
 // gate refuses recommendations while a load runs and passes every other
-// request to h.
+// request to h. The node installs it as api.Config.Authorized, inside
+// access control: a request without a valid key gets its 401 or 403 while
+// the node loads, and only an authorized one learns that it is loading.
 func (w *warming) gate(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if p := w.first.Load(); p != nil && recommendRoutes[r.Pattern] {
@@ -100,11 +103,4 @@ func (w *warming) gate(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(rw, r)
 	})
-}
-
-// routeMiddleware wraps each API route: the server span and counters
-// outside (traceRoute), so a refusal while loading is traced and counted
-// like any answer, then the loading gate.
-func (n *Node) routeMiddleware(h http.Handler) http.Handler {
-	return n.traceRoute(n.warm.gate(h))
 }

@@ -20,7 +20,8 @@ type answer struct {
 	body       []byte
 }
 
-func ask(t *testing.T, method, url, body string) answer {
+// ask sends one request, with the header names and values in hdr.
+func ask(t *testing.T, method, url, body string, hdr ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -28,6 +29,9 @@ func ask(t *testing.T, method, url, body string) answer {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -129,6 +133,40 @@ func TestLoadingOverlaps(t *testing.T) {
 			t.Errorf("GET /readyz = %d %s, want 200", a.status, a.body)
 		case step.want != "" && (a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), step.want)):
 			t.Errorf("GET /readyz = %d %s, want 503 saying %q", a.status, a.body, step.want)
+		}
+	}
+}
+
+// TestLoadingAnswersAccessFirst holds a node with API keys in its load:
+// access control answers before the loading gate, so a recommendation
+// without a key is 401 and one with a key of another scope 403, and only
+// one with the recommend key learns that the node is loading (503 with
+// Retry-After).
+func TestLoadingAnswersAccessFirst(t *testing.T) {
+	kr := newKeyring(t)
+	tn := startNode(t, Config{AlertInterval: -1, Access: AccessConfig{KeysFile: kr.writeFile(t)}})
+	done := tn.Loading("the synthetic world (users and items)")
+	defer done()
+	for _, rq := range []struct{ method, path, body string }{
+		{"POST", "/v1/recommendations", `{"user_id":"u1","count":5}`},
+		{"GET", "/v1/users/u1/recommendations?count=5", ""},
+	} {
+		for _, tt := range []struct {
+			key    string // "" sends none
+			status int
+		}{{"", http.StatusUnauthorized}, {"ingest", http.StatusForbidden}, {"recommend", http.StatusServiceUnavailable}} {
+			var hdr []string
+			if tt.key != "" {
+				hdr = []string{"Authorization", "Bearer " + kr.secrets[tt.key]}
+			}
+			a := ask(t, rq.method, tn.base+rq.path, rq.body, hdr...)
+			if a.status != tt.status || a.ctype != "application/problem+json" {
+				t.Errorf("%s %s with key %q while loading = %d %s %s, want %d application/problem+json", rq.method, rq.path, tt.key, a.status, a.ctype, a.body, tt.status)
+			}
+			if loading := a.retryAfter != "" || strings.Contains(string(a.body), "loading"); loading != (tt.status == http.StatusServiceUnavailable) {
+				t.Errorf("%s %s with key %q while loading: Retry-After %q, body %s; only the recommend key may learn the node is loading",
+					rq.method, rq.path, tt.key, a.retryAfter, a.body)
+			}
 		}
 	}
 }
