@@ -290,16 +290,6 @@ func (m *Model) weight(i uint64) float64 {
 	return math.Float64frombits(m.w[i].Load())
 }
 
-// itemWeight is the ranking weight of item coordinate i: its weight, plus
-// with Config.Optimism its bonus (one load either way: the sum is kept in
-// m.rw).
-func (m *Model) itemWeight(i uint64) float64 {
-	if m.rw != nil {
-		return math.Float64frombits(m.rw[i].Load())
-	}
-	return math.Float64frombits(m.w[i].Load())
-}
-
 // weightOf returns the FTRL-Proximal weight of a coordinate with state z, n:
 //
 //	w = 0                                          if |z| <= L1
@@ -403,8 +393,9 @@ func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 // loads their weights.
 const logitChunk = 64
 
-// itemWeights sets out[i] to base plus the ranking weight (itemWeight) of
-// coordinate ix[i], in a loop of loads only.
+// itemWeights sets out[i] to base plus the ranking weight of item
+// coordinate ix[i] (its weight, plus with Config.Optimism its bonus: one
+// load either way, the sum is kept in m.rw), in a loop of loads only.
 func (m *Model) itemWeights(ix []uint64, base float64, out []float64) {
 	out = out[:len(ix)]
 	tab := m.w
