@@ -96,7 +96,7 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	start := time.Now()
 	sh := &Shadow{ModelVersion: s.Version()}
 	d.Shadow = sh
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
+	ctx, cancel, timed := budgetContext(ctx, s, e.cfg.ModelBudget)
 	defer cancel()
 	n := len(sp.cs.items)
 	sp.shadow = slices.Grow(sp.shadow[:0], n)[:n]
@@ -104,6 +104,9 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.shadow)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
+	}
+	if err == nil && timed && time.Since(start) > e.cfg.ModelBudget {
+		err = context.DeadlineExceeded
 	}
 	if err != nil {
 		sh.Error, sh.Duration = err.Error(), time.Since(start)

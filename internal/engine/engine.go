@@ -60,6 +60,18 @@ type LogitScorer interface {
 	Probability(logit float64) float64
 }
 
+// Immediate is implemented by feature sources and scorers that answer from
+// memory without waiting on anything (no I/O, no lock held by a writer for
+// long) while Immediate returns true. The engine then gives their stage no
+// deadline context, which costs a timer and three allocations per stage and
+// request, and times the call instead: a call that ran past the stage's
+// budget is a timeout all the same. A wrapper that can make calls wait (an
+// injected fault) returns false while it may. Called once per stage and
+// request; it must be cheap and safe for concurrent use.
+type Immediate interface {
+	Immediate() bool
+}
+
 // Calibrated is implemented by scorers whose scores are probabilities; only
 // their decisions are checked against Config.MinConfidence.
 type Calibrated interface {

@@ -22,13 +22,23 @@ type fakeStore struct {
 	act   map[string]features.Activity
 	err   error
 	block bool // wait for ctx to end
+	// immediate makes it an Immediate source, which must then be given no
+	// deadline (the read fails if it is); sleep is how long a read takes.
+	immediate bool
+	sleep     time.Duration
 }
+
+func (f *fakeStore) Immediate() bool { return f.immediate }
 
 func (f *fakeStore) User(ctx context.Context, id string) (event.User, bool, error) {
 	if f.block {
 		<-ctx.Done()
 		return event.User{}, false, ctx.Err()
 	}
+	if _, ok := ctx.Deadline(); ok && f.immediate {
+		return event.User{}, false, errors.New("an immediate source was given a deadline context")
+	}
+	time.Sleep(f.sleep)
 	if f.err != nil {
 		return event.User{}, false, f.err
 	}
@@ -46,12 +56,21 @@ type fakeScorer struct {
 	err   error
 	panic bool
 	stall bool
+	// immediate and sleep: as fakeStore's.
+	immediate bool
+	sleep     time.Duration
 }
+
+func (s *fakeScorer) Immediate() bool { return s.immediate }
 
 func (s *fakeScorer) Score(ctx context.Context, _ *model.Context, items []event.Item, out []float64) error {
 	if s.panic {
 		panic("boom")
 	}
+	if _, ok := ctx.Deadline(); ok && s.immediate {
+		return errors.New("an immediate scorer was given a deadline context")
+	}
+	time.Sleep(s.sleep)
 	if s.stall {
 		<-ctx.Done()
 		return ctx.Err()
@@ -137,6 +156,10 @@ func TestRecommendFallbackReasons(t *testing.T) {
 		{"model failing", fakeStore{}, fakeScorer{err: errors.New("weights not loaded")}, "alice", ReasonModelError},
 		{"model panicking", fakeStore{}, fakeScorer{panic: true}, "alice", ReasonModelError},
 		{"model slow", fakeStore{}, fakeScorer{stall: true}, "alice", ReasonModelTimeout},
+		// Immediate sources get no deadline context and are timed instead.
+		{"immediate store and model", fakeStore{immediate: true}, fakeScorer{score: byID, immediate: true}, "alice", ReasonNone},
+		{"immediate store slow", fakeStore{immediate: true, sleep: time.Second}, fakeScorer{score: byID}, "alice", ReasonFeatureStoreTimeout},
+		{"immediate model slow", fakeStore{}, fakeScorer{score: byID, immediate: true, sleep: time.Second}, "alice", ReasonModelTimeout},
 		{"low confidence", fakeStore{}, fakeScorer{score: func(event.Item) float64 { return 0.0001 }}, "alice", ReasonLowConfidence},
 		{"missing features", fakeStore{}, fakeScorer{score: byID}, "newbie", ReasonMissingFeatures},
 		{"unknown user is cold start", fakeStore{}, fakeScorer{score: byID}, "stranger", ReasonNone},

@@ -282,8 +282,9 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	d := &blk.d
 	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.FeatureBudget)
+	ctx, cancel, timed := budgetContext(ctx, e.fs, e.cfg.FeatureBudget)
 	defer cancel()
+	t0 := time.Now() // deadlines are wall time, e.cfg.Now may run faster (drills)
 	var (
 		user  event.User
 		known bool
@@ -297,6 +298,9 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // a store that ignored the deadline still missed it
+	}
+	if err == nil && timed && time.Since(t0) > e.cfg.FeatureBudget {
+		err = context.DeadlineExceeded
 	}
 	e.stage(blk, StageFeatures, start, wall, err)
 	endSpan(span, err)
@@ -366,8 +370,9 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	d := &blk.d
 	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ModelBudget)
+	ctx, cancel, timed := budgetContext(ctx, s, e.cfg.ModelBudget)
 	defer cancel()
+	t0 := time.Now() // as in fetchFeatures
 	n := len(sp.cs.items)
 	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
 	ls, _ := s.(LogitScorer)
@@ -375,6 +380,9 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.scores)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
+	}
+	if err == nil && timed && time.Since(t0) > e.cfg.ModelBudget {
+		err = context.DeadlineExceeded
 	}
 	sp.logits = ls
 	e.stage(blk, StageInference, start, wall, err)
@@ -396,6 +404,21 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	}
 	return fb
 }
+
+// budgetContext returns ctx with budget as its deadline and its cancel
+// function, or, when src is [Immediate], ctx itself, a cancel that does
+// nothing and timed true: the caller then checks the call's duration
+// against budget itself.
+func budgetContext(ctx context.Context, src any, budget time.Duration) (context.Context, context.CancelFunc, bool) {
+	if im, ok := src.(Immediate); ok && im.Immediate() {
+		return ctx, noCancel, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	return ctx, cancel, false
+}
+
+// noCancel is the cancel function of a context budgetContext left alone.
+func noCancel() {}
 
 // safeScore calls the scorer (for logits when ls is not nil), turning a
 // panic into an error.

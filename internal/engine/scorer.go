@@ -76,6 +76,10 @@ func (s *ModelScorer) Learn(x *model.Context, it event.Item, l model.Label) floa
 // Calibrated reports that the model's scores are click probabilities.
 func (s *ModelScorer) Calibrated() bool { return true }
 
+// Immediate reports that scoring never waits: the model is in memory
+// ([Immediate]).
+func (s *ModelScorer) Immediate() bool { return true }
+
 // PinnedScorer is a [ModelScorer]'s scorer for one model, returned by
 // [ModelScorer.Pin]. It implements Scorer, LogitScorer and Calibrated like
 // ModelScorer, always with the same model. It is safe for concurrent use.
@@ -115,6 +119,9 @@ func (s *PinnedScorer) Version() string { return s.m.Version() }
 
 // Calibrated reports that the model's scores are click probabilities.
 func (s *PinnedScorer) Calibrated() bool { return true }
+
+// Immediate reports that scoring never waits ([Immediate]).
+func (s *PinnedScorer) Immediate() bool { return true }
 
 // popularityScorer is the control variant: items ranked by popularity.
 type popularityScorer struct{ ix *Index }

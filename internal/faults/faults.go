@@ -131,6 +131,7 @@ type Store struct {
 var (
 	_ engine.CombinedSource = Store{}
 	_ engine.UsersReader    = Store{}
+	_ engine.Immediate      = Store{}
 )
 
 // User implements the engine's feature source.
@@ -140,6 +141,14 @@ func (s Store) User(ctx context.Context, id string) (event.User, bool, error) {
 	}
 	u, ok, err := s.Source.User(ctx, id)
 	return s.etlNull(u, ok), ok, err
+}
+
+// Immediate reports whether reads never wait: not while the
+// slow-feature-store fault is on, else as the source says
+// ([engine.Immediate]).
+func (s Store) Immediate() bool {
+	im, ok := s.Source.(engine.Immediate)
+	return ok && im.Immediate() && !s.Faults.Active(SlowFeatureStore)
 }
 
 // slow applies the slow-feature-store fault: a third of the calls wait just

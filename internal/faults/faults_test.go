@@ -94,3 +94,33 @@ func TestStoreSlow(t *testing.T) {
 		t.Errorf("%d of 9 reads missed the budget, want 3", late)
 	}
 }
+
+// immediateUsers is an in-memory source that says so.
+type immediateUsers struct{ users }
+
+func (immediateUsers) Immediate() bool { return true }
+
+// TestStoreImmediate: the store is immediate (the engine gives it no
+// deadline context) only when its source is and the slow-store fault,
+// which waits on the deadline, is off.
+func TestStoreImmediate(t *testing.T) {
+	set := NewSet(nil, nil)
+	tests := []struct {
+		name   string
+		source Source
+		slow   bool
+		want   bool
+	}{
+		{"immediate source", immediateUsers{}, false, true},
+		{"immediate source, slow fault on", immediateUsers{}, true, false},
+		{"source that may wait", users{}, false, false},
+	}
+	for _, tc := range tests {
+		if err := set.Switch(SlowFeatureStore, tc.slow); err != nil {
+			t.Fatal(err)
+		}
+		if got := (Store{Source: tc.source, Faults: set}).Immediate(); got != tc.want {
+			t.Errorf("%s: Immediate() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

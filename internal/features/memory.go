@@ -207,6 +207,10 @@ func unintern(h unique.Handle[string]) string {
 	return h.Value()
 }
 
+// Immediate reports that reads never wait: the store is in memory (the
+// engine's Immediate contract).
+func (m *Memory) Immediate() bool { return true }
+
 // User returns the profile of the user id and whether the store knows it.
 // An unknown user is not an error: it returns the zero User and false. The
 // returned Attrs map is a copy the caller owns. UpdatedAt is in UTC.
