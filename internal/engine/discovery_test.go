@@ -165,6 +165,8 @@ func TestDiscoverVariant(t *testing.T) {
 		Discover: []string{"b"},
 		Explore:  0.3,
 		Index:    IndexConfig{PerCategory: 2, Global: 5},
+		// Not a test of the budgets (see logits_test.go).
+		FeatureBudget: time.Minute, ModelBudget: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,8 @@ func TestClickChangesNextRecommendation(t *testing.T) {
 				Split:       model.Split{{Name: "ftrl", Weight: 1}},
 				Scorers:     map[string]Scorer{"ftrl": NewModelScorer(m)},
 				RecentSlots: tc.recentSlots,
+				// Not a test of the budgets (see logits_test.go).
+				FeatureBudget: time.Minute, ModelBudget: time.Minute,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/model"
@@ -33,7 +34,12 @@ func TestLogitScorerRecordsProbabilities(t *testing.T) {
 	logits := NewModelScorer(m)
 	probs := probScorer{logits}
 	decide := func(s Scorer) *Decision {
-		e := newEngineFor(t, &fs, s, func(c *Config) { c.RecentSlots = -1 })
+		e := newEngineFor(t, &fs, s, func(c *Config) {
+			c.RecentSlots = -1
+			// Not a test of the budgets: under the race detector on a loaded
+			// machine scoring can take longer than the default 5 ms.
+			c.FeatureBudget, c.ModelBudget = time.Minute, time.Minute
+		})
 		d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
 		if err != nil {
 			t.Fatal(err)
