@@ -96,18 +96,11 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	start := time.Now()
 	sh := &Shadow{ModelVersion: s.Version()}
 	d.Shadow = sh
-	ctx, cancel, timed := budgetContext(ctx, s, e.cfg.ModelBudget)
-	defer cancel()
+	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget)
 	n := len(sp.cs.items)
 	sp.shadow = slices.Grow(sp.shadow[:0], n)[:n]
 	ls, _ := s.(LogitScorer)
-	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.shadow)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	if err == nil && timed && time.Since(start) > e.cfg.ModelBudget {
-		err = context.DeadlineExceeded
-	}
+	err := budget.end(ctx, safeScore(ctx, s, ls, x, sp.cs.items, sp.shadow))
 	if err != nil {
 		sh.Error, sh.Duration = err.Error(), time.Since(start)
 		return

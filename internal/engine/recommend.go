@@ -282,9 +282,7 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	d := &blk.d
 	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
-	ctx, cancel, timed := budgetContext(ctx, e.fs, e.cfg.FeatureBudget)
-	defer cancel()
-	t0 := time.Now() // deadlines are wall time, e.cfg.Now may run faster (drills)
+	ctx, budget := withBudget(ctx, e.fs, e.cfg.FeatureBudget)
 	var (
 		user  event.User
 		known bool
@@ -296,12 +294,7 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	} else if user, known, err = e.fs.User(ctx, userID); err == nil {
 		act, err = e.fs.Activity(ctx, userID)
 	}
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err() // a store that ignored the deadline still missed it
-	}
-	if err == nil && timed && time.Since(t0) > e.cfg.FeatureBudget {
-		err = context.DeadlineExceeded
-	}
+	err = budget.end(ctx, err)
 	e.stage(blk, StageFeatures, start, wall, err)
 	endSpan(span, err)
 	if err != nil {
@@ -370,20 +363,12 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	d := &blk.d
 	start, wall := e.cfg.Now(), blk.now()
 	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
-	ctx, cancel, timed := budgetContext(ctx, s, e.cfg.ModelBudget)
-	defer cancel()
-	t0 := time.Now() // as in fetchFeatures
+	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget)
 	n := len(sp.cs.items)
 	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
 	ls, _ := s.(LogitScorer)
 	sp.logits = nil
-	err := safeScore(ctx, s, ls, x, sp.cs.items, sp.scores)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	if err == nil && timed && time.Since(t0) > e.cfg.ModelBudget {
-		err = context.DeadlineExceeded
-	}
+	err := budget.end(ctx, safeScore(ctx, s, ls, x, sp.cs.items, sp.scores))
 	sp.logits = ls
 	e.stage(blk, StageInference, start, wall, err)
 	if err == nil && n > 0 {
@@ -405,20 +390,41 @@ func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scra
 	return fb
 }
 
-// budgetContext returns ctx with budget as its deadline and its cancel
-// function, or, when src is [Immediate], ctx itself, a cancel that does
-// nothing and timed true: the caller then checks the call's duration
-// against budget itself.
-func budgetContext(ctx context.Context, src any, budget time.Duration) (context.Context, context.CancelFunc, bool) {
-	if im, ok := src.(Immediate); ok && im.Immediate() {
-		return ctx, noCancel, true
-	}
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	return ctx, cancel, false
+// stageBudget is the deadline of one stage's call to a feature source or
+// scorer: a context deadline, or for an [Immediate] one the wall-clock
+// time the call started (deadlines are wall time; e.cfg.Now may run
+// faster, in drills).
+type stageBudget struct {
+	d      time.Duration
+	start  time.Time          // set when the call is timed instead
+	cancel context.CancelFunc // set when ctx carries the deadline
 }
 
-// noCancel is the cancel function of a context budgetContext left alone.
-func noCancel() {}
+// withBudget returns the context for a call to src under budget d and the
+// budget, which the caller ends with end after the call.
+func withBudget(ctx context.Context, src any, d time.Duration) (context.Context, stageBudget) {
+	if im, ok := src.(Immediate); ok && im.Immediate() {
+		return ctx, stageBudget{d: d, start: time.Now()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, stageBudget{d: d, cancel: cancel}
+}
+
+// end releases the budget and returns the call's error err or, when the
+// call returned none past its deadline, the deadline's: a source that
+// ignored the deadline, or an immediate one that ran past it, missed it
+// all the same.
+func (b stageBudget) end(ctx context.Context, err error) error {
+	if err == nil {
+		if err = ctx.Err(); err == nil && b.cancel == nil && time.Since(b.start) > b.d {
+			err = context.DeadlineExceeded
+		}
+	}
+	if b.cancel != nil {
+		b.cancel()
+	}
+	return err
+}
 
 // safeScore calls the scorer (for logits when ls is not nil), turning a
 // panic into an error.
