@@ -3,8 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -134,35 +134,65 @@ func finish(c *app.Config, level string) error {
 	return c.LogLevel.UnmarshalText([]byte(level))
 }
 
-var _ = slog.LevelInfo
-
-// gcSettings are the garbage collector settings of a serving node.
-type gcSettings struct {
+// runtimeSettings are the Go runtime settings of a serving node: the
+// garbage collector's and the number of processors that run goroutines.
+type runtimeSettings struct {
 	percent int
 	limit   byteSize
+	procs   int
 }
 
-// gcFlags registers the garbage collector flags on fs. The defaults trade
-// memory for tail latency: with 400 the collector runs a fifth as often as
-// with Go's default of 100 (each cycle scans the whole feature store and
-// decision ring, competing with requests for the CPU), and the soft memory
-// limit makes it collect sooner when the heap nears the limit, so a large
-// world stays within its memory budget.
-func gcFlags(fs *flag.FlagSet) *gcSettings {
-	g := &gcSettings{limit: 2 << 30}
+// runtimeFlags registers the Go runtime flags on fs. The garbage collector
+// defaults trade memory for tail latency: with 400 the collector runs a
+// fifth as often as with Go's default of 100 (each cycle scans the whole
+// feature store and decision ring, competing with requests for the CPU),
+// and the soft memory limit makes it collect sooner when the heap nears the
+// limit, so a large world stays within its memory budget.
+func runtimeFlags(fs *flag.FlagSet) *runtimeSettings {
+	g := &runtimeSettings{limit: 2 << 30, procs: -1}
 	fs.IntVar(&g.percent, "gc-percent", 400, "garbage collector target: heap growth in percent over the live heap between collections (as GOGC; negative: collect only at --memory-limit)")
 	fs.Var(&g.limit, "memory-limit", "soft memory limit of the Go runtime (as GOMEMLIMIT), e.g. 2GiB, 512MiB; 0 means none")
+	fs.IntVar(&g.procs, "gomaxprocs", -1, "processors that run goroutines at once (as GOMAXPROCS); 0: Go's default (the machine's cores, or the container's CPU limit); -1 (default): twice the cores when the node may use them all and GOMAXPROCS is not set, else Go's default")
 	return g
 }
 
-// apply sets the settings in the Go runtime; they override GOGC and
-// GOMEMLIMIT.
-func (g *gcSettings) apply() {
+// apply sets the settings in the Go runtime; they override GOGC,
+// GOMEMLIMIT and, given explicitly, GOMAXPROCS.
+func (g *runtimeSettings) apply() {
 	debug.SetGCPercent(g.percent)
 	if g.limit > 0 {
 		debug.SetMemoryLimit(int64(g.limit))
 	} else {
 		debug.SetMemoryLimit(1<<63 - 1) // no limit
+	}
+	if n := maxProcs(g.procs, runtime.GOMAXPROCS(0), runtime.NumCPU(), os.Getenv("GOMAXPROCS") != ""); n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+}
+
+// maxProcs is the GOMAXPROCS a node sets for the flag value flag, given
+// Go's default def, the machine's cores and whether the environment set
+// GOMAXPROCS; 0 leaves Go's choice.
+//
+// By default a node that may use every core runs twice as many processors
+// as cores. On a machine whose cores it shares with other busy processes
+// (a load generator, a collector, other services), a thread holding one
+// of only as many processors as cores is often descheduled by the kernel,
+// in the middle of a request or a write, and the goroutines queued on
+// that processor wait for it: at saturation on 2 cores beside a load
+// generator, a tenth of requests waited about 10 ms, and the p99 was four
+// times the bare handler's (docs/benchmarks.md, "Tail at saturation").
+// With spare processors the others run meanwhile. Under a container's CPU
+// limit (Go's default below the cores) more threads than the quota would
+// only be throttled, so the default is kept there.
+func maxProcs(flag, def, cores int, env bool) int {
+	switch {
+	case flag > 0:
+		return flag
+	case flag == 0 || env || def < cores:
+		return 0
+	default:
+		return 2 * cores
 	}
 }
 

@@ -19,10 +19,10 @@ func accessFlags(fs *flag.FlagSet, c *app.Config) {
 	fs.BoolVar(&a.InsecureOpen, "insecure-open", false, "serve without API keys on an address other than loopback (for a node behind an authenticating proxy or on a private network)")
 	fs.StringVar(&a.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with, with --tls-key")
 	fs.StringVar(&a.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.IntVar(&ad.MaxInFlight, "max-inflight", app.DefaultMaxInFlight(), "recommendation requests handled at once; more wait up to --admission-wait, then get 429 with Retry-After (default 8 per GOMAXPROCS; negative: no limit)")
+	fs.IntVar(&ad.MaxInFlight, "max-inflight", app.DefaultMaxInFlight(), "recommendation requests handled at once; more wait up to --admission-wait, then get 429 with Retry-After (default 8 per core: Go's default GOMAXPROCS; negative: no limit)")
 	fs.DurationVar(&ad.Wait, "admission-wait", api.DefaultAdmissionWait, "how long a recommendation request past --max-inflight waits for a slot before its 429")
 	fs.DurationVar(&ad.Target, "admission-target", 0, "if set, the recommendation limit adapts: it shrinks while requests take longer than this and grows back to --max-inflight while they do not (0: fixed)")
-	fs.IntVar(&ad.MaxInFlightEvents, "max-inflight-events", app.DefaultMaxInFlightEvents(), "POST /v1/events batches handled at once; more wait up to --admission-wait-events, then get 429 with Retry-After (default 4 per GOMAXPROCS; negative: no limit)")
+	fs.IntVar(&ad.MaxInFlightEvents, "max-inflight-events", app.DefaultMaxInFlightEvents(), "POST /v1/events batches handled at once; more wait up to --admission-wait-events, then get 429 with Retry-After (default 4 per core: Go's default GOMAXPROCS; negative: no limit)")
 	fs.DurationVar(&ad.EventsWait, "admission-wait-events", app.DefaultEventsWait, "how long an event batch past --max-inflight-events waits for a slot before its 429")
 }
 

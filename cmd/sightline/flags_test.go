@@ -182,3 +182,24 @@ func TestDecisionRingFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxProcs(t *testing.T) {
+	tests := []struct {
+		name                   string
+		flag, def, cores, want int
+		env                    bool
+	}{
+		{name: "default on a whole machine doubles the cores", flag: -1, def: 2, cores: 2, want: 4},
+		{name: "default under a CPU limit keeps Go's choice", flag: -1, def: 1, cores: 4, want: 0},
+		{name: "default with GOMAXPROCS set keeps it", flag: -1, def: 3, cores: 2, env: true, want: 0},
+		{name: "zero keeps Go's choice", flag: 0, def: 8, cores: 8, want: 0},
+		{name: "explicit wins over everything", flag: 3, def: 1, cores: 4, env: true, want: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := maxProcs(tt.flag, tt.def, tt.cores, tt.env); got != tt.want {
+				t.Errorf("maxProcs(%d, %d, %d, %v) = %d, want %d", tt.flag, tt.def, tt.cores, tt.env, got, tt.want)
+			}
+		})
+	}
+}

@@ -11,11 +11,11 @@ import (
 func runServe(ctx context.Context, args []string) error {
 	fs := newFlagSet("serve", "Run a Sightline node until SIGINT or SIGTERM, then drain, snapshot and exit.")
 	cfg, level := nodeFlags(fs)
-	gc := gcFlags(fs)
+	rt := runtimeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	gc.apply()
+	rt.apply()
 	if err := finish(cfg, *level); err != nil {
 		return err
 	}
