@@ -96,7 +96,7 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	start := time.Now()
 	sh := &Shadow{ModelVersion: s.Version()}
 	d.Shadow = sh
-	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget)
+	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget, start)
 	n := len(sp.cs.items)
 	sp.shadow = slices.Grow(sp.shadow[:0], n)[:n]
 	ls, _ := s.(LogitScorer)

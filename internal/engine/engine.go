@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -243,6 +244,9 @@ type Engine struct {
 	pool     sync.Pool // *scratch
 	seq      atomic.Uint64
 	idSeed   maphash.Seed
+	// wallClock: Config.Now is the default, the wall clock, so one
+	// reading serves as both the stage's time and its span's.
+	wallClock bool
 	// tracing is false when the tracer provider is the no-op one: spans are
 	// then not started at all, which saves a context per stage.
 	tracing bool
@@ -292,6 +296,9 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 	if fs == nil {
 		return nil, errors.New("engine: nil feature source")
 	}
+	// The default, or time.Now passed through by a caller that defaults
+	// it itself (the same function, so the same code pointer).
+	wallClock := cfg.Now == nil || reflect.ValueOf(cfg.Now).Pointer() == reflect.ValueOf(time.Now).Pointer()
 	cfg.defaults()
 	if cfg.Explore >= 1 {
 		return nil, fmt.Errorf("engine: explore share %v must be below 1", cfg.Explore)
@@ -309,6 +316,8 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 		ring:     newRing(cfg.DecisionRing),
 		tracer:   cfg.TracerProvider.Tracer("github.com/sightline/sightline/internal/engine"),
 		idSeed:   maphash.MakeSeed(),
+
+		wallClock: wallClock,
 	}
 	for _, c := range cfg.Channels {
 		e.channels[c] = c

@@ -362,3 +362,27 @@ func TestCombinedSource(t *testing.T) {
 		}
 	}
 }
+
+// TestWallClock checks that the engine reads the clock once for a stage's
+// time and its span's only when its clock is the wall clock: a simulated
+// clock (drills) and the spans' wall clock must be read apart.
+func TestWallClock(t *testing.T) {
+	sim := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		now  func() time.Time
+		want bool
+	}{
+		{name: "default", now: nil, want: true},
+		{name: "time.Now passed through", now: time.Now, want: true},
+		{name: "simulated", now: func() time.Time { return sim }, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEngine(t, &fakeStore{}, &fakeScorer{}, func(c *Config) { c.Now = tt.now })
+			if e.wallClock != tt.want {
+				t.Errorf("New with Now %s: wallClock = %v, want %v", tt.name, e.wallClock, tt.want)
+			}
+		})
+	}
+}

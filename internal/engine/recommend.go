@@ -157,6 +157,27 @@ func (blk *decisionBlock) now() time.Time {
 	return time.Time{}
 }
 
+// stageStart reads the clocks at a stage's start: the configured clock,
+// and the wall clock for a deferred span (blk.now). With the default clock
+// the one reading serves both (a clock read is tens of nanoseconds, and a
+// request made about twenty).
+func (e *Engine) stageStart(blk *decisionBlock) (start, wall time.Time) {
+	start = e.cfg.Now()
+	if e.wallClock && blk.deferred {
+		return start, start
+	}
+	return start, blk.now()
+}
+
+// budgetStart is the start of an immediate call's budget: the stage's
+// start on the wall clock.
+func (e *Engine) budgetStart(start time.Time) time.Time {
+	if e.wallClock {
+		return start
+	}
+	return time.Now()
+}
+
 // annotate sets the decision's attributes on its GenerateRecommendations span.
 func (e *Engine) annotate(span trace.Span, d *Decision, now time.Time) {
 	span.SetAttributes(
@@ -221,13 +242,17 @@ func (e *Engine) stageSpan(ctx context.Context, blk *decisionBlock, name string)
 // blk.now (the wall clock of a deferred span).
 func (e *Engine) stage(blk *decisionBlock, name string, start, wall time.Time, err error) {
 	d := &blk.d
-	dur := e.cfg.Now().Sub(start)
+	end := e.cfg.Now()
+	dur := end.Sub(start)
 	st := StageTiming{Stage: name, Duration: dur}
 	if err != nil {
 		st.Error = err.Error()
 	}
-	if i := len(d.Stages); i < len(blk.spans) {
-		blk.spans[i] = [2]time.Time{wall, blk.now()}
+	if i := len(d.Stages); i < len(blk.spans) && blk.deferred {
+		if !e.wallClock {
+			end = time.Now()
+		}
+		blk.spans[i] = [2]time.Time{wall, end}
 	}
 	d.Stages = append(d.Stages, st)
 	e.met.stage(name, dur)
@@ -280,9 +305,9 @@ func endSpan(span trace.Span, err error) {
 // the feature budget.
 func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decisionBlock) (event.User, features.Activity, *fallbackError) {
 	d := &blk.d
-	start, wall := e.cfg.Now(), blk.now()
+	start, wall := e.stageStart(blk)
 	ctx, span := e.stageSpan(ctx, blk, "FeatureFetch")
-	ctx, budget := withBudget(ctx, e.fs, e.cfg.FeatureBudget)
+	ctx, budget := withBudget(ctx, e.fs, e.cfg.FeatureBudget, e.budgetStart(start))
 	var (
 		user  event.User
 		known bool
@@ -342,7 +367,7 @@ func (e *Engine) checkRequired(d *Decision, u *event.User) *fallbackError {
 // generateCandidates is the CandidateGeneration stage.
 func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, wall := e.cfg.Now(), blk.now()
+	start, wall := e.stageStart(blk)
 	_, span := e.stageSpan(ctx, blk, "CandidateGeneration")
 	if r, ok := blk.scorer.(CategoryRanker); ok && e.discovers(d.Variant) {
 		e.index.DiscoverCandidates(ctx, &sp.cs, act.RecentItems, r, &blk.x)
@@ -361,9 +386,9 @@ func (e *Engine) generateCandidates(ctx context.Context, sp *scratch, act featur
 // budget; a panic, error, timeout or low confidence becomes a fallback.
 func (e *Engine) infer(ctx context.Context, s Scorer, x *model.Context, sp *scratch, blk *decisionBlock) (fb *fallbackError) {
 	d := &blk.d
-	start, wall := e.cfg.Now(), blk.now()
+	start, wall := e.stageStart(blk)
 	ctx, span := e.stageSpan(ctx, blk, "ModelInference")
-	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget)
+	ctx, budget := withBudget(ctx, s, e.cfg.ModelBudget, e.budgetStart(start))
 	n := len(sp.cs.items)
 	sp.scores = slices.Grow(sp.scores[:0], n)[:n]
 	ls, _ := s.(LogitScorer)
@@ -401,10 +426,11 @@ type stageBudget struct {
 }
 
 // withBudget returns the context for a call to src under budget d and the
-// budget, which the caller ends with end after the call.
-func withBudget(ctx context.Context, src any, d time.Duration) (context.Context, stageBudget) {
+// budget, which the caller ends with end after the call; now is the wall
+// clock at the call's start.
+func withBudget(ctx context.Context, src any, d time.Duration, now time.Time) (context.Context, stageBudget) {
 	if im, ok := src.(Immediate); ok && im.Immediate() {
-		return ctx, stageBudget{d: d, start: time.Now()}
+		return ctx, stageBudget{d: d, start: now}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	return ctx, stageBudget{d: d, cancel: cancel}
@@ -518,7 +544,7 @@ const reasonRecent = "recent_category"
 // user's most recent categories get their slots (Config.RecentSlots).
 func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, wall := e.cfg.Now(), blk.now()
+	start, wall := e.stageStart(blk)
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	f := newFilter(sp, &req, &act)
 	greedy := "popularity" // the control ranks by popularity, not by a model
@@ -695,7 +721,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 // exclusion and diversity rules. It is deterministic: propensity 1.
 func (e *Engine) fallback(ctx context.Context, sp *scratch, req Request, act features.Activity, blk *decisionBlock) {
 	d := &blk.d
-	start, wall := e.cfg.Now(), blk.now()
+	start, wall := e.stageStart(blk)
 	_, span := e.stageSpan(ctx, blk, "BusinessRules")
 	if span.IsRecording() {
 		span.SetAttributes(attrFallback.String(string(d.Fallback)))
