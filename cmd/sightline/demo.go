@@ -32,9 +32,11 @@ func runDemo(ctx context.Context, args []string) error {
 	seed := fs.Int64("seed", 1, "seed of the synthetic world and traffic")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the summary line")
 	logs := fs.String("log-file", "", "write the node's JSON logs here (default: discard; the console and /v1/logs still have them)")
+	rt := runtimeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	rt.apply()
 	if err := finish(cfg, *level); err != nil {
 		return err
 	}
