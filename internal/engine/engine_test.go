@@ -364,10 +364,12 @@ func TestCombinedSource(t *testing.T) {
 }
 
 // TestWallClock checks that the engine reads the clock once for a stage's
-// time and its span's only when its clock is the wall clock: a simulated
-// clock (drills) and the spans' wall clock must be read apart.
+// time and its span's only when its clock is the wall clock (a simulated
+// clock, as in drills, and the wall clock of spans and budgets must be read
+// apart), and that the budgets of immediate sources hold either way: a
+// fast read is no timeout, a read past the budget is.
 func TestWallClock(t *testing.T) {
-	sim := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	byID := func(event.Item) float64 { return 0.1 }
 	tests := []struct {
 		name string
 		now  func() time.Time
@@ -375,14 +377,29 @@ func TestWallClock(t *testing.T) {
 	}{
 		{name: "default", now: nil, want: true},
 		{name: "time.Now passed through", now: time.Now, want: true},
-		{name: "simulated", now: func() time.Time { return sim }, want: false},
+		{name: "simulated", now: func() time.Time { return time.Now().Add(-time.Hour) }, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEngine(t, &fakeStore{}, &fakeScorer{}, func(c *Config) { c.Now = tt.now })
-			if e.wallClock != tt.want {
-				t.Errorf("New with Now %s: wallClock = %v, want %v", tt.name, e.wallClock, tt.want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				for _, c := range []struct {
+					sleep time.Duration
+					want  Reason
+				}{{0, ReasonNone}, {time.Second, ReasonFeatureStoreTimeout}} {
+					fs := fakeStore{users: knownUsers(), immediate: true, sleep: c.sleep}
+					e := newTestEngine(t, &fs, &fakeScorer{score: byID, immediate: true}, func(cfg *Config) { cfg.Now = tt.now })
+					if e.wallClock != tt.want {
+						t.Errorf("New with Now %s: wallClock = %v, want %v", tt.name, e.wallClock, tt.want)
+					}
+					d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
+					if err != nil {
+						t.Fatalf("Recommend: %v", err)
+					}
+					if d.Fallback != c.want {
+						t.Errorf("clock %s, store read of %v: fallback = %q (%s), want %q", tt.name, c.sleep, d.Fallback, d.FallbackDetail, c.want)
+					}
+				}
+			})
 		})
 	}
 }

@@ -169,13 +169,15 @@ func (e *Engine) stageStart(blk *decisionBlock) (start, wall time.Time) {
 	return start, blk.now()
 }
 
-// budgetStart is the start of an immediate call's budget: the stage's
-// start on the wall clock.
+// budgetStart is the start of an immediate call's budget for a stage that
+// started at start on the configured clock: start itself on the wall
+// clock, else zero, for withBudget to read the wall clock if it times the
+// call.
 func (e *Engine) budgetStart(start time.Time) time.Time {
 	if e.wallClock {
 		return start
 	}
-	return time.Now()
+	return time.Time{}
 }
 
 // annotate sets the decision's attributes on its GenerateRecommendations span.
@@ -427,9 +429,12 @@ type stageBudget struct {
 
 // withBudget returns the context for a call to src under budget d and the
 // budget, which the caller ends with end after the call; now is the wall
-// clock at the call's start.
+// clock at the call's start, or zero to read it when the call is timed.
 func withBudget(ctx context.Context, src any, d time.Duration, now time.Time) (context.Context, stageBudget) {
 	if im, ok := src.(Immediate); ok && im.Immediate() {
+		if now.IsZero() {
+			now = time.Now()
+		}
 		return ctx, stageBudget{d: d, start: now}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
