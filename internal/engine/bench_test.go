@@ -14,6 +14,12 @@ import (
 // 10,000 items in 40 categories and 10,000 users, popularity warmed up.
 func benchEngine(b *testing.B) *Engine {
 	b.Helper()
+	return benchEngineWith(b, nil)
+}
+
+// benchEngineWith is benchEngine with mutate applied to its Config.
+func benchEngineWith(b *testing.B, mutate func(*Config)) *Engine {
+	b.Helper()
 	store, err := features.NewMemory(features.Config{})
 	if err != nil {
 		b.Fatal(err)
@@ -22,11 +28,15 @@ func benchEngine(b *testing.B) *Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(store, Config{
+	cfg := Config{
 		Split:   model.Split{{Name: "ftrl", Weight: 1}},
 		Scorers: map[string]Scorer{"ftrl": NewModelScorer(m)},
 		Index:   IndexConfig{PerCategory: 5, Global: 100},
-	})
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e, err := New(store, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,6 +80,44 @@ func BenchmarkRecommend10k(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(cands)/float64(i), "candidates/op")
+}
+
+// BenchmarkRecommendShadow10k is BenchmarkRecommend10k with a challenger
+// in shadow (every decision scored by a second model too, its would-be
+// answer recorded) and without, in one run: the shadow stage's cost.
+func BenchmarkRecommendShadow10k(b *testing.B) {
+	for _, shadow := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shadow=%v", shadow), func(b *testing.B) {
+			e := benchEngineWith(b, func(c *Config) {
+				c.ChallengerVariant = "challenger"
+				// No budget a profiled or loaded run can miss: this
+				// measures work, not deadlines.
+				c.FeatureBudget, c.ModelBudget = time.Hour, time.Hour
+			})
+			if shadow {
+				m, err := model.New(model.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := e.SetChallenger(&Challenger{Base: "ftrl", Scorer: NewModelScorer(m), Shadow: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := b.Context()
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := e.Recommend(ctx, Request{UserID: fmt.Sprintf("u%05d", i%10_000), Count: 10, Channel: "web"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if shadow && d.Fallback == ReasonNone && (d.Shadow == nil || len(d.Shadow.Items) != 10) {
+					b.Fatalf("shadow = %+v, want the challenger's 10 items", d.Shadow)
+				}
+				i++
+			}
+		})
+	}
 }
 
 // BenchmarkObserve is the candidate index update per event.

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,33 +106,31 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	}
 	// The challenger's greedy answer as serving's ranking rule makes it:
 	// the eligible candidates by its score (ties in candidate order), at
-	// most MaxPerCategory of a category, count of them. Only the
-	// eligible are sorted, in a reused buffer.
-	top := sp.top[:0]
+	// most MaxPerCategory of a category, count of them. A ranking pops
+	// only the prefix the answer reads, as serving's does (sorting every
+	// eligible candidate was an eighth of the shadow stage's CPU).
+	rs := sp.shadowRanked[:0]
 	for i := range sp.cs.items {
 		if i < len(sp.cat) && sp.cat[i] >= 0 {
+			rs = append(rs, ranked{sp.shadow[i], i})
+		}
+	}
+	sp.shadowRanked = rs
+	sp.shadowRank.reset(rs)
+	sp.shadowN = slices.Grow(sp.shadowN[:0], len(sp.cats))[:len(sp.cats)]
+	clear(sp.shadowN)
+	top := sp.top[:0]
+	for k := 0; len(top) < count; k++ {
+		i, ok := sp.shadowRank.at(k)
+		if !ok {
+			break
+		}
+		if c := sp.cat[i]; int(sp.shadowN[c]) < e.cfg.MaxPerCategory {
+			sp.shadowN[c]++
 			top = append(top, i)
 		}
 	}
-	slices.SortStableFunc(top, func(a, b int) int { return cmp.Compare(sp.shadow[b], sp.shadow[a]) })
 	sp.top = top
-	k := 0
-	for _, i := range top {
-		if k == count {
-			break
-		}
-		same := 0
-		for _, j := range top[:k] {
-			if sp.cat[j] == sp.cat[i] {
-				same++
-			}
-		}
-		if same < e.cfg.MaxPerCategory {
-			top[k] = i // k ≤ the index of i: overwrites only what was read
-			k++
-		}
-	}
-	top = top[:k]
 	sh.Items, sh.Scores = make([]string, len(top)), make([]float64, len(top))
 	for j, i := range top {
 		sh.Items[j] = sp.cs.items[i].ID

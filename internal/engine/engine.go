@@ -274,8 +274,14 @@ type scratch struct {
 	poolN   []int32   // per cats entry: candidates recordPool took
 	shadow  []float64 // a shadow challenger's scores of the candidates
 	top     []int     // the shadow challenger's best candidates
-	pcg     rand.PCG
-	rng     *rand.Rand
+	// shadowRanked, shadowRank and shadowN rank the eligible candidates
+	// by the shadow challenger's scores and count its picks per cats
+	// entry.
+	shadowRanked []ranked
+	shadowRank   ranking
+	shadowN      []int32
+	pcg          rand.PCG
+	rng          *rand.Rand
 }
 
 // catState counts, for one category, the items shown and the eligible
