@@ -1,13 +1,21 @@
 package loadtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sightline/sightline/internal/sim"
@@ -29,11 +37,8 @@ func (e *StatusError) Is(target error) bool { return target == ErrStatus }
 
 // HTTPConfig configures [NewHTTP]. The zero value means the defaults.
 type HTTPConfig struct {
-	// Client sends the requests (default: a keep-alive client whose
-	// transport keeps MaxConns idle connections to the host).
-	Client *http.Client
-	// MaxConns is the idle connections the default client keeps (default
-	// 1024); match it to Config.MaxInFlight so connections are reused.
+	// MaxConns is the idle connections kept for reuse (default 1024);
+	// match it to Config.MaxInFlight so connections are reused.
 	MaxConns int
 	// Body appends the body of request seq to dst and returns it. Nil sends
 	// GET requests without a body; otherwise the method is POST.
@@ -43,23 +48,49 @@ type HTTPConfig struct {
 	// Header is sent with every request, such as an Authorization header
 	// with an API key.
 	Header http.Header
+	// TLS configures the connections of an https URL (default: Go's
+	// defaults, verifying the server against the system roots).
+	TLS *tls.Config
 }
 
-// HTTP is a [Target] that sends one HTTP request per arrival to a fixed URL
-// and reads the whole answer. It is safe for concurrent use.
+// HTTP is a [Target] that sends one HTTP/1.1 request per arrival to a fixed
+// URL over keep-alive connections and reads the whole answer. It speaks
+// the protocol itself on each connection, in the goroutine that sends:
+// net/http's client hands every request to two goroutines of its
+// connection, which costs a generator sharing the machine with the node
+// several times the CPU of the exchange itself, and a generator that takes
+// CPU from the node measures less than the node can do. It is safe for
+// concurrent use.
 type HTTP struct {
-	url   string
-	cfg   HTTPConfig
-	hc    *http.Client
-	owned *http.Transport
+	cfg    HTTPConfig
+	addr   string // host:port dialed
+	tls    *tls.Config
+	head   []byte // request line and fixed headers, up to the Content-Length value
+	idle   chan *wireConn
+	closed atomic.Bool
+}
+
+// wireConn is one keep-alive connection and its buffers.
+type wireConn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	req  []byte // the request being written
+	body []byte // scratch for the body
 }
 
 var _ Target = (*HTTP)(nil)
 
-// NewHTTP returns a target that sends to url.
-func NewHTTP(url string, cfg HTTPConfig) (*HTTP, error) {
-	if url == "" {
+// NewHTTP returns a target that sends to rawURL (http or https).
+func NewHTTP(rawURL string, cfg HTTPConfig) (*HTTP, error) {
+	if rawURL == "" {
 		return nil, fmt.Errorf("%w: empty url", ErrInvalidConfig)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("%w: url %q is not http(s)://host/path", ErrInvalidConfig, rawURL)
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 1024
@@ -67,55 +98,251 @@ func NewHTTP(url string, cfg HTTPConfig) (*HTTP, error) {
 	if cfg.ContentType == "" {
 		cfg.ContentType = "application/json"
 	}
-	h := &HTTP{url: url, cfg: cfg, hc: cfg.Client}
-	if h.hc == nil {
-		h.owned = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        cfg.MaxConns,
-			MaxIdleConnsPerHost: cfg.MaxConns,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
-		h.hc = &http.Client{Transport: h.owned}
+	h := &HTTP{cfg: cfg, addr: u.Host, idle: make(chan *wireConn, cfg.MaxConns)}
+	if u.Port() == "" {
+		h.addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
+	if u.Scheme == "https" {
+		h.tls = cfg.TLS.Clone()
+		if h.tls == nil {
+			h.tls = &tls.Config{}
+		}
+		if h.tls.ServerName == "" {
+			h.tls.ServerName = u.Hostname()
+		}
+		h.tls.NextProtos = []string{"http/1.1"}
+	}
+	method := http.MethodGet
+	if cfg.Body != nil {
+		method = http.MethodPost
+	}
+	head := fmt.Appendf(nil, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sightline-loadgen\r\n", method, u.RequestURI(), u.Host)
+	for k, vs := range cfg.Header {
+		for _, v := range vs {
+			if strings.ContainsAny(k+v, "\r\n") {
+				return nil, fmt.Errorf("%w: header %q holds a line break", ErrInvalidConfig, k)
+			}
+			head = fmt.Appendf(head, "%s: %s\r\n", http.CanonicalHeaderKey(k), v)
+		}
+	}
+	if cfg.Body != nil {
+		head = fmt.Appendf(head, "Content-Type: %s\r\nContent-Length: ", cfg.ContentType)
+	}
+	h.head = head
 	return h, nil
 }
 
 // Send sends request seq and reads the answer; a status outside 2xx is a
-// [*StatusError].
+// [*StatusError]. A connection the server closed while it was idle is
+// replaced once, as net/http's client does.
 func (h *HTTP) Send(ctx context.Context, seq uint64) error {
-	method := http.MethodGet
-	var body io.Reader
-	if h.cfg.Body != nil {
-		method = http.MethodPost
-		body = bytes.NewReader(h.cfg.Body(make([]byte, 0, 512), seq))
-	}
-	req, err := http.NewRequestWithContext(ctx, method, h.url, body)
+	c, reused, err := h.conn(ctx)
 	if err != nil {
-		return err
+		return h.wrap(ctx, err)
 	}
-	for k, vs := range h.cfg.Header {
-		req.Header[k] = vs
+	code, retryAfter, keep, sent, err := h.exchange(ctx, c, seq)
+	if err != nil && reused && !sent && ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = c.c.Close()
+		if c, err = h.dial(ctx); err != nil {
+			return h.wrap(ctx, err)
+		}
+		code, retryAfter, keep, _, err = h.exchange(ctx, c, seq)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", h.cfg.ContentType)
+	if err != nil || !keep {
+		_ = c.c.Close()
+	} else {
+		h.put(c)
 	}
-	resp, err := h.hc.Do(req)
 	if err != nil {
-		return err
+		return h.wrap(ctx, err)
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{Code: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
+	if code < 200 || code > 299 {
+		return &StatusError{Code: code, RetryAfter: retryAfter}
+	}
+	return nil
+}
+
+// wrap makes a timeout or a cancellation match ctx's error, which is how
+// [Run] tells a timeout from a broken connection.
+func (h *HTTP) wrap(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return err
 }
 
-// Close closes the idle connections of the target's own client.
+// conn returns an idle connection, or a new one when none is idle.
+func (h *HTTP) conn(ctx context.Context) (c *wireConn, reused bool, err error) {
+	select {
+	case c := <-h.idle:
+		return c, true, nil
+	default:
+	}
+	c, err = h.dial(ctx)
+	return c, false, err
+}
+
+func (h *HTTP) dial(ctx context.Context) (*wireConn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	var (
+		nc  net.Conn
+		err error
+	)
+	if h.tls != nil {
+		nc, err = (&tls.Dialer{NetDialer: &d, Config: h.tls}).DialContext(ctx, "tcp", h.addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", h.addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &wireConn{c: nc, br: bufio.NewReaderSize(nc, 16<<10)}, nil
+}
+
+// put keeps c for reuse, or closes it when the pool is full or closed.
+func (h *HTTP) put(c *wireConn) {
+	if !h.closed.Load() {
+		select {
+		case h.idle <- c:
+			return
+		default:
+		}
+	}
+	_ = c.c.Close()
+}
+
+// exchange writes request seq on c and reads the answer. sent reports
+// whether any of the answer arrived (a failure before that, on a reused
+// connection, may be the server having closed it). keep reports whether c
+// may carry another request.
+func (h *HTTP) exchange(ctx context.Context, c *wireConn, seq uint64) (code int, retryAfter string, keep, sent bool, err error) {
+	if d, ok := ctx.Deadline(); ok {
+		if err := c.c.SetDeadline(d); err != nil {
+			return 0, "", false, false, err
+		}
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	req := append(c.req[:0], h.head...)
+	if h.cfg.Body != nil {
+		c.body = h.cfg.Body(c.body[:0], seq)
+		req = strconv.AppendInt(req, int64(len(c.body)), 10)
+		req = append(req, "\r\n\r\n"...)
+		req = append(req, c.body...)
+	} else {
+		req = append(req, "\r\n"...)
+	}
+	c.req = req
+	if _, err := c.c.Write(req); err != nil {
+		return 0, "", false, false, err
+	}
+	return readResponse(c.br)
+}
+
+// readResponse reads one HTTP/1.1 answer from br: its status, Retry-After,
+// whether the connection stays open, and its whole body (by Content-Length
+// or chunked).
+func readResponse(br *bufio.Reader) (code int, retryAfter string, keep, sent bool, err error) {
+	for {
+		code, retryAfter, keep, sent, err = readOne(br)
+		// An interim answer (100 Continue, 103 Early Hints) comes before
+		// the one that answers the request.
+		if err != nil || code/100 != 1 || code == http.StatusSwitchingProtocols {
+			return code, retryAfter, keep, sent, err
+		}
+	}
+}
+
+func readOne(br *bufio.Reader) (code int, retryAfter string, keep, sent bool, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, "", false, len(line) > 0, err
+	}
+	sent = true
+	// HTTP/1.1 200 OK
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0, "", false, sent, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
+	}
+	code, err = strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, "", false, sent, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
+	}
+	keep = line[7] == '1'
+	length, chunked := int64(-1), false
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return 0, "", false, sent, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return 0, "", false, sent, fmt.Errorf("malformed header line %q", line)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+				return 0, "", false, sent, fmt.Errorf("malformed Content-Length %q", value)
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(value, []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			if bytes.EqualFold(value, []byte("close")) {
+				keep = false
+			}
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			retryAfter = string(value)
+		}
+	}
+	switch {
+	case chunked:
+		if _, err = io.Copy(io.Discard, httputil.NewChunkedReader(br)); err == nil {
+			err = skipTrailer(br)
+		}
+	case length >= 0:
+		_, err = br.Discard(int(length))
+	case code == http.StatusNoContent || code == http.StatusNotModified || code/100 == 1:
+	default: // the body runs to the end of the connection
+		_, err = io.Copy(io.Discard, br)
+		keep = false
+	}
+	return code, retryAfter, keep, sent, err
+}
+
+// skipTrailer reads the trailer section after a chunked body, up to and
+// including the empty line that ends the answer.
+func skipTrailer(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+}
+
+// Close closes the idle connections; connections in use close when their
+// request ends.
 func (h *HTTP) Close() {
-	if h.owned != nil {
-		h.owned.CloseIdleConnections()
+	h.closed.Store(true)
+	for {
+		select {
+		case c := <-h.idle:
+			_ = c.c.Close()
+		default:
+			return
+		}
 	}
 }
 

@@ -2,7 +2,12 @@ package loadtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -318,5 +323,139 @@ func TestHTTPTargetReadsRetryAfter(t *testing.T) {
 		if got := validRetryAfter(v); got != want {
 			t.Errorf("validRetryAfter(%q) = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// TestHTTPWire: the target speaks HTTP/1.1 itself, so it must read every
+// answer a net/http server can give whole (Content-Length, chunked with a
+// trailer, no length with Connection: close, 204), keep the connection in
+// step for the next request, send the body and headers the server
+// expects, replace a connection the server closed while idle, and tell a
+// timeout from a transport failure.
+func TestHTTPWire(t *testing.T) {
+	var bodies atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /length", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("X-Key") != "v" || !json.Valid(b) {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		bodies.Add(1)
+		_, _ = w.Write(PaddedJSON(300))
+	})
+	mux.HandleFunc("POST /chunked", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		for range 3 {
+			_, _ = w.Write(PaddedJSON(5000))
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("X-Sum", "3")
+	})
+	mux.HandleFunc("POST /close", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = w.Write([]byte("bye"))
+	})
+	mux.HandleFunc("POST /empty", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("POST /slow", func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Second):
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	body := RecommendBody(100, 5)
+	for _, path := range []string{"/length", "/chunked", "/close", "/empty"} {
+		t.Run(path, func(t *testing.T) {
+			tgt, err := NewHTTP(srv.URL+path, HTTPConfig{Body: body, Header: http.Header{"x-key": {"v"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tgt.Close()
+			// Several requests in a row on one connection: a body left
+			// unread would be taken for the next status line.
+			for seq := range uint64(5) {
+				if err := tgt.Send(t.Context(), seq); err != nil {
+					t.Fatalf("Send(%d) error = %v", seq, err)
+				}
+			}
+			if path != "/close" && len(tgt.idle) != 1 {
+				t.Errorf("idle connections = %d, want 1 (reused)", len(tgt.idle))
+			}
+			if path == "/close" && len(tgt.idle) != 0 {
+				t.Errorf("idle connections = %d, want 0 (the server closes each)", len(tgt.idle))
+			}
+		})
+	}
+	if got := bodies.Load(); got != 5 {
+		t.Errorf("server accepted %d bodies, want 5", got)
+	}
+
+	t.Run("server closed the idle connection", func(t *testing.T) {
+		tgt, err := NewHTTP(srv.URL+"/length", HTTPConfig{Body: body, Header: http.Header{"X-Key": {"v"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.Close()
+		for seq := range uint64(3) {
+			srv.CloseClientConnections()
+			if err := tgt.Send(t.Context(), seq); err != nil {
+				t.Fatalf("Send(%d) after the server closed the connection: error = %v", seq, err)
+			}
+		}
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		tgt, err := NewHTTP(srv.URL+"/slow", HTTPConfig{Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if err := tgt.Send(ctx, 0); kindOf(err) != KindTimeout {
+			t.Errorf("Send() to a slow server error = %v (kind %s), want kind %s", err, kindOf(err), KindTimeout)
+		}
+	})
+
+	t.Run("refused connection", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		tgt, err := NewHTTP("http://"+addr+"/", HTTPConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tgt.Send(t.Context(), 0); err == nil || kindOf(err) != KindTransport {
+			t.Errorf("Send() to a closed port error = %v (kind %s), want kind %s", err, kindOf(err), KindTransport)
+		}
+	})
+
+	t.Run("https", func(t *testing.T) {
+		tsrv := httptest.NewTLSServer(mux)
+		defer tsrv.Close()
+		roots := x509.NewCertPool()
+		roots.AddCert(tsrv.Certificate())
+		tgt, err := NewHTTP(tsrv.URL+"/length", HTTPConfig{Body: body, Header: http.Header{"X-Key": {"v"}}, TLS: &tls.Config{RootCAs: roots}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.Close()
+		if err := tgt.Send(t.Context(), 0); err != nil {
+			t.Errorf("Send() over TLS error = %v", err)
+		}
+	})
+
+	for _, u := range []string{"", "ftp://x/", "/relative", "http://"} {
+		if _, err := NewHTTP(u, HTTPConfig{}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewHTTP(%q) error = %v, want %v", u, err, ErrInvalidConfig)
+		}
+	}
+	if _, err := NewHTTP(srv.URL, HTTPConfig{Header: http.Header{"X": {"a\r\nInjected: 1"}}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewHTTP() with a line break in a header error = %v, want %v", err, ErrInvalidConfig)
 	}
 }
