@@ -48,6 +48,10 @@ func DefaultMaxInFlight() int { return 8 * runtime.GOMAXPROCS(0) }
 // DefaultMaxInFlightEvents is AdmissionConfig.MaxInFlightEvents' default.
 func DefaultMaxInFlightEvents() int { return 4 * runtime.GOMAXPROCS(0) }
 
+// eventsQueuePerSlot is how many event batches may wait for each slot of
+// the events limiter.
+const eventsQueuePerSlot = 8
+
 // DefaultEventsWait is AdmissionConfig.EventsWait's default.
 const DefaultEventsWait = 250 * time.Millisecond
 
@@ -72,7 +76,13 @@ func (n *Node) admission() (api.AdmissionConfig, error) {
 		}
 	}
 	if c.MaxInFlightEvents > 0 {
-		if out.Events, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlightEvents, Wait: c.EventsWait}); err != nil {
+		// A batch may wait up to EventsWait, a long time at the rates
+		// producers send: a queue of only MaxInFlightEvents would refuse the
+		// bursts of a steady producer at once, though a slot frees within
+		// the wait (at 200 batches/s, 8 in flight and 8 waiting refused a
+		// batch in twenty). The queue stays bounded, and the requests in it
+		// hold no body yet: admission comes before the body is read.
+		if out.Events, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlightEvents, Queue: eventsQueuePerSlot * c.MaxInFlightEvents, Wait: c.EventsWait}); err != nil {
 			return out, err
 		}
 	}

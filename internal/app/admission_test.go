@@ -1,11 +1,14 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sightline/sightline/internal/api"
 	"github.com/sightline/sightline/internal/api/apitest"
 	"github.com/sightline/sightline/internal/faults"
 	"github.com/sightline/sightline/internal/loadtest"
@@ -102,4 +105,59 @@ func admissionTraceKept(tel *telemetry.Telemetry) bool {
 		}
 	}
 	return false
+}
+
+// TestEventsAdmissionQueue: event batches past the limit wait in a queue
+// of eventsQueuePerSlot per slot (a steady producer's bursts wait for a
+// slot instead of being refused at once), and the one past that queue is
+// refused at once: the queue stays bounded.
+func TestEventsAdmissionQueue(t *testing.T) {
+	n := &Node{cfg: Config{Admission: AdmissionConfig{MaxInFlightEvents: 2, EventsWait: time.Minute}}}
+	ad, err := n.admission()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ad.Events
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var tickets []api.Ticket
+	for range 2 {
+		tk, err := l.Acquire(ctx)
+		if err != nil {
+			t.Fatalf("Acquire() within the limit error = %v", err)
+		}
+		tickets = append(tickets, tk)
+	}
+	const queue = 2 * eventsQueuePerSlot
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for range queue {
+		wg.Go(func() {
+			if tk, err := l.Acquire(ctx); err == nil {
+				admitted.Add(1)
+				l.Release(tk)
+			}
+		})
+	}
+	for deadline := time.Now().Add(5 * time.Second); l.State().Queued < queue; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("%d batches past the limit are waiting, want %d", l.State().Queued, queue)
+		}
+	}
+	start := time.Now()
+	if _, err := l.Acquire(ctx); !errors.Is(err, api.ErrQueueFull) {
+		t.Errorf("Acquire() with %d batches waiting error = %v, want %v", queue, err, api.ErrQueueFull)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("the refusal past the queue took %v, want at once", el)
+	}
+	for _, tk := range tickets {
+		l.Release(tk)
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != queue {
+		t.Errorf("%d of the %d waiting batches were admitted when slots freed, want all", got, queue)
+	}
 }
