@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"strconv"
@@ -445,5 +446,34 @@ func TestLogitsAreScoreBeforeSigmoid(t *testing.T) {
 	}
 	if !(logits[0] > logits[1]) || !(probs[0] > probs[1]) {
 		t.Errorf("logits %v and probabilities %v disagree on the order", logits, probs)
+	}
+}
+
+// TestLogitsCategoryRuns: Logits caches per-category sums within a call
+// and works in chunks of coordinates; every item's logit among many must
+// be its own alone, whether its category repeats, changes, comes back or
+// is missing, and past a chunk boundary.
+func TestLogitsCategoryRuns(t *testing.T) {
+	m := newTestModel(t, Config{Bits: 16, L1: -1})
+	x := testContext()
+	cats := []string{"sports", "news", "", "music", "sport"}
+	var items []event.Item
+	for i := range 300 {
+		c := cats[(i/7+i%3)%len(cats)] // runs of several, interleaved
+		items = append(items, event.Item{ID: fmt.Sprintf("i%d", i), Category: c})
+	}
+	for i, it := range items {
+		m.Learn(&x, it, Label(i%2))
+	}
+	var p Prepared
+	m.Prepare(&x, &p)
+	all := make([]float64, len(items))
+	m.Logits(&p, items, all)
+	one := make([]float64, 1)
+	for i := range items {
+		m.Logits(&p, items[i:i+1], one)
+		if all[i] != one[0] {
+			t.Fatalf("Logits of %s (%q) among all = %v, alone = %v", items[i].ID, items[i].Category, all[i], one[0])
+		}
 	}
 }
