@@ -392,7 +392,6 @@ func (ix *Index) Refresh() {
 		clear(pairs)
 		ix.covisScratch = pairs[:0]
 	}
-	clear(ix.changed) // no pointers kept past the refresh
 	clear(ix.dirty)
 	clear(ix.dirtyCats)
 	clear(ix.segDirty)
