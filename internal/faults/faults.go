@@ -162,8 +162,15 @@ func (s Store) slow(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 			// Woken late (a loaded machine), both may be ready and select
-			// picks at random: a read that ends past the deadline is late.
-			return ctx.Err()
+			// picks at random; and the context's own timer may not have
+			// canceled it yet. A read that ends past the deadline is late.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+				return context.DeadlineExceeded
+			}
+			return nil
 		}
 	}
 	return nil
