@@ -319,7 +319,7 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 		scorers:  make(map[string]Scorer, len(cfg.Split)),
 		required: cfg.RequiredFeatures,
 		channels: make(map[string]string, len(cfg.Channels)),
-		ring:     newRing(cfg.DecisionRing),
+		ring:     newRing(cfg.DecisionRing, cfg.PoolSize),
 		tracer:   cfg.TracerProvider.Tracer("github.com/sightline/sightline/internal/engine"),
 		idSeed:   maphash.MakeSeed(),
 

@@ -46,12 +46,14 @@ var ErrBadRecord = errors.New("engine: malformed decision record")
 // Put. All methods are goroutine-safe.
 type Ring struct{ r *ring }
 
-// NewRing returns a ring of n records (default 50,000 when n ≤ 0).
-func NewRing(n int) *Ring {
+// NewRing returns a ring of n records (default 50,000 when n ≤ 0) of
+// decisions that log a pool of up to pool candidates ([Config].PoolSize),
+// which sizes its arena.
+func NewRing(n, pool int) *Ring {
 	if n <= 0 {
 		n = 50_000
 	}
-	return &Ring{r: newRing(n)}
+	return &Ring{r: newRing(n, pool)}
 }
 
 // Put stores an encoded record, as [Config].OnRecord passes it. It copies

@@ -30,7 +30,7 @@ func TestRecordStream(t *testing.T) {
 	if len(published) != 1 {
 		t.Fatalf("OnRecord called %d times for one decision, want 1", len(published))
 	}
-	trainer := NewRing(16)
+	trainer := NewRing(16, testPool)
 	if err := trainer.Put(published[0]); err != nil {
 		t.Fatalf("Put(published record) = %v", err)
 	}
@@ -78,7 +78,7 @@ func TestRingTraceOf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, x := ringDecision("r1", 3)
 			d.TraceSampled, d.Fallback = tt.sampled, tt.fallback
-			r := NewRing(4)
+			r := NewRing(4, testPool)
 			if err := r.Put(appendRecord(nil, d, x)); err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +104,7 @@ func TestRingPutRejects(t *testing.T) {
 		"unknown version": append([]byte{RecordVersion + 1}, good[1:]...),
 		"no request id":   {RecordVersion},
 	} {
-		if err := NewRing(4).Put(rec); err == nil {
+		if err := NewRing(4, testPool).Put(rec); err == nil {
 			t.Errorf("Put(%s) = nil, want ErrBadRecord", name)
 		}
 	}
@@ -118,7 +118,7 @@ func FuzzRingPut(f *testing.F) {
 	f.Add(appendRecord(nil, d, x))
 	f.Add([]byte{RecordVersion, 2, 'r', '1'})
 	f.Fuzz(func(_ *testing.T, b []byte) {
-		r := NewRing(4)
+		r := NewRing(4, testPool)
 		if r.Put(b) == nil {
 			r.Joined("r1", "r1-i1") // must not panic on any accepted record
 			r.TraceOf("r1", event.Click)
@@ -378,7 +378,7 @@ func TestRecordPoolAndVersions(t *testing.T) {
 	if x.User.AgeBucket != "25-34" || x.Hour != 3 {
 		t.Errorf("DecodeRecord(version 1) context = %+v", x)
 	}
-	if err := NewRing(4).Put(rec); err != nil {
+	if err := NewRing(4, testPool).Put(rec); err != nil {
 		t.Errorf("Ring.Put(version 1) = %v", err)
 	}
 }

@@ -55,9 +55,13 @@ type ringSlot struct {
 	n    uint32 // record length; 0: empty
 }
 
-// ringRecordBytes is the arena share of each slot: a decision of 10 items
-// with features and stages encodes to about 500 bytes.
-const ringRecordBytes = 640
+// slotBytes is the arena share of each slot of a ring whose decisions log
+// a pool of pool candidates: a decision of 10 items with features and
+// stages encodes to about 600 bytes, and each pool candidate adds about 30
+// (a node's default pool of 20 doubles a record). With a share below the
+// records' size the ring keeps fewer decisions than it has slots: the
+// arena's bytes, not Config.DecisionRing, bound it.
+func slotBytes(pool int) int { return 640 + 32*max(pool, 0) }
 
 // maxInterned bounds the intern table of a shard; it is reset when full.
 const maxInterned = 4096
@@ -69,16 +73,18 @@ const (
 	minShardSlots = 1024
 )
 
-func newRing(n int) *ring {
+// newRing returns a ring of n slots for decisions that log a pool of pool
+// candidates.
+func newRing(n, pool int) *ring {
 	k := 1
 	for k < maxRingShards && n/(2*k) >= minShardSlots {
 		k *= 2
 	}
-	return newRingShards(n, k)
+	return newRingShards(n, k, pool)
 }
 
 // newRingShards returns a ring of n slots in k shards, k a power of two.
-func newRingShards(n, k int) *ring {
+func newRingShards(n, k, pool int) *ring {
 	r := &ring{seed: maphash.MakeSeed(), shift: 64, shards: make([]ringShard, k)}
 	for k > 1 {
 		r.shift--
@@ -91,7 +97,7 @@ func newRingShards(n, k int) *ring {
 		}
 		m = max(m, 1)
 		r.shards[i] = ringShard{
-			arena:  make([]byte, m*ringRecordBytes),
+			arena:  make([]byte, m*slotBytes(pool)),
 			slots:  make([]ringSlot, m),
 			byID:   make(map[uint64]uint32, m),
 			intern: make(map[string]string),
@@ -145,30 +151,50 @@ func (r *ringShard) copyIn(pos uint64, rec []byte) {
 // overwritten by newer ones, or whose id merely shares the hash, is not
 // found.
 func (r *ringShard) record(id string, h uint64, dst []byte) ([]byte, bool) {
+	return r.find(id, h, dst, false)
+}
+
+// view is record without the copy when it can: the arena's own bytes when
+// the record does not wrap around the arena's end, valid only while the
+// caller holds r.mu; a copy in dst otherwise. A record with a logged pool
+// is larger than the stack buffers of joined and trace, which every event
+// of a decision reads: the copy was most of the ingest path's allocation
+// (docs/benchmarks.md, issue 16).
+func (r *ringShard) view(id string, h uint64, dst []byte) ([]byte, bool) {
+	return r.find(id, h, dst, true)
+}
+
+// find is record, or view when view is true.
+func (r *ringShard) find(id string, h uint64, dst []byte, view bool) ([]byte, bool) {
 	i, ok := r.byID[h]
 	if !ok {
 		return dst, false
 	}
-	dst, ok = r.slotBytes(r.slots[i], dst, math.MaxInt)
+	b, ok := r.slotView(r.slots[i], dst, math.MaxInt, view)
 	if !ok {
 		return dst, false
 	}
-	rd := reader{b: dst}
+	rd := reader{b: b}
 	if !knownVersion(rd.byte()) || string(rd.bytes()) != id {
 		return dst, false
 	}
-	return dst, true
+	return b, true
 }
 
-// slotBytes appends to dst up to limit of the first bytes of the record in
-// slot s, while the caller holds r.mu; false when the slot is empty or its
-// bytes were overwritten.
-func (r *ringShard) slotBytes(s ringSlot, dst []byte, limit int) ([]byte, bool) {
+// slotView returns up to limit of the first bytes of the record in slot
+// s, while the caller holds r.mu: appended to dst, or with view the arena's
+// own bytes when they do not wrap around its end (valid until the caller
+// releases r.mu); false when the slot is empty or its bytes were
+// overwritten.
+func (r *ringShard) slotView(s ringSlot, dst []byte, limit int, view bool) ([]byte, bool) {
 	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
 		return dst, false
 	}
 	off := int(s.pos % uint64(len(r.arena)))
 	end := off + min(int(s.n), limit)
+	if view && end <= len(r.arena) {
+		return r.arena[off:end:end], true
+	}
 	if end <= len(r.arena) {
 		dst = append(dst, r.arena[off:end]...)
 	} else {
@@ -211,7 +237,7 @@ func (r *ringShard) eraseUser(userHash string, at time.Time) int {
 		r.mu.Lock()
 		for i := lo; i < min(lo+eraseChunk, len(r.slots)); i++ {
 			s := r.slots[i]
-			b, ok := r.slotBytes(s, buf[:0], recordHeadBytes)
+			b, ok := r.slotView(s, buf[:0], recordHeadBytes, true)
 			if !ok {
 				continue
 			}
@@ -298,7 +324,7 @@ func (r *ringShard) joined(id string, h uint64, itemID string) (Join, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var buf [1024]byte
-	rec, ok := r.record(id, h, buf[:0])
+	rec, ok := r.view(id, h, buf[:0])
 	if !ok {
 		return Join{}, false
 	}
@@ -670,7 +696,7 @@ func (r *ringShard) trace(id string, h uint64) (DecisionTrace, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var buf [1024]byte
-	rec, ok := r.record(id, h, buf[:0])
+	rec, ok := r.view(id, h, buf[:0])
 	if !ok {
 		return DecisionTrace{}, false
 	}

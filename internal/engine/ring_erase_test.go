@@ -14,7 +14,7 @@ import (
 // drops nothing. The ring has four shards of two chunks each.
 func TestRingEraseUser(t *testing.T) {
 	const shards = 4
-	r := newRingShards(shards*3*eraseChunk/2, shards)
+	r := newRingShards(shards*3*eraseChunk/2, shards, testPool)
 	t0 := time.Unix(1700000000, 0)
 	users := []string{"u_alice", "u_bob", "u_carol"}
 	var ids []string

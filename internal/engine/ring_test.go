@@ -16,6 +16,10 @@ import (
 	"github.com/sightline/sightline/internal/model"
 )
 
+// testPool is the pool of candidates the test decisions log: a node's
+// default (app.DecisionStoreConfig.Pool).
+const testPool = 20
+
 func ringDecision(id string, items int) (*Decision, *model.Context) {
 	age, seg := "25-34", "new"
 	d := &Decision{
@@ -29,12 +33,18 @@ func ringDecision(id string, items int) (*Decision, *model.Context) {
 	for i := range items {
 		d.Items = append(d.Items, Item{ItemID: fmt.Sprintf("%s-i%d", id, i), Category: fmt.Sprintf("c%d", i%3), Score: float64(i) / 10, Reason: "model", Propensity: 0.9})
 	}
+	// The pool a node logs by default: it makes the record larger than
+	// the 1 KiB stack buffers of joined and trace.
+	d.Eligible, d.Explore = 180, 0.05
+	for i := range testPool {
+		d.Pool = append(d.Pool, PoolItem{ItemID: fmt.Sprintf("%s-p%d", id, i), Category: fmt.Sprintf("c%d", i%3), Score: 0.5 / float64(i+1), Popularity: 0.25})
+	}
 	x := &model.Context{User: event.User{AgeBucket: age, Segment: seg, Region: "eu", Device: "ios"}, Channel: "web", Hour: 17, RecentCategories: []string{"c1", "c2"}}
 	return d, x
 }
 
 func TestRingRoundTrip(t *testing.T) {
-	r := newRing(8)
+	r := newRing(8, testPool)
 	d, x := ringDecision("r1", 10)
 	r.put(d.RequestID, appendRecord(nil, d, x))
 	gotD, gotX, ok := r.get("r1")
@@ -76,7 +86,7 @@ func TestRingRoundTrip(t *testing.T) {
 
 func TestRingEviction(t *testing.T) {
 	t.Run("by count", func(t *testing.T) {
-		r := newRing(4)
+		r := newRing(4, testPool)
 		for i := range 6 {
 			d, x := ringDecision(fmt.Sprint("r", i), 3)
 			r.put(d.RequestID, appendRecord(nil, d, x))
@@ -92,7 +102,7 @@ func TestRingEviction(t *testing.T) {
 		// Records of 100 items are far larger than the arena's share per
 		// slot: newer ones overwrite the bytes of older ones before their
 		// slots are reused, and those must read as gone, not as garbage.
-		r := newRing(16)
+		r := newRing(16, testPool)
 		var ids []string
 		for i := range 12 {
 			id := fmt.Sprint("big", i)
@@ -119,7 +129,7 @@ func TestRingEviction(t *testing.T) {
 		}
 	})
 	t.Run("larger than the arena", func(t *testing.T) {
-		r := newRing(1)
+		r := newRing(1, testPool)
 		d, x := ringDecision("huge", 100)
 		r.put(d.RequestID, appendRecord(nil, d, x))
 		if _, _, ok := r.get("huge"); ok {
@@ -129,7 +139,7 @@ func TestRingEviction(t *testing.T) {
 	t.Run("stale index entry", func(t *testing.T) {
 		// An index entry whose slot now holds another request (as after a
 		// hash collision) must not return that other request.
-		r := newRing(4)
+		r := newRing(4, testPool)
 		d, x := ringDecision("a", 2)
 		r.put(d.RequestID, appendRecord(nil, d, x))
 		r.shards[0].byID[maphash.String(r.seed, "b")] = 0
@@ -143,7 +153,7 @@ func TestRingEviction(t *testing.T) {
 		// a ring of n, the newest n/2 are all kept, the oldest n all gone,
 		// and no more than n found.
 		const n = 8 * minShardSlots
-		r := newRing(n)
+		r := newRing(n, testPool)
 		if len(r.shards) < 4 {
 			t.Fatalf("a ring of %d slots has %d shards, want at least 4", n, len(r.shards))
 		}
@@ -171,8 +181,37 @@ func TestRingEviction(t *testing.T) {
 	})
 }
 
+// TestRingWrappedRecord: a record whose bytes wrap around the end of its
+// shard's arena is read from a copy, not in place; joined and trace find
+// it like any other.
+func TestRingWrappedRecord(t *testing.T) {
+	d1, x := ringDecision("r1", 10)
+	rec := appendRecord(nil, d1, x)
+	// One shard whose arena holds a record and a half: the second record
+	// wraps around the arena's end.
+	r := newRingShards(4, 1, testPool)
+	s := &r.shards[0]
+	s.arena = make([]byte, len(rec)*3/2)
+	r.put("r1", rec)
+	d2, _ := ringDecision("r2", 10)
+	r.put("r2", appendRecord(nil, d2, x))
+	if off := s.slots[1].pos % uint64(len(s.arena)); int(off)+int(s.slots[1].n) <= len(s.arena) {
+		t.Fatalf("r2 at %d+%d does not wrap an arena of %d", off, s.slots[1].n, len(s.arena))
+	}
+	j, ok := r.joined("r2", "r2-i4")
+	if !ok || j.Item.Category != "c1" || j.Context.Slot != 5 || j.Variant != "ftrl" {
+		t.Errorf("joined(r2, r2-i4) = %+v, %v, want item of c1 in slot 5 of ftrl", j, ok)
+	}
+	if tr, ok := r.trace("r2"); !ok || tr.Fallback != ReasonLowConfidence || !tr.Sampled {
+		t.Errorf("trace(r2) = %+v, %v, want the low-confidence fallback, sampled", tr, ok)
+	}
+	if _, ok := r.joined("r1", "r1-i4"); ok {
+		t.Error("joined(r1) found a record r2 overwrote")
+	}
+}
+
 func TestRingJoinedAllocs(t *testing.T) {
-	r := newRing(64)
+	r := newRing(64, testPool)
 	d, x := ringDecision("r1", 10)
 	r.put(d.RequestID, appendRecord(nil, d, x))
 	r.joined("r1", "r1-i3") // warm the intern table
@@ -198,7 +237,7 @@ func FuzzDecodeRecord(f *testing.F) {
 }
 
 func BenchmarkRingPut(b *testing.B) {
-	r := newRing(50_000)
+	r := newRing(50_000, testPool)
 	d, x := ringDecision("bench", 10)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -211,9 +250,9 @@ func BenchmarkRingPut(b *testing.B) {
 // sharded ring the engine uses.
 func BenchmarkRingPutParallel(b *testing.B) {
 	d, x := ringDecision("bench", 10)
-	for _, k := range []int{1, len(newRing(50_000).shards)} {
+	for _, k := range []int{1, len(newRing(50_000, testPool).shards)} {
 		b.Run(fmt.Sprint("shards=", k), func(b *testing.B) {
-			r := newRingShards(50_000, k)
+			r := newRingShards(50_000, k, testPool)
 			var seq atomic.Uint64
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -231,7 +270,7 @@ func BenchmarkRingPutParallel(b *testing.B) {
 }
 
 func BenchmarkRingJoined(b *testing.B) {
-	r := newRing(50_000)
+	r := newRing(50_000, testPool)
 	d, x := ringDecision("bench", 10)
 	r.put(d.RequestID, appendRecord(nil, d, x))
 	b.ReportAllocs()
