@@ -242,6 +242,7 @@ type Engine struct {
 	tracer   trace.Tracer
 	met      *metrics
 	pool     sync.Pool // *scratch
+	blocks   sync.Pool // *decisionBlock, of RecommendFunc
 	seq      atomic.Uint64
 	idSeed   maphash.Seed
 	// wallClock: Config.Now is the default, the wall clock, so one
@@ -359,6 +360,7 @@ func New(fs FeatureSource, cfg Config) (*Engine, error) {
 	}
 	e.met = met
 	e.pool.New = func() any { return newScratch() }
+	e.blocks.New = func() any { return new(decisionBlock) }
 	_, isNoop := cfg.TracerProvider.(noop.TracerProvider)
 	e.tracing = !isNoop
 	e.rootOpt = trace.WithSpanKind(trace.SpanKindInternal)

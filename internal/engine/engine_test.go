@@ -403,3 +403,74 @@ func TestWallClock(t *testing.T) {
 		})
 	}
 }
+
+// TestRecommendFunc: a decision lent by RecommendFunc is the decision the
+// ring records, also when its block last held a different decision (a
+// known user's features and pool before a fallback without either), and
+// lending reuses the block's memory.
+func TestRecommendFunc(t *testing.T) {
+	fs := &fakeStore{users: knownUsers()}
+	sc := &fakeScorer{score: func(it event.Item) float64 {
+		c, i := catalogPos(it.ID)
+		return 0.9 - float64(c)*0.05 - float64(i)*0.001
+	}}
+	e := newTestEngine(t, fs, sc, func(c *Config) { c.PoolSize = 6 })
+	steps := []struct {
+		user     string
+		storeErr error
+		want     Reason
+		features bool
+		pool     bool
+	}{
+		{"alice", nil, ReasonNone, true, true},
+		{"stranger", nil, ReasonNone, true, true},
+		{"alice", errors.New("connection refused"), ReasonFeatureStoreError, false, false},
+		{"newbie", nil, ReasonMissingFeatures, true, false},
+		{"alice", nil, ReasonNone, true, true},
+	}
+	for i, st := range steps {
+		fs.err = st.storeErr
+		called := false
+		err := e.RecommendFunc(t.Context(), Request{UserID: st.user, Count: 5, Channel: "web"}, func(d *Decision) {
+			called = true
+			if d.Fallback != st.want {
+				t.Errorf("step %d (%s): fallback %q, want %q", i, st.user, d.Fallback, st.want)
+			}
+			if (d.Features != nil) != st.features || (len(d.Pool) > 0) != st.pool {
+				t.Errorf("step %d (%s): features %v, pool of %d; want features %v, pool %v", i, st.user, d.Features, len(d.Pool), st.features, st.pool)
+			}
+			if len(d.Items) != 5 {
+				t.Errorf("step %d (%s): %d items, want 5", i, st.user, len(d.Items))
+			}
+			got, ok := e.Decision(d.RequestID)
+			if !ok {
+				t.Fatalf("step %d: Decision(%q) not in the ring", i, d.RequestID)
+			}
+			if diff := cmp.Diff(got, d, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("step %d (%s): lent decision differs from the recorded one (-recorded +lent):\n%s", i, st.user, diff)
+			}
+		})
+		if err != nil || !called {
+			t.Fatalf("step %d: RecommendFunc = %v, fn called %v", i, err, called)
+		}
+	}
+	fs.err = nil
+	if err := e.RecommendFunc(t.Context(), Request{UserID: "alice"}, func(*Decision) { t.Error("fn called for an invalid request") }); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("RecommendFunc(count 0) = %v, want ErrInvalidRequest", err)
+	}
+	req := Request{UserID: "alice", Count: 5, Channel: "web"}
+	allocNew := testing.AllocsPerRun(50, func() {
+		if _, err := e.Recommend(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	allocLent := testing.AllocsPerRun(50, func() {
+		if err := e.RecommendFunc(t.Context(), req, func(*Decision) {}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The block, its features map and its pool are reused.
+	if allocLent > allocNew-3 {
+		t.Errorf("RecommendFunc allocates %v times a decision, Recommend %v: want at least 3 fewer", allocLent, allocNew)
+	}
+}

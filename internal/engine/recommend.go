@@ -42,6 +42,29 @@ func (f *fallbackError) Error() string { return string(f.reason) + ": " + f.deta
 // is invalid or ctx is done before a decision could be made; every failure of
 // the feature store or the model becomes a fallback decision instead.
 func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) {
+	return e.recommend(ctx, req, new(decisionBlock))
+}
+
+// RecommendFunc is Recommend for a caller that is done with the decision
+// when fn returns, as the API is once it has written the answer: fn gets
+// the decision (not called when there is an error), which is valid only
+// until fn returns; its memory (items, features, pool) then serves a later
+// request. fn must not keep the decision or anything it points to. The
+// decisions the API allocated were half of a node's allocation per request
+// (docs/benchmarks.md, issue 16).
+func (e *Engine) RecommendFunc(ctx context.Context, req Request, fn func(*Decision)) error {
+	blk := e.blocks.Get().(*decisionBlock)
+	blk.reset()
+	d, err := e.recommend(ctx, req, blk)
+	if err == nil {
+		fn(d)
+	}
+	e.blocks.Put(blk)
+	return err
+}
+
+// recommend is Recommend into the block blk, empty.
+func (e *Engine) recommend(ctx context.Context, req Request, blk *decisionBlock) (*Decision, error) {
 	if req.UserID == "" || req.Count < 1 || req.Count > 100 {
 		return nil, fmt.Errorf("%w: user id required and count must be 1..100", ErrInvalidRequest)
 	}
@@ -49,7 +72,6 @@ func (e *Engine) Recommend(ctx context.Context, req Request) (*Decision, error) 
 	if req.RequestID == "" {
 		req.RequestID = e.newRequestID()
 	}
-	blk := &decisionBlock{}
 	// An unsampled trace gets its engine spans after the fact, and only
 	// when tail retention will keep it (a fallback or a slow decision):
 	// most requests then record no span at all (the server span is
@@ -217,6 +239,18 @@ type decisionBlock struct {
 	deferred, deferredRoot bool
 	// scorer scores the decision (its variant's, or a challenger's).
 	scorer Scorer
+	// features and pool back d.Features and d.Pool; reset keeps them for
+	// the block's next decision.
+	features map[string]*string
+	pool     []PoolItem
+}
+
+// reset empties blk for another decision, keeping the memory of its
+// features map and pool.
+func (blk *decisionBlock) reset() {
+	f, p := blk.features, blk.pool[:0]
+	clear(f)
+	*blk = decisionBlock{features: f, pool: p}
 }
 
 // noopSpan is what stages get when tracing is off.
@@ -332,7 +366,10 @@ func (e *Engine) fetchFeatures(ctx context.Context, userID string, blk *decision
 	}
 	d.KnownUser = known
 	d.Segment = user.Segment
-	d.Features = make(map[string]*string, len(event.UserAttributes))
+	if blk.features == nil {
+		blk.features = make(map[string]*string, len(event.UserAttributes))
+	}
+	d.Features = blk.features
 	vals := blk.feats[:0]
 	for _, name := range event.UserAttributes {
 		if v := user.Attr(name); v != "" {
@@ -520,9 +557,9 @@ func (f rulesFilter) ok(it *event.Item) bool {
 func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
 	d := &blk.d
 	n := min(e.cfg.PoolSize, sp.rank.len())
-	// Not in the decision block: it would grow the block (zeroed on every
-	// request) by a kilobyte, also when no pool is recorded.
-	d.Pool = make([]PoolItem, 0, n)
+	// Not an array in the decision block: it would grow the block (zeroed
+	// on every request) by a kilobyte, also when no pool is recorded.
+	d.Pool = slices.Grow(blk.pool[:0], n)
 	per := int32(e.cfg.MaxPerCategory + max(e.cfg.ExploreTop-1, 1))
 	sp.poolN = slices.Grow(sp.poolN[:0], len(sp.cats))[:len(sp.cats)]
 	clear(sp.poolN)
@@ -537,6 +574,7 @@ func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
 			d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.Popularity(it.ID)})
 		}
 	}
+	blk.pool = d.Pool
 }
 
 // reasonRecent marks an item shown because its category is one the user
