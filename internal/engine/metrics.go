@@ -10,7 +10,7 @@ import (
 )
 
 // latencyBuckets suit a sub-10 ms service.
-var latencyBuckets = []float64{
+var latencyBuckets = [...]float64{
 	0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
 	0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 }
@@ -19,8 +19,7 @@ var latencyBuckets = []float64{
 // variants of the split, folded channels, outcomes, reasons and stages.
 type metrics struct {
 	duration    *prometheus.HistogramVec
-	stages      *prometheus.HistogramVec
-	stageObs    map[string]prometheus.Observer
+	stages      *stageHistograms
 	requests    *prometheus.CounterVec
 	fallbacks   *prometheus.CounterVec
 	fallbackBy  map[Reason]prometheus.Counter
@@ -52,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                            "sightline_recommendation_duration_seconds",
 			Help:                            "Time to decide a recommendation, by variant and outcome (ok, fallback).",
-			Buckets:                         latencyBuckets,
+			Buckets:                         latencyBuckets[:],
 			NativeHistogramBucketFactor:     1.1,
 			NativeHistogramMaxBucketNumber:  160,
 			NativeHistogramMinResetDuration: time.Hour,
@@ -61,11 +60,7 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 		// histogram's sparse buckets (a concurrent map lookup each) cost
 		// about 1.5% of a saturated node's CPU. The decision's own
 		// duration above keeps its native histogram.
-		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "sightline_stage_duration_seconds",
-			Help:    "Time spent in each decision stage.",
-			Buckets: latencyBuckets,
-		}, []string{"stage"}),
+		stages: newStageHistograms(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sightline_recommendations_total",
 			Help: "Recommendation decisions, by variant, channel and outcome.",
@@ -79,12 +74,8 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 			Help:    "Model confidence (top predicted click probability) of decisions, by variant.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1},
 		}, []string{"variant"}),
-		stageObs:    map[string]prometheus.Observer{},
 		fallbackBy:  map[Reason]prometheus.Counter{},
 		confidenceV: map[string]prometheus.Observer{},
-	}
-	for _, s := range []string{StageFeatures, StageCandidates, StageInference, StageRules} {
-		m.stageObs[s] = m.stages.WithLabelValues(s)
 	}
 	for _, r := range Reasons {
 		m.fallbackBy[r] = m.fallbacks.WithLabelValues(string(r))
@@ -114,6 +105,9 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 				if !errors.As(err, &are) {
 					return nil, err
 				}
+				if h, ok := are.ExistingCollector.(*stageHistograms); ok {
+					m.stages = h // a second engine on the registry observes into the first's
+				}
 			}
 		}
 	}
@@ -121,8 +115,8 @@ func newMetrics(reg prometheus.Registerer, variants, channels []string) (*metric
 }
 
 func (m *metrics) stage(name string, d time.Duration) {
-	if o, ok := m.stageObs[name]; ok {
-		o.Observe(d.Seconds())
+	if i := stageIndex(name); i >= 0 {
+		m.stages.observe(i, d)
 	}
 }
 
