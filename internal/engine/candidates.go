@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sightline/sightline/internal/event"
+	"github.com/sightline/sightline/internal/model"
 )
 
 // IndexConfig sizes the candidate index. The zero value means the defaults.
@@ -87,8 +88,9 @@ type Index struct {
 type itemStat struct {
 	id    uint32 // dense id, assigned once, for deduplicating candidates
 	item  event.Item
-	score float64 // inflated decayed popularity (clicks weighted)
-	shows float64 // inflated decayed impressions
+	key   model.ItemKey // model.KeyOf(item), for scoring without hashing
+	score float64       // inflated decayed popularity (clicks weighted)
+	shows float64       // inflated decayed impressions
 	// covis is the co-visitation weight with other items (items never
 	// leave the catalog index, so a pointer names one for good).
 	covis map[*itemStat]float64
@@ -100,6 +102,7 @@ type itemStat struct {
 // entry is an immutable copy of an item and its popularity in a view.
 type entry struct {
 	item  event.Item
+	key   model.ItemKey
 	id    uint32
 	score float64
 }
@@ -160,7 +163,7 @@ func (ix *Index) PutItem(it event.Item) {
 	} else {
 		ix.dirtyCats[s.item.Category] = struct{}{}
 	}
-	s.item = it
+	s.item, s.key = it, model.KeyOf(it)
 	ix.dirtyCats[it.Category] = struct{}{}
 	ix.dirty[s] = struct{}{}
 	if !ok {
@@ -315,7 +318,7 @@ func (ix *Index) Refresh() {
 	copyList := func(l []*itemStat) []entry {
 		out := make([]entry, len(l))
 		for i, s := range l {
-			out[i] = entry{item: s.item, id: s.id, score: s.score}
+			out[i] = entry{item: s.item, key: s.key, id: s.id, score: s.score}
 			nv.pop[s.item.ID] = norm(s.score)
 		}
 		return out
@@ -354,7 +357,7 @@ func (ix *Index) Refresh() {
 		}
 		el := make([]entry, len(l))
 		for i, s := range l {
-			el[i] = entry{item: s.item, id: s.id, score: m[s]}
+			el[i] = entry{item: s.item, key: s.key, id: s.id, score: m[s]}
 		}
 		nv.bySegment[seg] = el
 	}
@@ -386,7 +389,7 @@ func (ix *Index) Refresh() {
 		}
 		el := make([]entry, len(pairs))
 		for i, p := range pairs {
-			el[i] = entry{item: p.s.item, id: p.s.id, score: p.s.score}
+			el[i] = entry{item: p.s.item, key: p.s.key, id: p.s.id, score: p.s.score}
 		}
 		nv.covis[s.item.ID] = el
 		clear(pairs)
@@ -441,17 +444,20 @@ func (ix *Index) mergeTop(old, changed []*itemStat, cat string, k int) []*itemSt
 // candidateSet collects candidates for one request without duplicates.
 type candidateSet struct {
 	items []event.Item
+	keys  []model.ItemKey // of items, for model.Context.ItemKeys
 	seen  idSet
 }
 
 func (cs *candidateSet) reset(bound int) {
 	cs.items = cs.items[:0]
+	cs.keys = cs.keys[:0]
 	cs.seen.reset(bound)
 }
 
 func (cs *candidateSet) add(e *entry) {
 	if cs.seen.add(e.id) {
 		cs.items = append(cs.items, e.item)
+		cs.keys = append(cs.keys, e.key)
 	}
 }
 

@@ -99,7 +99,7 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	n := len(sp.cs.items)
 	sp.shadow = slices.Grow(sp.shadow[:0], n)[:n]
 	ls, _ := s.(LogitScorer)
-	err := budget.end(ctx, safeScore(ctx, s, ls, x, sp.cs.items, sp.shadow))
+	err := budget.end(ctx, safeScore(ctx, s, ls, x, &sp.cs, sp.shadow))
 	if err != nil {
 		sh.Error, sh.Duration = err.Error(), time.Since(start)
 		return

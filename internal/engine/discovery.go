@@ -258,7 +258,7 @@ func (d *discovery) refreshCategory(c string, changed []*itemStat) {
 	d.lists[c] = l
 	el := make([]entry, len(l))
 	for i, s := range l {
-		el[i] = entry{item: s.item, id: s.id, score: s.score}
+		el[i] = entry{item: s.item, key: s.key, id: s.id, score: s.score}
 	}
 	d.views[c] = el
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -322,5 +324,60 @@ func TestDiscoveryValuer(t *testing.T) {
 	}
 	if i := slices.Index(got, id(4)); i >= 0 && i < 5 {
 		t.Errorf("list = %v: %s at %d, want it dropped from evaluation (after the evaluated items)", got, id(4), i)
+	}
+}
+
+// TestCandidateKeys: every candidate, by popularity, co-visitation or
+// discovery, carries the model key of the item as it is now (a category
+// changed by PutItem included), in the candidates' order.
+func TestCandidateKeys(t *testing.T) {
+	ix := NewIndex(IndexConfig{Discover: defaultDiscover, Global: 20, PerCategory: 5})
+	items := catalog(discoverFocus+2, 12)
+	for _, it := range items {
+		ix.PutItem(it)
+	}
+	now := time.Now()
+	for i, it := range items[:40] {
+		ix.Observe(&event.Event{Type: event.Click, UserID: "u", ItemID: it.ID, Timestamp: now}, "regular", []string{items[(i+1)%40].ID})
+	}
+	moved := items[3]
+	moved.Category = "c-moved"
+	ix.PutItem(moved)
+	uncategorised := items[5]
+	uncategorised.Category = ""
+	ix.PutItem(uncategorised)
+	ix.Refresh()
+	check := func(how string, cs *candidateSet) {
+		t.Helper()
+		if len(cs.items) == 0 || len(cs.keys) != len(cs.items) {
+			t.Fatalf("%s: %d candidates, %d keys", how, len(cs.items), len(cs.keys))
+		}
+		for i, it := range cs.items {
+			if cs.keys[i] != model.KeyOf(it) {
+				t.Errorf("%s: candidate %d (%s, %q) has the key of another item", how, i, it.ID, it.Category)
+			}
+		}
+	}
+	var cs candidateSet
+	ix.Candidates(&cs, []string{items[0].ID, items[1].ID}, []string{"c01"})
+	check("popularity and co-visits", &cs)
+	ix.DiscoverCandidates(t.Context(), &cs, []string{items[0].ID}, catRanker{score: map[string]float64{"c01": 1}}, &model.Context{})
+	check("discovery", &cs)
+}
+
+func TestMaxScore(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n < 300; n += 7 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = r.NormFloat64()
+		}
+		if got, want := maxScore(s), slices.Max(s); got != want {
+			t.Fatalf("maxScore of %d scores = %v, want %v", n, got, want)
+		}
+		s[r.IntN(n)] = math.NaN()
+		if got := maxScore(s); !math.IsNaN(got) {
+			t.Fatalf("maxScore of %d scores with a NaN = %v, want NaN", n, got)
+		}
 	}
 }

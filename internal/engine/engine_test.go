@@ -458,6 +458,9 @@ func TestRecommendFunc(t *testing.T) {
 	if err := e.RecommendFunc(t.Context(), Request{UserID: "alice"}, func(*Decision) { t.Error("fn called for an invalid request") }); !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("RecommendFunc(count 0) = %v, want ErrInvalidRequest", err)
 	}
+	if raceEnabled {
+		return // sync.Pool drops blocks at random under the race detector
+	}
 	req := Request{UserID: "alice", Count: 5, Channel: "web"}
 	allocNew := testing.AllocsPerRun(50, func() {
 		if _, err := e.Recommend(t.Context(), req); err != nil {
@@ -472,5 +475,42 @@ func TestRecommendFunc(t *testing.T) {
 	// The block, its features map and its pool are reused.
 	if allocLent > allocNew-3 {
 		t.Errorf("RecommendFunc allocates %v times a decision, Recommend %v: want at least 3 fewer", allocLent, allocNew)
+	}
+}
+
+// TestRecommendScoresAsTheModel: the score a decision records for each
+// item is the model's probability for that item in the decision's context
+// (model.Score, which hashes the item): the candidates' precomputed keys
+// reach the model as the keys of the items they go with.
+func TestRecommendScoresAsTheModel(t *testing.T) {
+	m, err := model.New(model.Config{Bits: 16, L1: -1}) // no L1: every learned weight counts
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeStore{users: knownUsers()}
+	e := newEngineFor(t, fs, NewModelScorer(m), func(c *Config) { c.MinConfidence = -1 })
+	x := model.Context{User: fs.users["alice"], Channel: "web", Hour: 10}
+	for i, it := range catalog(8, 20) {
+		if i%3 == 0 {
+			m.Learn(&x, it, model.Label(i%2))
+		}
+	}
+	d, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 10, Channel: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dx, ok := e.ring.get(d.RequestID)
+	if !ok {
+		t.Fatal("decision not in the ring")
+	}
+	var p model.Prepared
+	m.Prepare(dx, &p)
+	out := make([]float64, 1)
+	for _, it := range d.Items {
+		c, i := catalogPos(it.ItemID)
+		m.Score(&p, []event.Item{{ID: it.ItemID, Category: fmt.Sprintf("c%02d", c), Available: true}}, out)
+		if it.Score != out[0] {
+			t.Errorf("item %s (%d of c%02d): decision score %v, model score %v", it.ItemID, i, c, it.Score, out[0])
+		}
 	}
 }

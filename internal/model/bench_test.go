@@ -28,6 +28,31 @@ func BenchmarkScore200(b *testing.B) {
 	}
 }
 
+// BenchmarkLogits200Keys is the logits of 200 items hashed from their ids
+// and categories, and from the keys an index computed once
+// (Context.ItemKeys), in one run.
+func BenchmarkLogits200Keys(b *testing.B) {
+	m, w, items := benchModel(b)
+	keys := make([]ItemKey, len(items))
+	for i, it := range items {
+		keys[i] = KeyOf(it)
+	}
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("keys=%v", keyed), func(b *testing.B) {
+			x := Context{User: w.users[0], Channel: "app", Hour: 20, RecentCategories: []string{"cat1", "cat2", "cat3"}}
+			if keyed {
+				x.ItemKeys = keys
+			}
+			var p Prepared
+			m.Prepare(&x, &p)
+			out := make([]float64, len(items))
+			for b.Loop() {
+				m.Logits(&p, items, out)
+			}
+		})
+	}
+}
+
 func BenchmarkScore200Parallel(b *testing.B) {
 	m, w, items := benchModel(b)
 	x := Context{User: w.users[0], Channel: "app", Hour: 20, RecentCategories: []string{"cat1", "cat2", "cat3"}}

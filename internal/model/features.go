@@ -26,6 +26,31 @@ type Context struct {
 	// position at which the item was shown; 0 means unknown. Scoring
 	// ignores it (see [Model.Learn]).
 	Slot int
+	// ItemKeys are optional: the keys ([KeyOf]) of the items a scoring
+	// call is given, in their order, computed once when the items were
+	// indexed, so that scoring does not hash every candidate's id and
+	// category again. Scoring uses them only when there is one per item;
+	// a caller that sets them must set them for the items it scores.
+	// Learning ignores them.
+	ItemKeys []ItemKey
+}
+
+// ItemKey is an item's identity to every model: the hashes of its id and
+// category features, independent of Config.Bits (as [Prepared]'s are).
+type ItemKey struct {
+	item uint64 // index(itemHash(id)), unmasked
+	// cat is categoryHash(category), 0 for a null category (a category
+	// whose hash is 0, one in 2⁶⁴, would be scored as null).
+	cat uint64
+}
+
+// KeyOf returns the key of it: what scoring hashes of it.
+func KeyOf(it event.Item) ItemKey {
+	k := ItemKey{item: index(itemHash(it.ID))}
+	if it.Category != "" {
+		k.cat = categoryHash(it.Category)
+	}
+	return k
 }
 
 // Prepared holds the hashes of the request-side features of one Context, so
@@ -37,7 +62,8 @@ type Context struct {
 // avoid allocation (callers pool it); it must not be modified while a Score
 // or LearnPrepared call reads it.
 type Prepared struct {
-	req []uint64
+	req  []uint64
+	keys []ItemKey // Context.ItemKeys
 }
 
 // Prepare hashes the request-side features of x into p, replacing what p
@@ -53,6 +79,7 @@ func (p *Prepared) Len() int { return len(p.req) }
 
 func (p *Prepared) prepare(x *Context) {
 	p.req = p.req[:0]
+	p.keys = x.ItemKeys
 	u := &x.User
 	if u.AgeBucket != "" {
 		p.req = append(p.req, attrHash("user_age_bucket=", u.AgeBucket))

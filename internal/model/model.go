@@ -368,18 +368,34 @@ func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 	// tenth of a node's CPU at saturation, stalled on cache misses).
 	var ix [logitChunk]uint64
 	var cache [catCacheSize]catSum
+	keys := p.keys
+	if len(keys) != len(items) {
+		keys = nil
+	}
 	for lo := 0; lo < len(items); lo += logitChunk {
 		chunk := items[lo:min(lo+logitChunk, len(items))]
-		for i := range chunk {
-			ix[i] = index(itemHash(chunk[i].ID)) & m.mask
+		if keys != nil {
+			for i, k := range keys[lo : lo+len(chunk)] {
+				ix[i] = k.item & m.mask
+			}
+		} else {
+			for i := range chunk {
+				ix[i] = index(itemHash(chunk[i].ID)) & m.mask
+			}
 		}
 		m.itemWeights(ix[:len(chunk)], base, out[lo:lo+len(chunk)])
 		for i := range chunk {
-			it := &chunk[i]
-			if it.Category == "" {
-				continue
+			var c uint64
+			if keys != nil {
+				if c = keys[lo+i].cat; c == 0 {
+					continue
+				}
+			} else {
+				if chunk[i].Category == "" {
+					continue
+				}
+				c = categoryHash(chunk[i].Category)
 			}
-			c := categoryHash(it.Category)
 			e := &cache[(c^c>>32)%catCacheSize]
 			if !e.ok || e.h != c {
 				*e = catSum{h: c, s: m.categorySum(p, c), ok: true}

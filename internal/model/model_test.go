@@ -477,3 +477,47 @@ func TestLogitsCategoryRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestLogitsItemKeys: scoring from the items' keys (Context.ItemKeys)
+// gives exactly the logits of hashing the items, null categories
+// included; keys that are not one per item are ignored.
+func TestLogitsItemKeys(t *testing.T) {
+	m := newTestModel(t, Config{Bits: 16, L1: -1})
+	x := testContext()
+	cats := []string{"sports", "news", "", "music"}
+	var items []event.Item
+	for i := range 150 {
+		items = append(items, event.Item{ID: fmt.Sprintf("i%d", i), Category: cats[i%len(cats)]})
+	}
+	for i, it := range items {
+		m.Learn(&x, it, Label(i%2))
+	}
+	keys := make([]ItemKey, len(items))
+	for i, it := range items {
+		keys[i] = KeyOf(it)
+	}
+	var p Prepared
+	m.Prepare(&x, &p)
+	want := make([]float64, len(items))
+	m.Logits(&p, items, want)
+	kx := x
+	kx.ItemKeys = keys
+	m.Prepare(&kx, &p)
+	got := make([]float64, len(items))
+	m.Logits(&p, items, got)
+	for i := range items {
+		if got[i] != want[i] {
+			t.Fatalf("logit of %s (%q) from its key = %v, hashed = %v", items[i].ID, items[i].Category, got[i], want[i])
+		}
+	}
+	// One key short of the items: ignored, the items are hashed.
+	kx.ItemKeys = keys[1:]
+	m.Prepare(&kx, &p)
+	clear(got)
+	m.Logits(&p, items, got)
+	for i := range items {
+		if got[i] != want[i] {
+			t.Fatalf("logit of %s with keys of the wrong length = %v, want the hashed %v", items[i].ID, got[i], want[i])
+		}
+	}
+}
