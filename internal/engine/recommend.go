@@ -184,6 +184,11 @@ func (blk *decisionBlock) now() time.Time {
 // the one reading serves both (a clock read is tens of nanoseconds, and a
 // request made about twenty).
 func (e *Engine) stageStart(blk *decisionBlock) (start, wall time.Time) {
+	if !blk.lastEnd.IsZero() {
+		// A stage starts where the previous one ended (what lies between
+		// them takes well under a microsecond): one clock reading fewer.
+		return blk.lastEnd, blk.lastWall
+	}
 	start = e.cfg.Now()
 	if e.wallClock && blk.deferred {
 		return start, start
@@ -234,6 +239,10 @@ type decisionBlock struct {
 	// after the fact; begin is the decision's, when its span is deferred.
 	spans [4][2]time.Time
 	begin time.Time
+	// lastEnd is the end of the last stage on the configured clock,
+	// lastWall on the wall clock when spans are deferred (else zero): the
+	// next stage's start (stageStart).
+	lastEnd, lastWall time.Time
 	// deferred: stage spans are made by stageSpans at the end, if at all;
 	// deferredRoot: so is the GenerateRecommendations span.
 	deferred, deferredRoot bool
@@ -284,11 +293,15 @@ func (e *Engine) stage(blk *decisionBlock, name string, start, wall time.Time, e
 	if err != nil {
 		st.Error = err.Error()
 	}
-	if i := len(d.Stages); i < len(blk.spans) && blk.deferred {
+	blk.lastEnd, blk.lastWall = end, time.Time{}
+	if blk.deferred {
 		if !e.wallClock {
 			end = time.Now()
 		}
-		blk.spans[i] = [2]time.Time{wall, end}
+		blk.lastWall = end
+		if i := len(d.Stages); i < len(blk.spans) {
+			blk.spans[i] = [2]time.Time{wall, end}
+		}
 	}
 	d.Stages = append(d.Stages, st)
 	e.met.stage(name, dur)
