@@ -20,9 +20,12 @@ import (
 // Recommender produces recommendations and keeps recent decisions. The
 // Server calls it from request goroutines concurrently.
 type Recommender interface {
-	// Recommend decides for req. It returns an error only when ctx is done
-	// or req is invalid; failures inside the engine become fallbacks.
-	Recommend(ctx context.Context, req engine.Request) (*engine.Decision, error)
+	// RecommendFunc decides for req and calls fn with the decision, which
+	// is valid only until fn returns (the handler writes the answer inside
+	// the call; engine.Engine reuses the decision's memory). It returns an
+	// error, without calling fn, only when ctx is done or req is invalid;
+	// failures inside the engine become fallbacks.
+	RecommendFunc(ctx context.Context, req engine.Request, fn func(*engine.Decision)) error
 	// Decision returns a recent decision by request id. It must not block.
 	Decision(requestID string) (*engine.Decision, bool)
 }

@@ -29,7 +29,16 @@ type fakeRecommender struct {
 	fallback  engine.Reason
 }
 
-func (f *fakeRecommender) Recommend(ctx context.Context, req engine.Request) (*engine.Decision, error) {
+func (f *fakeRecommender) RecommendFunc(ctx context.Context, req engine.Request, fn func(*engine.Decision)) error {
+	d, err := f.recommend(ctx, req)
+	if err != nil {
+		return err
+	}
+	fn(d)
+	return nil
+}
+
+func (f *fakeRecommender) recommend(ctx context.Context, req engine.Request) (*engine.Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

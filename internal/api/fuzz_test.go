@@ -18,12 +18,13 @@ import (
 // echoRecommender returns a decision with req.Count items.
 type echoRecommender struct{}
 
-func (echoRecommender) Recommend(_ context.Context, req engine.Request) (*engine.Decision, error) {
+func (echoRecommender) RecommendFunc(_ context.Context, req engine.Request, fn func(*engine.Decision)) error {
 	d := &engine.Decision{RequestID: req.RequestID, Variant: "a", ModelVersion: "m"}
 	for range req.Count {
 		d.Items = append(d.Items, engine.Item{ItemID: "item", Score: 0.5, Reason: "model"})
 	}
-	return d, nil
+	fn(d)
+	return nil
 }
 
 func (echoRecommender) Decision(string) (*engine.Decision, bool) { return nil, false }

@@ -83,21 +83,7 @@ func queryRecommendation(userID, rawQuery string) (engine.Request, *problem) {
 func (s *Server) serveRecommendation(w http.ResponseWriter, r *http.Request, req engine.Request) {
 	ctx := r.Context()
 	req.RequestID = RequestIDFromContext(ctx)
-	var err error
-	if rf, ok := s.cfg.Recommender.(recommendFuncer); ok {
-		err = rf.RecommendFunc(ctx, req, func(d *engine.Decision) { writeRecommendation(w, d) })
-	} else {
-		var d *engine.Decision
-		d, err = s.cfg.Recommender.Recommend(ctx, req)
-		if err == nil && d == nil {
-			s.log.ErrorContext(ctx, "recommender returned no decision and no error", slog.String("request_id", req.RequestID))
-			writeProblem(w, r, &problem{status: http.StatusInternalServerError, slug: slugInternal, detail: "no decision was made; retry"})
-			return
-		}
-		if err == nil {
-			writeRecommendation(w, d)
-		}
-	}
+	err := s.cfg.Recommender.RecommendFunc(ctx, req, func(d *engine.Decision) { writeRecommendation(w, d) })
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			writeProblem(w, r, unavailable("the request was canceled or timed out before a decision was made; retry"))
@@ -105,14 +91,6 @@ func (s *Server) serveRecommendation(w http.ResponseWriter, r *http.Request, req
 		}
 		writeProblem(w, r, badRequest(err.Error()))
 	}
-}
-
-// recommendFuncer is the optional capability of a Recommender that lends
-// its decision for the time of a call, reusing its memory afterwards
-// (engine.Engine.RecommendFunc): the handler writes the answer inside the
-// call.
-type recommendFuncer interface {
-	RecommendFunc(ctx context.Context, req engine.Request, fn func(*engine.Decision)) error
 }
 
 // writeRecommendation writes the 200 answer of decision d.

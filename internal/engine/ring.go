@@ -146,31 +146,20 @@ func (r *ringShard) copyIn(pos uint64, rec []byte) {
 	copy(r.arena, rec[k:])
 }
 
-// record returns the bytes of the record of id, whose hash is h, copied
-// into dst, while the caller holds r.mu. A record whose bytes were
-// overwritten by newer ones, or whose id merely shares the hash, is not
-// found.
-func (r *ringShard) record(id string, h uint64, dst []byte) ([]byte, bool) {
-	return r.find(id, h, dst, false)
-}
-
-// view is record without the copy when it can: the arena's own bytes when
-// the record does not wrap around the arena's end, valid only while the
-// caller holds r.mu; a copy in dst otherwise. A record with a logged pool
-// is larger than the stack buffers of joined and trace, which every event
-// of a decision reads: the copy was most of the ingest path's allocation
-// (docs/benchmarks.md, issue 16).
+// view returns the bytes of the record of id, whose hash is h, while the
+// caller holds r.mu: the arena's own bytes, valid until the caller releases
+// r.mu, or a copy in dst for a record that wraps around the arena's end. A
+// record whose bytes were overwritten by newer ones, or whose id merely
+// shares the hash, is not found. Reading in place matters: a record with a
+// logged pool is larger than the stack buffers of joined and trace, which
+// every event of a decision reads, and their copies were most of the event
+// path's allocation (docs/benchmarks.md, issue 16).
 func (r *ringShard) view(id string, h uint64, dst []byte) ([]byte, bool) {
-	return r.find(id, h, dst, true)
-}
-
-// find is record, or view when view is true.
-func (r *ringShard) find(id string, h uint64, dst []byte, view bool) ([]byte, bool) {
 	i, ok := r.byID[h]
 	if !ok {
 		return dst, false
 	}
-	b, ok := r.slotView(r.slots[i], dst, math.MaxInt, view)
+	b, ok := r.slotView(r.slots[i], dst, math.MaxInt)
 	if !ok {
 		return dst, false
 	}
@@ -182,25 +171,20 @@ func (r *ringShard) find(id string, h uint64, dst []byte, view bool) ([]byte, bo
 }
 
 // slotView returns up to limit of the first bytes of the record in slot
-// s, while the caller holds r.mu: appended to dst, or with view the arena's
-// own bytes when they do not wrap around its end (valid until the caller
-// releases r.mu); false when the slot is empty or its bytes were
-// overwritten.
-func (r *ringShard) slotView(s ringSlot, dst []byte, limit int, view bool) ([]byte, bool) {
+// s, while the caller holds r.mu: the arena's own bytes (valid until the
+// caller releases r.mu), or appended to dst when they wrap around its end;
+// false when the slot is empty or its bytes were overwritten.
+func (r *ringShard) slotView(s ringSlot, dst []byte, limit int) ([]byte, bool) {
 	if s.n == 0 || r.head-s.pos > uint64(len(r.arena)) {
 		return dst, false
 	}
 	off := int(s.pos % uint64(len(r.arena)))
 	end := off + min(int(s.n), limit)
-	if view && end <= len(r.arena) {
+	if end <= len(r.arena) {
 		return r.arena[off:end:end], true
 	}
-	if end <= len(r.arena) {
-		dst = append(dst, r.arena[off:end]...)
-	} else {
-		dst = append(dst, r.arena[off:]...)
-		dst = append(dst, r.arena[:end-len(r.arena)]...)
-	}
+	dst = append(dst, r.arena[off:]...)
+	dst = append(dst, r.arena[:end-len(r.arena)]...)
 	return dst, true
 }
 
@@ -237,7 +221,7 @@ func (r *ringShard) eraseUser(userHash string, at time.Time) int {
 		r.mu.Lock()
 		for i := lo; i < min(lo+eraseChunk, len(r.slots)); i++ {
 			s := r.slots[i]
-			b, ok := r.slotView(s, buf[:0], recordHeadBytes, true)
+			b, ok := r.slotView(s, buf[:0], recordHeadBytes)
 			if !ok {
 				continue
 			}
@@ -301,7 +285,10 @@ func (r *ring) get(id string) (*Decision, *model.Context, bool) {
 	defer recordPool.Put(bp)
 	s, h := r.shard(id)
 	s.mu.Lock()
-	rec, ok := s.record(id, h, (*bp)[:0])
+	rec, ok := s.view(id, h, (*bp)[:0])
+	if ok {
+		rec = append((*bp)[:0], rec...) // decoded after the lock is released
+	}
 	s.mu.Unlock()
 	*bp = rec
 	if !ok {

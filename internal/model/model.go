@@ -367,34 +367,30 @@ func (m *Model) Logits(p *Prepared, items []event.Item, out []float64) {
 	// per iteration of a loop that also hashes and sums (the load was a
 	// tenth of a node's CPU at saturation, stalled on cache misses).
 	var ix [logitChunk]uint64
+	var kb [logitChunk]ItemKey
 	var cache [catCacheSize]catSum
 	keys := p.keys
 	if len(keys) != len(items) {
-		keys = nil
+		keys = nil // not the items' keys: hashed here
 	}
 	for lo := 0; lo < len(items); lo += logitChunk {
 		chunk := items[lo:min(lo+logitChunk, len(items))]
+		ks := kb[:len(chunk)]
 		if keys != nil {
-			for i, k := range keys[lo : lo+len(chunk)] {
-				ix[i] = k.item & m.mask
-			}
+			ks = keys[lo : lo+len(chunk)]
 		} else {
 			for i := range chunk {
-				ix[i] = index(itemHash(chunk[i].ID)) & m.mask
+				ks[i] = KeyOf(chunk[i])
 			}
 		}
+		for i, k := range ks {
+			ix[i] = k.item & m.mask
+		}
 		m.itemWeights(ix[:len(chunk)], base, out[lo:lo+len(chunk)])
-		for i := range chunk {
-			var c uint64
-			if keys != nil {
-				if c = keys[lo+i].cat; c == 0 {
-					continue
-				}
-			} else {
-				if chunk[i].Category == "" {
-					continue
-				}
-				c = categoryHash(chunk[i].Category)
+		for i, k := range ks {
+			c := k.cat
+			if c == 0 {
+				continue // a null category
 			}
 			e := &cache[(c^c>>32)%catCacheSize]
 			if !e.ok || e.h != c {
