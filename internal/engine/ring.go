@@ -15,8 +15,8 @@ import (
 // lookup by request id. It is bounded twice: by a number of records and by
 // the bytes of its arena; the oldest record is overwritten.
 //
-// Records are stored encoded in byte arenas and indexed by maps of
-// integers, so the ring holds no pointers: the garbage collector never scans
+// Records are stored encoded in byte arenas and indexed by open-addressing
+// tables of integers (slotIndex), so the ring holds no pointers: the garbage collector never scans
 // it. Holding tens of thousands of *Decision values instead made every GC
 // cycle mark them, and at high request rates those mark phases, not the
 // request work, set the tail latency.
@@ -41,7 +41,7 @@ type ringShard struct {
 	head  uint64 // total bytes ever written; the arena holds [head-len, head)
 	slots []ringSlot
 	next  int
-	byID  map[uint64]uint32 // request-id hash → slot
+	byID  slotIndex // request-id hash → slot
 	// intern holds the few distinct strings Joined returns (categories,
 	// attribute values, channels), so joining allocates nothing.
 	intern map[string]string
@@ -99,7 +99,7 @@ func newRingShards(n, k, pool int) *ring {
 		r.shards[i] = ringShard{
 			arena:  make([]byte, m*slotBytes(pool)),
 			slots:  make([]ringSlot, m),
-			byID:   make(map[uint64]uint32, m),
+			byID:   newSlotIndex(m),
 			intern: make(map[string]string),
 		}
 	}
@@ -128,15 +128,15 @@ func (r *ringShard) put(h uint64, rec []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.slots[r.next]; old.n > 0 {
-		if i, ok := r.byID[old.hash]; ok && int(i) == r.next {
-			delete(r.byID, old.hash)
+		if i, ok := r.byID.get(old.hash); ok && int(i) == r.next {
+			r.byID.del(old.hash)
 		}
 	}
 	pos := r.head
 	r.copyIn(pos, rec)
 	r.head += uint64(len(rec))
 	r.slots[r.next] = ringSlot{hash: h, pos: pos, n: uint32(len(rec))}
-	r.byID[h] = uint32(r.next)
+	r.byID.set(h, uint32(r.next))
 	r.next = (r.next + 1) % len(r.slots)
 }
 
@@ -155,7 +155,7 @@ func (r *ringShard) copyIn(pos uint64, rec []byte) {
 // every event of a decision reads, and their copies were most of the event
 // path's allocation (docs/benchmarks.md, issue 16).
 func (r *ringShard) view(id string, h uint64, dst []byte) ([]byte, bool) {
-	i, ok := r.byID[h]
+	i, ok := r.byID.get(h)
 	if !ok {
 		return dst, false
 	}
@@ -234,8 +234,8 @@ func (r *ringShard) eraseUser(userHash string, at time.Time) int {
 			if h := rd.bytes(); rd.err || string(h) != userHash {
 				continue
 			}
-			if j, ok := r.byID[s.hash]; ok && int(j) == i {
-				delete(r.byID, s.hash)
+			if j, ok := r.byID.get(s.hash); ok && int(j) == i {
+				r.byID.del(s.hash)
 			}
 			r.zero(s.pos, int(s.n))
 			r.slots[i].n = 0

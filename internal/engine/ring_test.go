@@ -142,7 +142,7 @@ func TestRingEviction(t *testing.T) {
 		r := newRing(4, testPool)
 		d, x := ringDecision("a", 2)
 		r.put(d.RequestID, appendRecord(nil, d, x))
-		r.shards[0].byID[maphash.String(r.seed, "b")] = 0
+		r.shards[0].byID.set(maphash.String(r.seed, "b"), 0)
 		if _, _, ok := r.get("b"); ok {
 			t.Error("get(b) returned the record of a")
 		}
@@ -276,5 +276,22 @@ func BenchmarkRingJoined(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.joined("bench", "bench-i7")
+	}
+}
+
+// BenchmarkRingPutIDs stores one encoded record under ever new request ids,
+// as the engine does: each put indexes its id and evicts the oldest
+// record's, which BenchmarkRingPut, storing one id again and again, does not.
+func BenchmarkRingPutIDs(b *testing.B) {
+	r := newRing(50_000, testPool)
+	d, x := ringDecision("bench", 10)
+	rec := appendRecord(nil, d, x)
+	ids := make([]string, 200_000)
+	for i := range ids {
+		ids[i] = "req-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.put(ids[i%len(ids)], rec)
 	}
 }
