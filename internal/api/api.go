@@ -323,7 +323,9 @@ func (s *Server) Patterns() []string {
 // ServeHTTP assigns the request id, recovers panics and routes the request.
 // Unknown paths and methods are answered with problem+json 404 and 405.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := r.Header.Get("X-Request-ID")
+	// The canonical form: Get canonicalizes any other spelling into a new
+	// string, an allocation every request.
+	id := r.Header.Get("X-Request-Id")
 	if !validRequestID(id) {
 		id = newRequestID()
 	}
