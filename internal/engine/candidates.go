@@ -461,30 +461,33 @@ func (cs *candidateSet) add(e *entry) {
 	}
 }
 
-// idSet is a set of item ids for one request: open addressing over arrays
+// stampSet is a set of keys for one request: open addressing over arrays
 // that are reused across requests and emptied in O(1) by bumping a
-// generation stamp, so a request hashes small integers instead of strings
-// and clears nothing.
-type idSet struct {
-	keys  []uint32
+// generation stamp, so a request hashes integers instead of strings and
+// clears nothing.
+type stampSet[K uint32 | uint64] struct {
+	keys  []K
 	stamp []uint32
 	gen   uint32
-	shift uint
+	bits  uint // log2(len(keys))
 }
 
-// reset empties the set and makes room for bound ids at a load of at most
+// idSet is a set of the index's dense item ids.
+type idSet = stampSet[uint32]
+
+// reset empties the set and makes room for bound keys at a load of at most
 // one half.
-func (s *idSet) reset(bound int) {
+func (s *stampSet[K]) reset(bound int) {
 	size := 256
 	for size < 2*bound {
 		size *= 2
 	}
 	if len(s.keys) < size {
-		s.keys = make([]uint32, size)
+		s.keys = make([]K, size)
 		s.stamp = make([]uint32, size)
 		s.gen = 0
 	}
-	s.shift = uint(32 - bits.TrailingZeros(uint(len(s.keys))))
+	s.bits = uint(bits.TrailingZeros(uint(len(s.keys))))
 	s.gen++
 	if s.gen == 0 { // wrapped: stale stamps could alias the new generation
 		clear(s.stamp)
@@ -492,19 +495,36 @@ func (s *idSet) reset(bound int) {
 	}
 }
 
-// add inserts id and reports whether it was absent.
-func (s *idSet) add(id uint32) bool {
-	mask := uint32(len(s.keys) - 1)
-	h := (id * 0x9e3779b1) >> s.shift
-	for {
+// home returns k's first probe: Fibonacci hashing, the top bits of k times
+// 2⁶⁴/φ.
+func (s *stampSet[K]) home(k K) uint64 {
+	return (uint64(k) * 0x9e3779b97f4a7c15) >> (64 - s.bits)
+}
+
+// add inserts k and reports whether it was absent.
+func (s *stampSet[K]) add(k K) bool {
+	mask := uint64(len(s.keys) - 1)
+	for h := s.home(k); ; h = (h + 1) & mask {
 		if s.stamp[h] != s.gen {
-			s.stamp[h], s.keys[h] = s.gen, id
+			s.stamp[h], s.keys[h] = s.gen, k
 			return true
 		}
-		if s.keys[h] == id {
+		if s.keys[h] == k {
 			return false
 		}
-		h = (h + 1) & mask
+	}
+}
+
+// has reports whether k is in the set.
+func (s *stampSet[K]) has(k K) bool {
+	mask := uint64(len(s.keys) - 1)
+	for h := s.home(k); ; h = (h + 1) & mask {
+		if s.stamp[h] != s.gen {
+			return false
+		}
+		if s.keys[h] == k {
+			return true
+		}
 	}
 }
 

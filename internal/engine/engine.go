@@ -270,11 +270,13 @@ type scratch struct {
 	cat     []int32 // per candidate: its entry in cats, -1 if not eligible
 	taken   []bool  // per candidate: in the answer
 	exclude map[string]struct{}
-	catIdx  map[string]int
-	cats    []catState
-	poolN   []int32   // per cats entry: candidates recordPool took
-	shadow  []float64 // a shadow challenger's scores of the candidates
-	top     []int     // the shadow challenger's best candidates
+	// excludeHashes holds the model.IDHash of each id in exclude.
+	excludeHashes stampSet[uint64]
+	catIdx        map[string]int
+	cats          []catState
+	poolN         []int32   // per cats entry: candidates recordPool took
+	shadow        []float64 // a shadow challenger's scores of the candidates
+	top           []int     // the shadow challenger's best candidates
 	// shadowRanked, shadowRank and shadowN rank the eligible candidates
 	// by the shadow challenger's scores and count its picks per cats
 	// entry.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
 )
 
 // refRules is the rules stage as it was written before ranking became lazy:
@@ -209,6 +210,9 @@ func TestApplyRulesMatchesFullSort(t *testing.T) {
 		}
 		sp := newScratch()
 		sp.cs.items, sp.scores = items, scores
+		for _, it := range items {
+			sp.cs.keys = append(sp.cs.keys, model.KeyOf(it))
+		}
 		blk := &decisionBlock{scorer: e.scorers["ftrl"]}
 		blk.d = Decision{RequestID: req.RequestID, Variant: "ftrl", KnownUser: trial%3 != 0}
 		want, wantPool := refRules(e, items, scores, req, act, &blk.d, "model")

@@ -11,31 +11,51 @@ import (
 
 	"github.com/sightline/sightline/internal/event"
 	"github.com/sightline/sightline/internal/features"
+	"github.com/sightline/sightline/internal/model"
 )
 
 // rulesFilter reports whether a candidate may be shown at all.
 type rulesFilter struct {
 	exclude map[string]struct{}
+	// hashes holds model.IDHash of every id in exclude: a candidate whose
+	// key's hash is not in it is not excluded, which spares most
+	// candidates hashing their id as a string (a user's clicks are
+	// excluded, and candidates are 200 a request).
+	hashes *stampSet[uint64]
 }
 
-// newFilter fills the scratch exclusion set from the request and the
+// newFilter fills the scratch exclusion sets from the request and the
 // user's clicks.
 func newFilter(sp *scratch, req *Request, act *features.Activity) rulesFilter {
 	clear(sp.exclude)
-	for _, id := range req.Exclude {
-		sp.exclude[id] = struct{}{}
+	sp.excludeHashes.reset(len(req.Exclude) + len(act.Clicked))
+	for _, ids := range [2][]string{req.Exclude, act.Clicked} {
+		for _, id := range ids {
+			sp.exclude[id] = struct{}{}
+			sp.excludeHashes.add(model.IDHash(id))
+		}
 	}
-	for _, id := range act.Clicked {
-		sp.exclude[id] = struct{}{}
-	}
-	return rulesFilter{exclude: sp.exclude}
+	return rulesFilter{exclude: sp.exclude, hashes: &sp.excludeHashes}
 }
 
+// ok reports whether it may be shown.
 func (f rulesFilter) ok(it *event.Item) bool {
 	if !it.Available {
 		return false
 	}
 	if len(f.exclude) == 0 {
+		return true
+	}
+	_, bad := f.exclude[it.ID]
+	return !bad
+}
+
+// okKey is ok for a candidate whose model key is k.
+func (f rulesFilter) okKey(it *event.Item, k model.ItemKey) bool {
+	if !it.Available {
+		return false
+	}
+	if len(f.exclude) == 0 || !f.hashes.has(k.IDHash()) {
 		return true
 	}
 	_, bad := f.exclude[it.ID]
@@ -90,7 +110,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	if c, ok := blk.scorer.(Calibrated); ok && c.Calibrated() {
 		greedy = "model"
 	}
-	items := sp.cs.items
+	items, keys := sp.cs.items, sp.cs.keys
 	scores := sp.scores
 	// Per category: items shown and eligible candidates left. A category at
 	// its cap leaves the eligible pool all at once, so each slot costs O(1)
@@ -106,7 +126,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	prevCat, prevK := "", -1
 	for i := range items {
 		it := &items[i]
-		if !f.ok(it) {
+		if !f.okKey(it, keys[i]) {
 			sp.cat[i] = -1
 			continue
 		}

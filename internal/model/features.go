@@ -53,6 +53,14 @@ func KeyOf(it event.Item) ItemKey {
 	return k
 }
 
+// IDHash returns the 64-bit hash of the item id k holds: equal ids hash
+// alike, and two ids collide about once in 2⁶⁴, so a set of hashes rules
+// most ids out without comparing strings.
+func (k ItemKey) IDHash() uint64 { return k.item }
+
+// IDHash returns ItemKey.IDHash of any item with this id.
+func IDHash(id string) uint64 { return index(itemHash(id)) }
+
 // Prepared holds the hashes of the request-side features of one Context, so
 // that scoring many items mixes them with each item's hashes only. The hashes
 // are full 64-bit values independent of Config.Bits, so a Prepared made by

@@ -521,3 +521,22 @@ func TestLogitsItemKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestIDHash checks that IDHash is the id part of an item's key, whatever
+// its category, and tells ids apart.
+func TestIDHash(t *testing.T) {
+	seen := map[uint64]string{}
+	for i := range 10000 {
+		id := fmt.Sprintf("item-%d", i)
+		h := IDHash(id)
+		for _, cat := range []string{"", "books", "games"} {
+			if got := KeyOf(event.Item{ID: id, Category: cat}).IDHash(); got != h {
+				t.Fatalf("KeyOf(%q, %q).IDHash() = %#x, IDHash(%q) = %#x", id, cat, got, id, h)
+			}
+		}
+		if o, dup := seen[h]; dup {
+			t.Fatalf("IDHash(%q) = IDHash(%q) = %#x", id, o, h)
+		}
+		seen[h] = id
+	}
+}
