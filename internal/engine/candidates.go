@@ -501,31 +501,33 @@ func (s *stampSet[K]) home(k K) uint64 {
 	return (uint64(k) * 0x9e3779b97f4a7c15) >> (64 - s.bits)
 }
 
-// add inserts k and reports whether it was absent.
-func (s *stampSet[K]) add(k K) bool {
+// find returns the position of k in the arrays and true, or the position
+// add would give it and false.
+func (s *stampSet[K]) find(k K) (uint64, bool) {
 	mask := uint64(len(s.keys) - 1)
 	for h := s.home(k); ; h = (h + 1) & mask {
 		if s.stamp[h] != s.gen {
-			s.stamp[h], s.keys[h] = s.gen, k
-			return true
+			return h, false
 		}
 		if s.keys[h] == k {
-			return false
+			return h, true
 		}
 	}
 }
 
+// add inserts k and reports whether it was absent.
+func (s *stampSet[K]) add(k K) bool {
+	h, ok := s.find(k)
+	if !ok {
+		s.stamp[h], s.keys[h] = s.gen, k
+	}
+	return !ok
+}
+
 // has reports whether k is in the set.
 func (s *stampSet[K]) has(k K) bool {
-	mask := uint64(len(s.keys) - 1)
-	for h := s.home(k); ; h = (h + 1) & mask {
-		if s.stamp[h] != s.gen {
-			return false
-		}
-		if s.keys[h] == k {
-			return true
-		}
-	}
+	_, ok := s.find(k)
+	return ok
 }
 
 // candidateBound is the most candidates Candidates can add for a user with

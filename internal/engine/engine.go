@@ -272,11 +272,16 @@ type scratch struct {
 	exclude map[string]struct{}
 	// excludeHashes holds the model.IDHash of each id in exclude.
 	excludeHashes stampSet[uint64]
-	catIdx        map[string]int
-	cats          []catState
-	poolN         []int32   // per cats entry: candidates recordPool took
-	shadow        []float64 // a shadow challenger's scores of the candidates
-	top           []int     // the shadow challenger's best candidates
+	// catHashes and catIdx map a category to its entry in cats:
+	// catHashes by the category's hash from the candidates' model keys,
+	// catIdx by name for the rare category whose hash collides with
+	// another's (scratch.catEntry) and for the fallback's counts.
+	catHashes catIndex
+	catIdx    map[string]int
+	cats      []catState
+	poolN     []int32   // per cats entry: candidates recordPool took
+	shadow    []float64 // a shadow challenger's scores of the candidates
+	top       []int     // the shadow challenger's best candidates
 	// shadowRanked, shadowRank and shadowN rank the eligible candidates
 	// by the shadow challenger's scores and count its picks per cats
 	// entry.
@@ -289,7 +294,75 @@ type scratch struct {
 
 // catState counts, for one category, the items shown and the eligible
 // candidates left.
-type catState struct{ shown, left int }
+type catState struct {
+	name        string
+	shown, left int
+}
+
+// catIndex maps category hashes to entries of scratch.cats for one
+// request: a stampSet with the entry of each key beside it.
+type catIndex struct {
+	set   stampSet[uint64]
+	entry []int32 // per position of set.keys
+}
+
+// reset empties the index and makes room for bound categories.
+func (c *catIndex) reset(bound int) {
+	c.set.reset(bound)
+	if len(c.entry) < len(c.set.keys) {
+		c.entry = make([]int32, len(c.set.keys))
+	}
+}
+
+// get returns the entry of hash h.
+func (c *catIndex) get(h uint64) (int, bool) {
+	p, ok := c.set.find(h)
+	return int(c.entry[p]), ok
+}
+
+// put maps h, which the index does not hold, to entry k.
+func (c *catIndex) put(h uint64, k int) {
+	p, _ := c.set.find(h)
+	c.set.stamp[p], c.set.keys[p], c.entry[p] = c.set.gen, h, int32(k)
+}
+
+// resetCats empties the categories of sp for a request of n candidates.
+func (sp *scratch) resetCats(n int) {
+	sp.catHashes.reset(n)
+	if len(sp.catIdx) > 0 {
+		clear(sp.catIdx)
+	}
+	sp.cats = sp.cats[:0]
+}
+
+// catEntry returns the entry in sp.cats of category c, whose hash is h,
+// adding it when it is new.
+func (sp *scratch) catEntry(c string, h uint64) int {
+	if k, ok := sp.lookupCat(c, h); ok {
+		return k
+	}
+	k := len(sp.cats)
+	sp.cats = append(sp.cats, catState{name: c})
+	if _, taken := sp.catHashes.get(h); taken {
+		sp.catIdx[c] = k // its hash collides with an earlier category's
+	} else {
+		sp.catHashes.put(h, k)
+	}
+	return k
+}
+
+// lookupCat returns the entry in sp.cats of category c, whose hash is h.
+func (sp *scratch) lookupCat(c string, h uint64) (int, bool) {
+	k, ok := sp.catHashes.get(h)
+	if !ok {
+		return 0, false
+	}
+	if sp.cats[k].name == c {
+		return k, true
+	}
+	k, ok = sp.catIdx[c]
+	return k, ok
+}
 
 func newScratch() *scratch {
 	sp := &scratch{

@@ -267,3 +267,38 @@ func TestSelectRanked(t *testing.T) {
 		}
 	}
 }
+
+// TestCatEntry checks the request's category index, including two
+// categories whose hashes collide (forced here: about once in 2⁶⁴ with real
+// hashes), which must stay two categories.
+func TestCatEntry(t *testing.T) {
+	sp := newScratch()
+	for round := range 2 { // the second round after a reset reuses the arrays
+		sp.resetCats(10)
+		if _, ok := sp.lookupCat("a", 7); ok {
+			t.Fatalf("round %d: lookupCat(a) found a category before any was added", round)
+		}
+		a, b, c := sp.catEntry("a", 7), sp.catEntry("b", 7), sp.catEntry("c", 8)
+		if a == b || a == c || b == c {
+			t.Fatalf("round %d: entries a %d, b %d, c %d: want three distinct", round, a, b, c)
+		}
+		for _, tc := range []struct {
+			name string
+			h    uint64
+			want int
+		}{{"a", 7, a}, {"b", 7, b}, {"c", 8, c}} {
+			if k := sp.catEntry(tc.name, tc.h); k != tc.want {
+				t.Errorf("round %d: catEntry(%s) again = %d, want %d", round, tc.name, k, tc.want)
+			}
+			if k, ok := sp.lookupCat(tc.name, tc.h); !ok || k != tc.want || sp.cats[k].name != tc.name {
+				t.Errorf("round %d: lookupCat(%s) = %d, %v; want %d, true", round, tc.name, k, ok, tc.want)
+			}
+		}
+		if _, ok := sp.lookupCat("d", 7); ok {
+			t.Errorf("round %d: lookupCat(d) found a category sharing a's hash", round)
+		}
+		if len(sp.cats) != 3 {
+			t.Errorf("round %d: %d categories, want 3", round, len(sp.cats))
+		}
+	}
+}

@@ -117,8 +117,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	// except for the walk to the next eligible item. sp.cat maps each
 	// candidate to its category's entry, -1 for a candidate the filter
 	// drops.
-	clear(sp.catIdx)
-	sp.cats = sp.cats[:0]
+	sp.resetCats(len(items))
 	sp.cat = slices.Grow(sp.cat[:0], len(items))[:len(items)]
 	sp.taken = slices.Grow(sp.taken[:0], len(items))[:len(items)]
 	clear(sp.taken)
@@ -133,13 +132,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		rs = append(rs, ranked{scores[i], i})
 		k := prevK
 		if k < 0 || it.Category != prevCat {
-			var ok bool
-			k, ok = sp.catIdx[it.Category]
-			if !ok {
-				k = len(sp.cats)
-				sp.catIdx[it.Category] = k
-				sp.cats = append(sp.cats, catState{})
-			}
+			k = sp.catEntry(it.Category, keys[i].CategoryHash())
 			prevCat, prevK = it.Category, k
 		}
 		sp.cat[i] = int32(k)
@@ -237,7 +230,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 		if shown {
 			continue
 		}
-		k, ok := sp.catIdx[cat]
+		k, ok := sp.lookupCat(cat, model.CategoryHash(cat))
 		if !ok || sp.cats[k].shown >= e.cfg.MaxPerCategory {
 			continue // no eligible candidate of the category
 		}
@@ -264,7 +257,8 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 			if slot < 0 {
 				return
 			}
-			if k, ok := sp.catIdx[d.Items[slot].Category]; ok {
+			c := d.Items[slot].Category
+			if k, ok := sp.lookupCat(c, model.CategoryHash(c)); ok {
 				sp.cats[k].shown--
 			}
 		} else {

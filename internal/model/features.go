@@ -61,6 +61,13 @@ func (k ItemKey) IDHash() uint64 { return k.item }
 // IDHash returns ItemKey.IDHash of any item with this id.
 func IDHash(id string) uint64 { return index(itemHash(id)) }
 
+// CategoryHash returns the 64-bit hash of the category k holds, 0 for
+// none. Two categories collide about once in 2⁶⁴.
+func (k ItemKey) CategoryHash() uint64 { return k.cat }
+
+// CategoryHash returns ItemKey.CategoryHash of any item of category c.
+func CategoryHash(c string) uint64 { return KeyOf(event.Item{Category: c}).cat }
+
 // Prepared holds the hashes of the request-side features of one Context, so
 // that scoring many items mixes them with each item's hashes only. The hashes
 // are full 64-bit values independent of Config.Bits, so a Prepared made by

@@ -540,3 +540,19 @@ func TestIDHash(t *testing.T) {
 		seen[h] = id
 	}
 }
+
+// TestCategoryHash checks that CategoryHash is the category part of an
+// item's key, 0 for no category.
+func TestCategoryHash(t *testing.T) {
+	for _, c := range []string{"", "books", "games", "category=books"} {
+		if got, want := KeyOf(event.Item{ID: "x", Category: c}).CategoryHash(), CategoryHash(c); got != want {
+			t.Errorf("KeyOf(category %q).CategoryHash() = %#x, CategoryHash = %#x", c, got, want)
+		}
+	}
+	if h := CategoryHash(""); h != 0 {
+		t.Errorf("CategoryHash(\"\") = %#x, want 0", h)
+	}
+	if CategoryHash("books") == CategoryHash("games") {
+		t.Error("CategoryHash(books) = CategoryHash(games)")
+	}
+}
