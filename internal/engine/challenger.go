@@ -112,7 +112,7 @@ func (e *Engine) shadowScore(ctx context.Context, s Scorer, x *model.Context, sp
 	rs := sp.shadowRanked[:0]
 	for i := range sp.cs.items {
 		if i < len(sp.cat) && sp.cat[i] >= 0 {
-			rs = append(rs, ranked{sp.shadow[i], i})
+			rs = append(rs, newRankKey(sp.shadow[i], i))
 		}
 	}
 	sp.shadowRanked = rs

@@ -265,7 +265,7 @@ type scratch struct {
 	// (nil: scores are what is recorded). It is the interface, not the
 	// method value ls.Probability, which allocated a closure per request.
 	logits  LogitScorer
-	ranked  []ranked // eligible candidates, ranked by rank
+	ranked  []rankKey // eligible candidates' keys, ranked by rank
 	rank    ranking
 	cat     []int32 // per candidate: its entry in cats, -1 if not eligible
 	taken   []bool  // per candidate: in the answer
@@ -285,7 +285,7 @@ type scratch struct {
 	// shadowRanked, shadowRank and shadowN rank the eligible candidates
 	// by the shadow challenger's scores and count its picks per cats
 	// entry.
-	shadowRanked []ranked
+	shadowRanked []rankKey
 	shadowRank   ranking
 	shadowN      []int32
 	pcg          rand.PCG

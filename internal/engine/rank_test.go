@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -250,17 +251,12 @@ func TestSelectRanked(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for trial := range 500 {
 		n := 1 + rng.IntN(200)
-		s := make([]ranked, n)
+		s := make([]rankKey, n)
 		for i := range s {
-			s[i] = ranked{float64(rng.IntN(1 + trial%50)), i}
+			s[i] = newRankKey(float64(rng.IntN(1+trial%50)), i)
 		}
 		sorted := slices.Clone(s)
-		slices.SortFunc(sorted, func(a, b ranked) int {
-			if a.before(b) {
-				return -1
-			}
-			return 1
-		})
+		slices.Sort(sorted)
 		k := rng.IntN(n)
 		if got := selectRanked(s, k); got != sorted[k] {
 			t.Fatalf("selectRanked(%d of %d) = %v, want %v", k, n, got, sorted[k])
@@ -299,6 +295,39 @@ func TestCatEntry(t *testing.T) {
 		}
 		if len(sp.cats) != 3 {
 			t.Errorf("round %d: %d categories, want 3", round, len(sp.cats))
+		}
+	}
+}
+
+// TestRankKey checks that keys order candidates as a stable sort by
+// descending score does: higher scores first, equal scores by index, -0 as
+// 0, NaN after every number, and scores apart in their tenth significant
+// digit still apart.
+func TestRankKey(t *testing.T) {
+	inf := math.Inf(1)
+	scores := []float64{inf, 1e300, 3, 1 + 1e-9, 1, 0.5, 1e-300, 0, math.Copysign(0, -1), -1e-300, -0.5, -1, -1 - 1e-9, -3, -1e300, -inf, math.NaN()}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for trial := range 2000 {
+		a, b := rng.IntN(len(scores)), rng.IntN(len(scores))
+		i, j := rng.IntN(maxRanked), rng.IntN(maxRanked)
+		if i == j {
+			continue
+		}
+		ka, kb := newRankKey(scores[a], i), newRankKey(scores[b], j)
+		// scores is in ranking order, 0 and -0 (positions 7 and 8) equal.
+		pa, pb := a, b
+		if pa == 8 {
+			pa = 7
+		}
+		if pb == 8 {
+			pb = 7
+		}
+		want := pa < pb || pa == pb && i < j
+		if got := ka < kb; got != want {
+			t.Fatalf("trial %d: key(%v, %d) < key(%v, %d) = %v, want %v", trial, scores[a], i, scores[b], j, got, want)
+		}
+		if ka.index() != i {
+			t.Fatalf("key(%v, %d).index() = %d", scores[a], i, ka.index())
 		}
 	}
 }

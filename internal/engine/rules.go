@@ -93,6 +93,20 @@ func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
 	blk.pool = d.Pool
 }
 
+// usable reports whether a slot may still take a candidate: a value
+// rather than a closure, so that ranking.nth's scan of the candidates
+// calls it inline.
+type usable struct {
+	taken []bool  // per candidate: in the answer
+	cat   []int32 // per candidate: its entry in cats
+	cats  []catState
+	max   int // Config.MaxPerCategory
+}
+
+// ok reports whether candidate i is not taken and its category is below
+// its cap.
+func (u usable) ok(i int) bool { return !u.taken[i] && u.cats[u.cat[i]].shown < u.max }
+
 // reasonRecent marks an item shown because its category is one the user
 // engaged with last (Config.RecentSlots).
 const reasonRecent = "recent_category"
@@ -125,11 +139,11 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	prevCat, prevK := "", -1
 	for i := range items {
 		it := &items[i]
-		if !f.okKey(it, keys[i]) {
+		if i >= maxRanked || !f.okKey(it, keys[i]) { // a rankKey's index holds maxRanked
 			sp.cat[i] = -1
 			continue
 		}
-		rs = append(rs, ranked{scores[i], i})
+		rs = append(rs, newRankKey(scores[i], i))
 		k := prevK
 		if k < 0 || it.Category != prevCat {
 			k = sp.catEntry(it.Category, keys[i].CategoryHash())
@@ -147,9 +161,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	rng := sp.rng
 	taken := sp.taken
 	eligible := rk.len()
-	usable := func(i int) bool {
-		return !taken[i] && sp.cats[sp.cat[i]].shown < e.cfg.MaxPerCategory
-	}
+	usable := usable{taken: taken, cat: sp.cat, cats: sp.cats, max: e.cfg.MaxPerCategory}
 	if req.Count <= len(blk.items) {
 		d.Items = blk.items[:0]
 	} else {
@@ -159,7 +171,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	head := 0
 	for len(d.Items) < req.Count && eligible > 0 {
 		top, ok := rk.at(head)
-		for ok && !usable(top) {
+		for ok && !usable.ok(top) {
 			head++
 			top, ok = rk.at(head)
 		}
@@ -237,7 +249,7 @@ func (e *Engine) recentSlots(sp *scratch, count int, recent []string, d *Decisio
 		// The best eligible candidate of the category not yet taken.
 		pick := -1
 		for i, ki := range sp.cat {
-			if int(ki) == k && !sp.taken[i] && (pick < 0 || (ranked{scores[i], i}).before(ranked{scores[pick], pick})) {
+			if int(ki) == k && !sp.taken[i] && (pick < 0 || newRankKey(scores[i], i) < newRankKey(scores[pick], pick)) {
 				pick = i
 			}
 		}
