@@ -115,10 +115,14 @@ type indexView struct {
 	catLists   [][]entry // byCategory[categories[i]], in the same order
 	bySegment  map[string][]entry
 	covis      map[string][]entry
-	pop        map[string]float64 // popularity of listed items, 0..1
-	maxScore   float64
-	discCats   []string  // the categories with a discovery list, in name order
-	discLists  [][]entry // the discovery list of each of discCats
+	// pop is the popularity of the listed items, 0..1, by model.IDHash of
+	// their ids: the candidates' keys hold it, so the pool and the
+	// popularity control look it up without hashing ids as strings (two
+	// ids colliding, once in 2⁶⁴, would share a popularity).
+	pop       map[uint64]float64
+	maxScore  float64
+	discCats  []string  // the categories with a discovery list, in name order
+	discLists [][]entry // the discovery list of each of discCats
 }
 
 // NewIndex returns an empty index.
@@ -135,7 +139,7 @@ func NewIndex(cfg IndexConfig) *Index {
 		byCat:     make(map[string][]*itemStat),
 	}
 	ix.disc.init(cfg.Discover)
-	ix.view.Store(&indexView{byCategory: map[string][]entry{}, bySegment: map[string][]entry{}, covis: map[string][]entry{}, pop: map[string]float64{}})
+	ix.view.Store(&indexView{byCategory: map[string][]entry{}, bySegment: map[string][]entry{}, covis: map[string][]entry{}, pop: map[uint64]float64{}})
 	return ix
 }
 
@@ -304,7 +308,7 @@ func (ix *Index) Refresh() {
 		byCategory: make(map[string][]entry, len(ix.byCat)),
 		bySegment:  make(map[string][]entry, len(ix.segments)),
 		covis:      old.covis,
-		pop:        make(map[string]float64, len(ix.global)+len(ix.byCat)*ix.cfg.PerCategory),
+		pop:        make(map[uint64]float64, len(ix.global)+len(ix.byCat)*ix.cfg.PerCategory),
 	}
 	if len(ix.global) > 0 {
 		nv.maxScore = ix.global[0].score
@@ -319,7 +323,7 @@ func (ix *Index) Refresh() {
 		out := make([]entry, len(l))
 		for i, s := range l {
 			out[i] = entry{item: s.item, key: s.key, id: s.id, score: s.score}
-			nv.pop[s.item.ID] = norm(s.score)
+			nv.pop[s.key.IDHash()] = norm(s.score)
 		}
 		return out
 	}
@@ -607,5 +611,10 @@ func (ix *Index) Popular(segment string, fn func(it event.Item, score float64) b
 // popular item, or 0 for an item outside the popularity lists. The popularity
 // control variant ranks by it.
 func (ix *Index) Popularity(id string) float64 {
-	return ix.view.Load().pop[id]
+	return ix.view.Load().pop[model.IDHash(id)]
+}
+
+// popularityOf is Popularity of the item whose model key is k.
+func (ix *Index) popularityOf(k model.ItemKey) float64 {
+	return ix.view.Load().pop[k.IDHash()]
 }

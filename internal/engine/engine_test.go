@@ -313,6 +313,36 @@ func TestJoinedAndPopularity(t *testing.T) {
 	if p := e.Index().Popularity("i07-019"); p != 1 {
 		t.Errorf("Popularity(i07-019) = %v, want 1", p)
 	}
+	// A decision's logged pool and the popularity control read the same
+	// popularity, through the candidates' keys.
+	e.cfg.PoolSize = 20
+	d2, err := e.Recommend(t.Context(), Request{UserID: "alice", Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hot := false
+	for _, p := range d2.Pool {
+		if want := e.Index().Popularity(p.ItemID); p.Popularity != want {
+			t.Errorf("pool item %s popularity %v, want Popularity = %v", p.ItemID, p.Popularity, want)
+		}
+		hot = hot || p.ItemID == "i07-019" && p.Popularity == 1
+	}
+	if !hot {
+		t.Errorf("pool %+v: want i07-019 with popularity 1", d2.Pool)
+	}
+	var cs candidateSet
+	e.Index().Candidates(&cs, nil, nil)
+	out := make([]float64, len(cs.items))
+	for _, x := range []*model.Context{{}, {ItemKeys: cs.keys}} {
+		if err := (popularityScorer{e.Index()}).Score(t.Context(), x, cs.items, out); err != nil {
+			t.Fatal(err)
+		}
+		for i, it := range cs.items {
+			if want := e.Index().Popularity(it.ID); out[i] != want {
+				t.Fatalf("popularity control (%d keys): %s scored %v, want %v", len(x.ItemKeys), it.ID, out[i], want)
+			}
+		}
+	}
 	if !strings.HasPrefix(d.UserHash, "u_") || strings.Contains(d.UserHash, "alice") {
 		t.Errorf("UserHash = %q, want a pseudonym", d.UserHash)
 	}

@@ -87,7 +87,7 @@ func (e *Engine) recordPool(sp *scratch, blk *decisionBlock) {
 		if c := sp.cat[i]; sp.poolN[c] < per {
 			sp.poolN[c]++
 			it := &sp.cs.items[i]
-			d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.Popularity(it.ID)})
+			d.Pool = append(d.Pool, PoolItem{ItemID: it.ID, Category: it.Category, Score: sp.probability(sp.scores[i]), Popularity: e.index.popularityOf(sp.cs.keys[i])})
 		}
 	}
 	blk.pool = d.Pool

@@ -126,10 +126,16 @@ func (s *PinnedScorer) Immediate() bool { return true }
 // popularityScorer is the control variant: items ranked by popularity.
 type popularityScorer struct{ ix *Index }
 
-func (p popularityScorer) Score(_ context.Context, _ *model.Context, items []event.Item, out []float64) error {
+func (p popularityScorer) Score(_ context.Context, x *model.Context, items []event.Item, out []float64) error {
 	v := p.ix.view.Load()
+	if keys := x.ItemKeys; len(keys) == len(items) {
+		for i := range items {
+			out[i] = v.pop[keys[i].IDHash()]
+		}
+		return nil
+	}
 	for i := range items {
-		out[i] = v.pop[items[i].ID]
+		out[i] = v.pop[model.IDHash(items[i].ID)]
 	}
 	return nil
 }
