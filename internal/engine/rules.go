@@ -161,7 +161,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	rng := sp.rng
 	taken := sp.taken
 	eligible := rk.len()
-	usable := usable{taken: taken, cat: sp.cat, cats: sp.cats, max: e.cfg.MaxPerCategory}
+	free := usable{taken: taken, cat: sp.cat, cats: sp.cats, max: e.cfg.MaxPerCategory}
 	if req.Count <= len(blk.items) {
 		d.Items = blk.items[:0]
 	} else {
@@ -171,7 +171,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 	head := 0
 	for len(d.Items) < req.Count && eligible > 0 {
 		top, ok := rk.at(head)
-		for ok && !usable.ok(top) {
+		for ok && !free.ok(top) {
 			head++
 			top, ok = rk.at(head)
 		}
@@ -191,7 +191,7 @@ func (e *Engine) applyRules(ctx context.Context, sp *scratch, req Request, act f
 		if e.cfg.Explore > 0 && rng.Float64() < e.cfg.Explore {
 			if j := rng.IntN(m); j != 0 {
 				// The j-th eligible item after head.
-				if i, ok := rk.nth(head, j, usable); ok {
+				if i, ok := rk.nth(head, j, free); ok {
 					pick, reason, prop = i, "explore", e.cfg.Explore/n
 				}
 			}
