@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"errors"
+	"regexp"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,7 +105,13 @@ func NewRegistry(version string) *prometheus.Registry {
 	})
 	info.Set(1)
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		// Besides the defaults, the scheduler's latency (how long a
+		// runnable goroutine waited for a thread) and the stop-the-world
+		// pauses of the GC: what tells a stall of the runtime from one of
+		// the node's own work.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/(latencies|pauses/total/gc):seconds$`)},
+		)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		info,
 	)

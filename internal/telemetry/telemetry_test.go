@@ -89,7 +89,7 @@ func TestNewRegistry(t *testing.T) {
 			t.Errorf("sightline_build_info = %v, want 1", v)
 		}
 	}
-	for _, n := range []string{"sightline_build_info", "go_goroutines", "process_cpu_seconds_total"} {
+	for _, n := range []string{"sightline_build_info", "go_goroutines", "process_cpu_seconds_total", "go_sched_latencies_seconds", "go_sched_pauses_total_gc_seconds"} {
 		if !names[n] {
 			t.Errorf("NewRegistry().Gather() lacks %s", n)
 		}
