@@ -314,16 +314,16 @@ func (c *catIndex) reset(bound int) {
 	}
 }
 
-// get returns the entry of hash h.
-func (c *catIndex) get(h uint64) (int, bool) {
-	p, ok := c.set.find(h)
-	return int(c.entry[p]), ok
+// find returns the position of hash h in the index with its entry and
+// true, or the position insert would give it and false.
+func (c *catIndex) find(h uint64) (pos uint64, k int, found bool) {
+	pos, found = c.set.find(h)
+	return pos, int(c.entry[pos]), found
 }
 
-// put maps h, which the index does not hold, to entry k.
-func (c *catIndex) put(h uint64, k int) {
-	p, _ := c.set.find(h)
-	c.set.stamp[p], c.set.keys[p], c.entry[p] = c.set.gen, h, int32(k)
+// insert maps h, which find placed at pos without finding it, to entry k.
+func (c *catIndex) insert(pos, h uint64, k int) {
+	c.set.stamp[pos], c.set.keys[pos], c.entry[pos] = c.set.gen, h, int32(k)
 }
 
 // resetCats empties the categories of sp for a request of n candidates.
@@ -336,31 +336,37 @@ func (sp *scratch) resetCats(n int) {
 }
 
 // catEntry returns the entry in sp.cats of category c, whose hash is h,
-// adding it when it is new.
+// adding it when it is new: one probe of the index.
 func (sp *scratch) catEntry(c string, h uint64) int {
-	if k, ok := sp.lookupCat(c, h); ok {
-		return k
+	pos, k, found := sp.catHashes.find(h)
+	if found {
+		if sp.cats[k].name == c {
+			return k
+		}
+		if k, ok := sp.catIdx[c]; ok {
+			return k
+		}
 	}
-	k := len(sp.cats)
+	k = len(sp.cats)
 	sp.cats = append(sp.cats, catState{name: c})
-	if _, taken := sp.catHashes.get(h); taken {
+	if found {
 		sp.catIdx[c] = k // its hash collides with an earlier category's
 	} else {
-		sp.catHashes.put(h, k)
+		sp.catHashes.insert(pos, h, k)
 	}
 	return k
 }
 
 // lookupCat returns the entry in sp.cats of category c, whose hash is h.
 func (sp *scratch) lookupCat(c string, h uint64) (int, bool) {
-	k, ok := sp.catHashes.get(h)
-	if !ok {
+	_, k, found := sp.catHashes.find(h)
+	if !found {
 		return 0, false
 	}
 	if sp.cats[k].name == c {
 		return k, true
 	}
-	k, ok = sp.catIdx[c]
+	k, ok := sp.catIdx[c]
 	return k, ok
 }
 
