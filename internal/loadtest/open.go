@@ -115,6 +115,13 @@ type Report struct {
 	// RejectedLatency summarises how long the 429 answers took, from the
 	// scheduled send time, in milliseconds: a refusal must be fast.
 	RejectedLatency Summary `json:"rejected_latency_ms"`
+	// SendLag summarises how late the generator handed each arrival to the
+	// target, from its scheduled time, in milliseconds. It is the
+	// generator's own delay (its scheduling, its GC, a machine that stopped
+	// it), already inside Latency: when a high Latency tail comes with a
+	// SendLag tail as long, the generator or the machine stalled, not the
+	// target.
+	SendLag Summary `json:"send_lag_ms"`
 	// PerSecond splits the outcomes by the second of each arrival's
 	// scheduled time, from the start of the run: whether the target
 	// recovered at once when the load dropped shows in the first seconds
@@ -131,6 +138,10 @@ type SecondCounts struct {
 	Rejected uint64 `json:"rejected"`
 	// Errors counts every other failure, overruns included.
 	Errors uint64 `json:"errors"`
+	// MaxMs is the longest latency of the second's answered requests
+	// (successes and refusals), in milliseconds: where in a run a stall
+	// fell.
+	MaxMs float64 `json:"max_ms"`
 }
 
 // ErrorRatio returns Errors/Sent (0 when nothing was sent).
@@ -153,7 +164,7 @@ func Run(ctx context.Context, t Target, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, rejected := new(Histogram), new(Histogram)
+	h, rejected, sendLag := new(Histogram), new(Histogram), new(Histogram)
 	total := uint64(cfg.Rate * cfg.Duration.Seconds())
 	var (
 		mu           sync.Mutex
@@ -176,7 +187,9 @@ func Run(ctx context.Context, t Target, cfg Config) (*Report, error) {
 		rejected.Record(lat)
 		mu.Lock()
 		byKind[KindRejected]++
-		second(sched).Rejected++
+		sc := second(sched)
+		sc.Rejected++
+		sc.MaxMs = max(sc.MaxMs, ms(lat))
 		if !retryAfter {
 			noRetryAfter++
 		}
@@ -185,7 +198,9 @@ func Run(ctx context.Context, t Target, cfg Config) (*Report, error) {
 	ok := func(lat time.Duration, sched time.Time) {
 		h.Record(lat)
 		mu.Lock()
-		second(sched).OK++
+		sc := second(sched)
+		sc.OK++
+		sc.MaxMs = max(sc.MaxMs, ms(lat))
 		mu.Unlock()
 	}
 	perArrival := float64(time.Second) / cfg.Rate
@@ -218,6 +233,7 @@ schedule:
 			wg.Go(func() {
 				defer func() { <-sem }()
 				rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+				sendLag.Record(time.Since(sched))
 				err := t.Send(rctx, seq)
 				lat := time.Since(sched)
 				cancel()
@@ -246,6 +262,7 @@ schedule:
 		Histogram:                 h,
 		Rejected:                  rejected.Count(),
 		RejectedLatency:           rejected.Summary(),
+		SendLag:                   sendLag.Summary(),
 		PerSecond:                 perSecond,
 		RejectedWithoutRetryAfter: noRetryAfter,
 	}

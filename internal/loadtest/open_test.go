@@ -69,6 +69,21 @@ func TestRunMeasuresFromScheduledTime(t *testing.T) {
 						t.Errorf("max = %v, want %v (first arrival of the stall)", got, want)
 					}
 				}
+				// The stall shows in the second it fell in, and as the
+				// target's, not the generator's: every arrival was handed
+				// over on time.
+				for i, sc := range r.PerSecond[:10] {
+					want := 1.0
+					if tt.until > 0 && i == int(tt.stallFrom/time.Second) {
+						want = ms(tt.until - tt.stallFrom + time.Millisecond)
+					}
+					if sc.MaxMs != want {
+						t.Errorf("second %d max = %vms, want %vms", i, sc.MaxMs, want)
+					}
+				}
+				if r.SendLag.Max != 0 {
+					t.Errorf("send lag max = %vms, want 0: only the target stalled", r.SendLag.Max)
+				}
 			})
 		})
 	}
@@ -291,7 +306,7 @@ func TestRunCountsRejections(t *testing.T) {
 		if r.Errors != 104 || r.ErrorsByKind[KindServer] != 4 || r.ErrorsByKind[KindClient] != 0 {
 			t.Errorf("errors %d by kind %v, want 104: 100 rejections and 4 5xx", r.Errors, r.ErrorsByKind)
 		}
-		want := []SecondCounts{{OK: 49, Rejected: 50, Errors: 1}, {OK: 49, Rejected: 50, Errors: 1}, {OK: 99, Errors: 1}, {OK: 99, Errors: 1}, {}}
+		want := []SecondCounts{{OK: 49, Rejected: 50, Errors: 1, MaxMs: 1}, {OK: 49, Rejected: 50, Errors: 1, MaxMs: 1}, {OK: 99, Errors: 1, MaxMs: 1}, {OK: 99, Errors: 1, MaxMs: 1}, {}}
 		if diff := cmp.Diff(want, r.PerSecond); diff != "" {
 			t.Errorf("per second (-want +got):\n%s", diff)
 		}
