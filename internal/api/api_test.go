@@ -1,11 +1,13 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -449,6 +451,36 @@ func TestConcurrentRecommendations(t *testing.T) {
 	for range 20 {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestRecommendKeepsConnection: recommendation answers on one keep-alive
+// connection, each with a current Date, whether the body of declared
+// length ends at the JSON value or after white space.
+func TestRecommendKeepsConnection(t *testing.T) {
+	e := newEnv(t, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, body := range []string{`{"user_id":"u1","count":2}`, `{"user_id":"u2"}` + " \n\t ", `{"user_id":"u3","count":1}`} {
+		before := time.Now().Truncate(time.Second)
+		fmt.Fprintf(c, "POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept connection: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("request %d: status %d, close %v, body %s; want 200 on a kept connection", i, resp.StatusCode, resp.Close, b)
+		}
+		date, err := http.ParseTime(resp.Header.Get("Date"))
+		if err != nil || date.Before(before) || date.After(time.Now()) {
+			t.Errorf("request %d: Date %q (%v), want a time from %v to now", i, resp.Header.Get("Date"), err, before)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sightline/sightline/internal/engine"
@@ -54,6 +56,29 @@ var (
 	ctypeProblem = []string{"application/problem+json"}
 )
 
+// httpDate is the Date header value of one second, shared by the responses
+// written in it like the Content-Type values above.
+type httpDate struct {
+	unix int64
+	v    []string
+}
+
+// lastDate is the value of the latest second a response was written in.
+var lastDate atomic.Pointer[httpDate]
+
+// dateHeader returns the Date header value of now. net/http formats one
+// per response when the handler sets none (about 1% of a node's CPU at
+// saturation); this formats one per second.
+func dateHeader(now time.Time) []string {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.unix == sec {
+		return d.v
+	}
+	d := &httpDate{unix: sec, v: []string{now.UTC().Format(http.TimeFormat)}}
+	lastDate.Store(d)
+	return d.v
+}
+
 // chunkingThreshold is net/http's buffer of a response before it decides
 // on chunked encoding: a body that fits and is written at once gets its
 // Content-Length from the server, without an allocation for the header.
@@ -72,6 +97,7 @@ func writeBytes(w http.ResponseWriter, status int, ctype string, b []byte) {
 	if len(b) >= chunkingThreshold {
 		h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	}
+	h["Date"] = dateHeader(time.Now())
 	w.WriteHeader(status)
 	// G705 (XSS): every caller writes JSON under a JSON content type, which
 	// a browser does not render as HTML; a failed write means the client left.

@@ -3,7 +3,10 @@ package api
 import (
 	"encoding/json"
 	"math"
+	"net/http"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -66,4 +69,26 @@ func TestAppendFloatNonFinite(t *testing.T) {
 			t.Errorf("appendFloat(%v) = %s, want 0", f, got)
 		}
 	}
+}
+
+// TestDateHeader: the Date value is the second's, formatted once and
+// shared by the responses of that second, and the next second gets its own.
+func TestDateHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		first := dateHeader(now)
+		if want := now.UTC().Format(http.TimeFormat); len(first) != 1 || first[0] != want {
+			t.Fatalf("dateHeader(%v) = %q, want [%q]", now, first, want)
+		}
+		time.Sleep(time.Second - time.Duration(now.Nanosecond()) - 1)
+		if same := dateHeader(time.Now()); &same[0] != &first[0] {
+			t.Errorf("dateHeader later in the same second = %q, a new value; want the shared one", same)
+		}
+		time.Sleep(time.Nanosecond)
+		later := time.Now()
+		next := dateHeader(later)
+		if want := later.UTC().Format(http.TimeFormat); next[0] != want || next[0] == first[0] {
+			t.Errorf("dateHeader(%v) = %q, want %q (the next second)", later, next, want)
+		}
+	})
 }
