@@ -18,7 +18,7 @@ func TestAccessFlags(t *testing.T) {
 		Access    app.AccessConfig
 		Admission app.AdmissionConfig
 	}
-	defaults := got{Admission: app.AdmissionConfig{MaxInFlight: app.DefaultMaxInFlight(), Wait: 5 * time.Millisecond,
+	defaults := got{Admission: app.AdmissionConfig{MaxInFlight: app.DefaultMaxInFlight(), Wait: 5 * time.Millisecond, Interval: 100 * time.Millisecond,
 		MaxInFlightEvents: app.DefaultMaxInFlightEvents(), EventsWait: 250 * time.Millisecond}}
 	tests := []struct {
 		name string
@@ -30,10 +30,10 @@ func TestAccessFlags(t *testing.T) {
 		{
 			name: "flags",
 			args: []string{"--api-keys-file", "/etc/sightline/keys", "--insecure-open", "--tls-cert", "c.pem", "--tls-key", "k.pem",
-				"--max-inflight", "64", "--admission-wait", "2ms", "--admission-target", "8ms", "--max-inflight-events", "-1", "--admission-wait-events", "1s"},
+				"--max-inflight", "64", "--admission-wait", "2ms", "--admission-interval", "50ms", "--admission-target", "8ms", "--max-inflight-events", "-1", "--admission-wait-events", "1s"},
 			want: got{
 				Access:    app.AccessConfig{KeysFile: "/etc/sightline/keys", InsecureOpen: true, TLSCert: "c.pem", TLSKey: "k.pem"},
-				Admission: app.AdmissionConfig{MaxInFlight: 64, Wait: 2 * time.Millisecond, Target: 8 * time.Millisecond, MaxInFlightEvents: -1, EventsWait: time.Second},
+				Admission: app.AdmissionConfig{MaxInFlight: 64, Wait: 2 * time.Millisecond, Interval: 50 * time.Millisecond, Target: 8 * time.Millisecond, MaxInFlightEvents: -1, EventsWait: time.Second},
 			},
 		},
 		{

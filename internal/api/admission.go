@@ -39,11 +39,20 @@ type LimiterConfig struct {
 	// Max is the most requests handled at once, the ceiling of an adaptive
 	// limit. Required: at least 1.
 	Max int
-	// Queue is how many more may wait for a slot (default Max; negative:
-	// none wait, a request beyond the limit is refused at once).
+	// Queue is how many more may wait for a slot (default 4 × Max;
+	// negative: none wait, a request beyond the limit is refused at once).
 	Queue int
-	// Wait bounds a request's time in the queue (default 5ms).
+	// Wait bounds a request's time in a standing queue: one that has not
+	// been empty for Interval, the sign of arrivals past capacity (default
+	// 5ms).
 	Wait time.Duration
+	// Interval tells a burst from overload (default 100ms), as CoDel does:
+	// while the queue has been empty within the last Interval, a queued
+	// request may wait up to Interval for a slot, so that a burst or a
+	// short stall of the node drains instead of being refused; once the
+	// queue has stayed non-empty for Interval, queued requests wait at
+	// most Wait.
+	Interval time.Duration
 	// Target, if positive, makes the limit adaptive (AIMD on latency): a
 	// request held longer than Target (from its admission to its release)
 	// cuts the limit by a tenth, at most once per round of limit
@@ -56,6 +65,9 @@ type LimiterConfig struct {
 
 // DefaultAdmissionWait is LimiterConfig.Wait's default.
 const DefaultAdmissionWait = 5 * time.Millisecond
+
+// DefaultAdmissionInterval is LimiterConfig.Interval's default.
+const DefaultAdmissionInterval = 100 * time.Millisecond
 
 // Limiter is admission control for a class of requests: it bounds those
 // handled at once and lets a few more wait briefly, in arrival order, for
@@ -71,6 +83,9 @@ type Limiter struct {
 	limit    float64
 	queued   int       // waiting, excluding abandoned waiters
 	queue    []*waiter // FIFO; may hold abandoned waiters
+	// busySince is when the queue last became non-empty; zero while it
+	// is empty.
+	busySince time.Time
 	// completions since the limit last went down.
 	sinceCut int
 }
@@ -91,13 +106,16 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		return nil, errors.New("admission: Max must be at least 1")
 	}
 	if cfg.Queue == 0 {
-		cfg.Queue = cfg.Max
+		cfg.Queue = 4 * cfg.Max
 	}
 	if cfg.Queue < 0 {
 		cfg.Queue = 0
 	}
 	if cfg.Wait <= 0 {
 		cfg.Wait = DefaultAdmissionWait
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultAdmissionInterval
 	}
 	if cfg.Min <= 0 {
 		cfg.Min = max(1, cfg.Max/4)
@@ -107,8 +125,10 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 }
 
 // Acquire admits the caller or refuses it with [ErrQueueFull],
-// [ErrQueueTimeout] or ctx's error. It waits at most the configured Wait.
-// An admitted caller must call Release with the ticket when done.
+// [ErrQueueTimeout] or ctx's error. A queued caller waits at most Wait in
+// a standing queue and at most the larger of Wait and Interval in a burst
+// (see [LimiterConfig]). An admitted caller must call Release with the
+// ticket when done.
 func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 	l.mu.Lock()
 	if l.inflight < int(l.limit) && l.queued == 0 {
@@ -123,19 +143,32 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 	w := &waiter{ready: make(chan struct{})}
 	l.compact()
 	l.queue = append(l.queue, w)
+	start := time.Now()
+	if l.queued == 0 {
+		l.busySince = start
+	}
 	l.queued++
 	l.mu.Unlock()
 
 	t := time.NewTimer(l.cfg.Wait)
 	defer t.Stop()
 	var err error
-	select {
-	case <-w.ready:
-		return l.ticket(), nil
-	case <-t.C:
-		err = ErrQueueTimeout
-	case <-ctx.Done():
-		err = ctx.Err()
+wait:
+	for {
+		select {
+		case <-w.ready:
+			return l.ticket(), nil
+		case <-t.C:
+			if d := l.waitMore(start); d > 0 {
+				t.Reset(d)
+				continue
+			}
+			err = ErrQueueTimeout
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
 	}
 	l.mu.Lock()
 	if w.granted { // handed a slot as the wait ended: take it
@@ -143,9 +176,29 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 		return l.ticket(), nil
 	}
 	w.gone = true
-	l.queued--
+	l.dequeued()
 	l.mu.Unlock()
 	return Ticket{}, err
+}
+
+// waitMore returns how much longer a request queued at start, having
+// waited at least Wait, may wait: none in a standing queue or past
+// Interval; in a burst, until the queue would be standing or Interval
+// has passed.
+func (l *Limiter) waitMore(start time.Time) time.Duration {
+	now := time.Now()
+	l.mu.Lock()
+	standing := l.busySince.Add(l.cfg.Interval)
+	l.mu.Unlock()
+	return min(standing.Sub(now), start.Add(l.cfg.Interval).Sub(now))
+}
+
+// dequeued counts a waiter out of the queue. l.mu is held.
+func (l *Limiter) dequeued() {
+	l.queued--
+	if l.queued == 0 {
+		l.busySince = time.Time{}
+	}
 }
 
 // ticket starts the clock of an admitted request; only an adaptive limit
@@ -194,7 +247,7 @@ func (l *Limiter) Release(t Ticket) {
 			continue
 		}
 		w.granted = true
-		l.queued--
+		l.dequeued()
 		close(w.ready)
 		return // the slot passes to w: inflight is unchanged
 	}

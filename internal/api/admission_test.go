@@ -33,10 +33,11 @@ func TestNewLimiterValidates(t *testing.T) {
 
 // TestLimiterAdmitsUpToMaxThenQueues: Max requests are admitted at once,
 // Queue more wait, the next is refused at once with ErrQueueFull, and a
-// waiter that gets no slot within Wait is refused with ErrQueueTimeout.
+// waiter of a burst that gets no slot within Interval is refused with
+// ErrQueueTimeout.
 func TestLimiterAdmitsUpToMaxThenQueues(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, api.LimiterConfig{Max: 2, Queue: 1, Wait: 10 * time.Millisecond})
+		l := newLimiter(t, api.LimiterConfig{Max: 2, Queue: 1, Wait: 5 * time.Millisecond, Interval: 10 * time.Millisecond})
 		ctx := t.Context()
 		t1, err1 := l.Acquire(ctx)
 		_, err2 := l.Acquire(ctx)
@@ -66,6 +67,76 @@ func TestLimiterAdmitsUpToMaxThenQueues(t *testing.T) {
 		if got, want := l.State(), (api.LimiterState{InFlight: 1, Queued: 0, Limit: 2}); got != want {
 			t.Errorf("State() after a release = %+v, want %+v", got, want)
 		}
+	})
+}
+
+// TestLimiterBurstThenStandingQueue: a queue that was empty a moment ago
+// holds a burst for up to Interval, so a short stall of the node drains
+// instead of being refused; a queue that has not been empty for Interval
+// (arrivals past capacity) holds a request for Wait only.
+func TestLimiterBurstThenStandingQueue(t *testing.T) {
+	cfg := api.LimiterConfig{Max: 1, Queue: 10, Wait: 5 * time.Millisecond, Interval: 100 * time.Millisecond}
+	t.Run("burst drains", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := newLimiter(t, cfg)
+			held, err := l.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			var waited time.Duration
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				tk, err := l.Acquire(t.Context())
+				waited = time.Since(start)
+				if err != nil {
+					t.Errorf("Acquire queued behind a 60ms stall = %v, want admitted", err)
+					return
+				}
+				l.Release(tk)
+			})
+			time.Sleep(60 * time.Millisecond) // the node stalls
+			l.Release(held)
+			wg.Wait()
+			if waited != 60*time.Millisecond {
+				t.Errorf("queued Acquire admitted after %v, want 60ms (at the release)", waited)
+			}
+		})
+	})
+	t.Run("standing queue", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := newLimiter(t, cfg)
+			if _, err := l.Acquire(t.Context()); err != nil { // never released
+				t.Fatal(err)
+			}
+			start := time.Now()
+			// Waiters queued at 0, 90ms and 99ms keep the queue non-empty
+			// from 0: it stands from 100ms.
+			at := []time.Duration{0, 90 * time.Millisecond, 99 * time.Millisecond}
+			errs, waited := make([]error, len(at)), make([]time.Duration, len(at))
+			var wg sync.WaitGroup
+			for i, d := range at {
+				time.Sleep(d - time.Since(start))
+				wg.Go(func() {
+					_, errs[i] = l.Acquire(t.Context())
+					waited[i] = time.Since(start) - d
+				})
+				synctest.Wait()
+			}
+			wg.Wait()
+			// The first waits out Interval; the second, past its Wait in a
+			// burst, until the queue stands; the third, queued in a standing
+			// queue, Wait only.
+			want := []time.Duration{100 * time.Millisecond, 10 * time.Millisecond, 5 * time.Millisecond}
+			for i := range at {
+				if !errors.Is(errs[i], api.ErrQueueTimeout) || waited[i] != want[i] {
+					t.Errorf("waiter queued at %v: %v after %v, want ErrQueueTimeout after %v", at[i], errs[i], waited[i], want[i])
+				}
+			}
+			if got := l.State(); got.Queued != 0 {
+				t.Errorf("State() at the end = %+v, want an empty queue", got)
+			}
+		})
 	})
 }
 

@@ -22,8 +22,13 @@ type AdmissionConfig struct {
 	// (default DefaultMaxInFlight: 8 per GOMAXPROCS; negative: no limit).
 	MaxInFlight int
 	// Wait is how long a recommendation request past the limit may wait
-	// for a slot (default 5ms).
+	// for a slot in a standing queue, one not empty for Interval (default
+	// 5ms).
 	Wait time.Duration
+	// Interval is how long a burst may queue (default 100ms): a request
+	// past the limit waits up to Interval for a slot unless the queue has
+	// not been empty for that long (see [api.LimiterConfig]).
+	Interval time.Duration
 	// Target, if positive, makes the recommendation limit adaptive: it
 	// shrinks (down to a quarter of MaxInFlight) while requests take
 	// longer than Target and grows back while they do not. Zero keeps it
@@ -71,7 +76,7 @@ func (n *Node) admission() (api.AdmissionConfig, error) {
 	}
 	var err error
 	if c.MaxInFlight > 0 {
-		if out.Recommend, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlight, Wait: c.Wait, Target: c.Target}); err != nil {
+		if out.Recommend, err = api.NewLimiter(api.LimiterConfig{Max: c.MaxInFlight, Wait: c.Wait, Interval: c.Interval, Target: c.Target}); err != nil {
 			return out, err
 		}
 	}
