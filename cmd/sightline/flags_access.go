@@ -19,7 +19,7 @@ func accessFlags(fs *flag.FlagSet, c *app.Config) {
 	fs.BoolVar(&a.InsecureOpen, "insecure-open", false, "serve without API keys on an address other than loopback (for a node behind an authenticating proxy or on a private network)")
 	fs.StringVar(&a.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with, with --tls-key")
 	fs.StringVar(&a.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.IntVar(&ad.MaxInFlight, "max-inflight", app.DefaultMaxInFlight(), "recommendation requests handled at once; more wait up to --admission-wait, then get 429 with Retry-After (default 8 per core: Go's default GOMAXPROCS; negative: no limit)")
+	fs.IntVar(&ad.MaxInFlight, "max-inflight", app.DefaultMaxInFlight(), "recommendation requests handled at once; up to four times as many more wait (--admission-interval, --admission-wait), then get 429 with Retry-After (default 8 per core: Go's default GOMAXPROCS; negative: no limit)")
 	fs.DurationVar(&ad.Wait, "admission-wait", api.DefaultAdmissionWait, "how long a recommendation request past --max-inflight waits for a slot before its 429 when the queue has not been empty for --admission-interval (the node past its capacity)")
 	fs.DurationVar(&ad.Interval, "admission-interval", api.DefaultAdmissionInterval, "how long a burst may queue: a recommendation request past --max-inflight waits up to this long for a slot while the queue has been empty within it (a burst or a short stall drains instead of getting 429s)")
 	fs.DurationVar(&ad.Target, "admission-target", 0, "if set, the recommendation limit adapts: it shrinks while requests take longer than this and grows back to --max-inflight while they do not (0: fixed)")
