@@ -41,7 +41,7 @@ type loadgenFlags struct {
 	rate, start, factor, maxErr                     float64
 	duration, step, p99, timeout                    time.Duration
 	users, items, inflight, count, batch, bodyBytes int
-	refine, trials, clicks                          int
+	refine, retries, trials, clicks                 int
 	seed                                            int64
 	loadWorld, lag                                  bool
 	traceExporter, apiKey                           string
@@ -71,6 +71,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	fs.Float64Var(&f.start, "start", 500, "max mode: first rate tried")
 	fs.Float64Var(&f.factor, "factor", 1.5, "max mode: rate multiplier after a passing step")
 	fs.IntVar(&f.refine, "refine", 2, "max mode: bisection steps after the first failing rate")
+	fs.IntVar(&f.retries, "retries", 1, "max mode: runs again of a failing step; the rate passes when one run does (negative: none)")
 	fs.DurationVar(&f.step, "step", 5*time.Second, "max mode: duration of each step")
 	fs.DurationVar(&f.p99, "p99", 10*time.Millisecond, "max mode: p99 a passing step stays at or under")
 	fs.Float64Var(&f.maxErr, "max-error-ratio", 0.001, "max mode: share of failed arrivals a passing step allows (negative: none)")
@@ -248,7 +249,7 @@ func runMax(ctx context.Context, f *loadgenFlags) error {
 	}
 	defer t.Close()
 	res, err := loadtest.MaxRate(ctx, t, loadtest.SearchConfig{
-		Start: f.start, Factor: f.factor, Refine: f.refine, Step: f.step, P99: f.p99, MaxErrorRatio: f.maxErr,
+		Start: f.start, Factor: f.factor, Refine: f.refine, Retries: f.retries, Step: f.step, P99: f.p99, MaxErrorRatio: f.maxErr,
 		Run: loadtest.Config{MaxInFlight: f.inflight, Timeout: f.timeout, Name: f.workload},
 		OnStep: func(r *loadtest.Report, pass bool) {
 			fmt.Fprintf(os.Stderr, "loadgen: %s %8.0f/s  p99 %8.3fms  errors %d %v  pass %v\n",

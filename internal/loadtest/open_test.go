@@ -199,7 +199,7 @@ func TestMaxRateFindsCapacity(t *testing.T) {
 		})
 		var steps int
 		res, err := MaxRate(t.Context(), tgt, SearchConfig{
-			Start: 100, Factor: 2, Refine: 3, Step: 2 * time.Second, P99: 10 * time.Millisecond,
+			Start: 100, Factor: 2, Refine: 3, Step: 2 * time.Second, P99: 10 * time.Millisecond, Retries: -1,
 			Run:    Config{MaxInFlight: 100_000},
 			OnStep: func(*Report, bool) { steps++ },
 		})
@@ -217,6 +217,61 @@ func TestMaxRateFindsCapacity(t *testing.T) {
 			t.Errorf("MaxRate() best = %+v, want the report at %.0f/s", res.Best, res.MaxRate)
 		}
 	})
+}
+
+// TestMaxRateRetriesAFailedStep: a step that fails on a stall of the
+// machine is run again, and the search goes on from its rate; without
+// retries the stall ends the search below it.
+func TestMaxRateRetriesAFailedStep(t *testing.T) {
+	tests := []struct {
+		name        string
+		retries     int
+		wantAtLeast float64
+		wantBelow   float64
+		want200     []bool // the verdicts of the runs at 200/s
+	}{
+		{"default one retry", 0, 700, 1001, []bool{false, true}},
+		{"no retries", -1, 100, 200, []bool{false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// Capacity 1000/s, and a 200ms stall 3s in: during the
+				// first run at 200/s (the first step takes 2s and the
+				// pause 0.5s).
+				start := time.Now()
+				lock := make(chan struct{}, 1)
+				tgt := TargetFunc(func(context.Context, uint64) error {
+					lock <- struct{}{}
+					defer func() { <-lock }()
+					if el := time.Since(start); el >= 3*time.Second && el < 3200*time.Millisecond {
+						time.Sleep(3200*time.Millisecond - el)
+					}
+					time.Sleep(time.Millisecond)
+					return nil
+				})
+				res, err := MaxRate(t.Context(), tgt, SearchConfig{
+					Start: 100, Factor: 2, Refine: 3, Step: 2 * time.Second, P99: 10 * time.Millisecond,
+					Retries: tt.retries, Run: Config{MaxInFlight: 100_000},
+				})
+				if err != nil {
+					t.Fatalf("MaxRate() error = %v", err)
+				}
+				if res.MaxRate < tt.wantAtLeast || res.MaxRate >= tt.wantBelow {
+					t.Errorf("MaxRate() = %.0f/s, want in [%.0f, %.0f)", res.MaxRate, tt.wantAtLeast, tt.wantBelow)
+				}
+				var at200 []bool
+				for _, s := range res.Steps {
+					if s.Report.Rate == 200 {
+						at200 = append(at200, s.Pass)
+					}
+				}
+				if diff := cmp.Diff(tt.want200, at200); diff != "" {
+					t.Errorf("runs at 200/s (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
 }
 
 func TestHTTPAgainstBareHandler(t *testing.T) {

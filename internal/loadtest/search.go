@@ -20,6 +20,13 @@ type SearchConfig struct {
 	Limit float64
 	// Step is the duration of each step (default 5s).
 	Step time.Duration
+	// Retries is how many times a failing step is run again (default 1;
+	// negative: none); a rate passes when one of its runs does. On a
+	// shared machine a step now and then fails on a stall of the machine
+	// (a thread not run for tens of milliseconds puts a 2s step's p99 over
+	// 10ms), which must not end a search far below the target's rate; a
+	// rate the target cannot sustain fails every run.
+	Retries int
 	// Pause is the quiet time between steps, letting queues drain (default
 	// 500ms; negative means none).
 	Pause time.Duration
@@ -44,6 +51,12 @@ func (c SearchConfig) withDefaults() SearchConfig {
 	}
 	if c.Refine <= 0 {
 		c.Refine = 2
+	}
+	switch {
+	case c.Retries == 0:
+		c.Retries = 1
+	case c.Retries < 0:
+		c.Retries = 0
 	}
 	if c.Limit <= 0 {
 		c.Limit = 1e6
@@ -72,7 +85,8 @@ type SearchResult struct {
 	MaxErrorRatio float64 `json:"max_error_ratio"`
 	// Best is the report of the step at MaxRate (nil if none passed).
 	Best *Report `json:"best"`
-	// Steps are every step's report, in order, with its verdict.
+	// Steps are every step's report, in order, with its verdict; a
+	// retried rate has a step for each run.
 	Steps []Step `json:"steps"`
 }
 
@@ -86,11 +100,12 @@ type Step struct {
 // latency at or under cfg.P99 with at most cfg.MaxErrorRatio errors: it
 // multiplies the rate by cfg.Factor from cfg.Start until a step fails, then
 // bisects cfg.Refine times between the last pass and the first failure.
-// Each step is an open-loop [Run].
+// Each step is an open-loop [Run]; a failing one is run again up to
+// cfg.Retries times.
 func MaxRate(ctx context.Context, t Target, cfg SearchConfig) (*SearchResult, error) {
 	cfg = cfg.withDefaults()
 	res := &SearchResult{P99LimitMS: ms(cfg.P99), MaxErrorRatio: max(cfg.MaxErrorRatio, 0)}
-	step := func(rate float64) (bool, error) {
+	run := func(rate float64) (bool, error) {
 		if len(res.Steps) > 0 && cfg.Pause > 0 {
 			select {
 			case <-ctx.Done():
@@ -113,6 +128,14 @@ func MaxRate(ctx context.Context, t Target, cfg SearchConfig) (*SearchResult, er
 			cfg.OnStep(r, pass)
 		}
 		return pass, nil
+	}
+	step := func(rate float64) (bool, error) {
+		for try := 0; ; try++ {
+			pass, err := run(rate)
+			if err != nil || pass || try >= cfg.Retries {
+				return pass, err
+			}
+		}
 	}
 	lo, hi := 0.0, 0.0
 	for rate := cfg.Start; ; rate = min(rate*cfg.Factor, cfg.Limit) {
