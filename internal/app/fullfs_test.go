@@ -41,10 +41,12 @@ func mountSmallDisk(t *testing.T, size int) string {
 	return dir
 }
 
-// fillDisk writes zeros to path until its file system is full.
+// fillDisk appends zeros to path until its file system is full: called
+// again, it takes up what the node freed since (a failed snapshot's or
+// decision log file's removal).
 func fillDisk(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +117,9 @@ func TestEventLogFullDisk(t *testing.T) {
 	fillDisk(t, ballast)
 	refused := 0
 	for k := 3; k < 8; k++ {
+		// The node frees space now and then (a failed snapshot's temporary
+		// file removed): the disk is full again before each batch.
+		fillDisk(t, ballast)
 		st, ct, b, m := send(k)
 		if st == http.StatusAccepted {
 			continue // fitted in what was left of a page of the segment
