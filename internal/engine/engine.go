@@ -340,10 +340,7 @@ func (sp *scratch) resetCats(n int) {
 func (sp *scratch) catEntry(c string, h uint64) int {
 	pos, k, found := sp.catHashes.find(h)
 	if found {
-		if sp.cats[k].name == c {
-			return k
-		}
-		if k, ok := sp.catIdx[c]; ok {
+		if k, ok := sp.named(c, k); ok {
 			return k
 		}
 	}
@@ -363,6 +360,12 @@ func (sp *scratch) lookupCat(c string, h uint64) (int, bool) {
 	if !found {
 		return 0, false
 	}
+	return sp.named(c, k)
+}
+
+// named returns the entry of category c, given the entry k its hash found:
+// k itself, or c's own when c's hash collides with an earlier category's.
+func (sp *scratch) named(c string, k int) (int, bool) {
 	if sp.cats[k].name == c {
 		return k, true
 	}
